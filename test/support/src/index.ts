@@ -1,3 +1,22 @@
+export {
+  DEFAULT_DJANGO_USERS,
+  type DjangoConcurrency,
+  type DjangoFixture,
+  DjangoFixtureError,
+  type DjangoFixtureErrorCode,
+  type DjangoLogin,
+  type DjangoUser,
+  type DjangoUserSpec,
+  djangoPasswordHash,
+  djangoProjectDir,
+  djangoPython,
+  djangoTemplateName,
+  dropStaleDjangoFixtures,
+  ensureDjangoTemplate,
+  isDjangoFixtureError,
+  type StartDjangoOptions,
+  startDjango,
+} from './django.js';
 export { freePort, uniqueSuffix, waitFor } from './ports.js';
 export {
   adminQuery,
