@@ -17,6 +17,15 @@ export {
   type StartDjangoOptions,
   startDjango,
 } from './django.js';
+export {
+  type DjangoVectorSpec,
+  type DjangoVectors,
+  type DrfOutcome,
+  djangoVectors,
+  type Json,
+  type SessionVector,
+  type TamperedVector,
+} from './django-vectors.js';
 export { freePort, uniqueSuffix, waitFor } from './ports.js';
 export {
   adminQuery,

@@ -1,0 +1,56 @@
+import { pythonStrip } from './python-strip.js';
+
+const QUOTED_ESCAPE = /\\(?:([0-3][0-7][0-7])|([^\n]))/g;
+
+/** Python's `http.cookies._unquote`. */
+function unquote(value: string): string {
+  if (value.length < 2 || value[0] !== '"' || value[value.length - 1] !== '"') return value;
+  return value
+    .slice(1, -1)
+    .replace(QUOTED_ESCAPE, (_m, octal: string | undefined, char: string | undefined) =>
+      octal !== undefined ? String.fromCharCode(Number.parseInt(octal, 8)) : (char ?? ''),
+    );
+}
+
+/**
+ * Django's `django.http.cookie.parse_cookie`: splits on `;`, takes the name before the first `=`
+ * (a chunk without `=` is a value with an empty name), strips both as Python's `str.strip()` does,
+ * skips empty pairs, unquotes `"..."` values Python's way, and keeps the LAST of duplicate names
+ * (at the position of the first, like a Python dict).
+ *
+ * @param header - the `Cookie` header value, as a string
+ * @returns name to value, in Django's order
+ * @example
+ * parseCookie('a=1; sessionid=x; sessionid=y').get('sessionid') // 'y'
+ */
+export function parseCookie(header: string): Map<string, string> {
+  const cookies = new Map<string, string>();
+  for (const chunk of header.split(';')) {
+    const eq = chunk.indexOf('=');
+    const key = pythonStrip(eq === -1 ? '' : chunk.slice(0, eq));
+    const value = pythonStrip(eq === -1 ? chunk : chunk.slice(eq + 1));
+    if (key !== '' || value !== '') cookies.set(key, unquote(value));
+  }
+  return cookies;
+}
+
+/**
+ * The value Django would read for one cookie name: the same as `parseCookie(header).get(name)`,
+ * without building the whole map.
+ *
+ * @internal
+ */
+export function cookieValue(header: string, name: string): string | undefined {
+  let found: string | undefined;
+  let start = 0;
+  while (start <= header.length) {
+    let end = header.indexOf(';', start);
+    if (end === -1) end = header.length;
+    const chunk = header.slice(start, end);
+    const eq = chunk.indexOf('=');
+    if (eq !== -1 && pythonStrip(chunk.slice(0, eq)) === name)
+      found = unquote(pythonStrip(chunk.slice(eq + 1)));
+    start = end + 1;
+  }
+  return found;
+}

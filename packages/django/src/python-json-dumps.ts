@@ -1,0 +1,143 @@
+/**
+ * Python's `json.dumps(value, separators=(',', ':'))` with its defaults (`ensure_ascii=True`,
+ * `allow_nan=True`): the serializer Django's signing uses, reproduced byte for byte.
+ *
+ * JavaScript has one number type, so a safe integer is written as a Python `int` (`5`, never
+ * `5.0`) and any other number as Python's `float` repr (`0.1`, `1e-05`, `1e+16`, `NaN`,
+ * `Infinity`). Use a `bigint` for integers beyond 2^53. Object keys keep JavaScript's order (integer-
+ * like keys first); pass a `Map` to keep another order, as a Python `dict` does.
+ */
+
+const MAX_DEPTH = 1000;
+const PLAIN_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const SHORT_ESCAPES: Record<number, string> = {
+  8: '\\b',
+  9: '\\t',
+  10: '\\n',
+  12: '\\f',
+  13: '\\r',
+  34: '\\"',
+  92: '\\\\',
+};
+
+/** A JSON string as Python writes it with `ensure_ascii=True`. */
+function dumpString(s: string): string {
+  if (PLAIN_STRING.test(s)) return `"${s}"`;
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) out += s[i];
+    else out += SHORT_ESCAPES[c] ?? `\\u${c.toString(16).padStart(4, '0')}`;
+  }
+  return `${out}"`;
+}
+
+/** Python's `float.__repr__` for a finite number, from JavaScript's shortest round-trip digits. */
+function floatRepr(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Number.POSITIVE_INFINITY) return 'Infinity';
+  if (n === Number.NEGATIVE_INFINITY) return '-Infinity';
+  if (Object.is(n, -0)) return '-0.0';
+  const sign = n < 0 ? '-' : '';
+  const [mantissa = '0', exponent = '0'] = Math.abs(n).toExponential().split('e');
+  const digits = mantissa.replace('.', '');
+  const decpt = Number(exponent) + 1;
+  if (decpt <= -4 || decpt > 16) {
+    const exp = decpt - 1;
+    const body = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    const expAbs = String(Math.abs(exp)).padStart(2, '0');
+    return `${sign}${body}e${exp < 0 ? '-' : '+'}${expAbs}`;
+  }
+  if (decpt <= 0) return `${sign}0.${'0'.repeat(-decpt)}${digits}`;
+  if (decpt >= digits.length) return `${sign}${digits}${'0'.repeat(decpt - digits.length)}.0`;
+  return `${sign}${digits.slice(0, decpt)}.${digits.slice(decpt)}`;
+}
+
+function dumpNumber(n: number): string {
+  // -0 can only come from a Python float (-0.0): a Python int never writes '-0'.
+  return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : floatRepr(n);
+}
+
+function dumpKey(key: unknown, path: string): string {
+  switch (typeof key) {
+    case 'string':
+      return dumpString(key);
+    case 'number':
+      return `"${dumpNumber(key)}"`;
+    case 'bigint':
+      return `"${key.toString()}"`;
+    case 'boolean':
+      return key ? '"true"' : '"false"';
+    default:
+      if (key === null) return '"null"';
+      throw new TypeError(`keys must be str, int, float, bool or None, not ${typeof key} (at ${path})`);
+  }
+}
+
+function isPlainObject(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function dumpValue(value: unknown, path: string, depth: number, seen: Set<object>): string {
+  switch (typeof value) {
+    case 'string':
+      return dumpString(value);
+    case 'number':
+      return dumpNumber(value);
+    case 'bigint':
+      return value.toString();
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (value === null) return 'null';
+      if (depth >= MAX_DEPTH)
+        throw new RangeError(`value nests deeper than ${MAX_DEPTH} levels (at ${path})`);
+      if (seen.has(value)) throw new TypeError(`circular reference detected (at ${path})`);
+      seen.add(value);
+      let out: string;
+      if (Array.isArray(value)) {
+        const parts: string[] = [];
+        for (let i = 0; i < value.length; i++) {
+          parts.push(dumpValue(value[i], `${path}[${i}]`, depth + 1, seen));
+        }
+        out = `[${parts.join(',')}]`;
+      } else if (value instanceof Map) {
+        const parts: string[] = [];
+        for (const [k, v] of value) {
+          parts.push(`${dumpKey(k, path)}:${dumpValue(v, `${path}.${String(k)}`, depth + 1, seen)}`);
+        }
+        out = `{${parts.join(',')}}`;
+      } else if (isPlainObject(value)) {
+        const parts: string[] = [];
+        for (const k of Object.keys(value)) {
+          const v = (value as Record<string, unknown>)[k];
+          parts.push(`${dumpString(k)}:${dumpValue(v, `${path}.${k}`, depth + 1, seen)}`);
+        }
+        out = `{${parts.join(',')}}`;
+      } else {
+        throw new TypeError(
+          `Object of type ${value.constructor?.name ?? 'unknown'} is not JSON serializable (at ${path})`,
+        );
+      }
+      seen.delete(value);
+      return out;
+    }
+    default:
+      throw new TypeError(`${typeof value} is not JSON serializable (at ${path})`);
+  }
+}
+
+/**
+ * Serializes `value` exactly as Django's `JSONSerializer` (`json.dumps(value, separators=(',',
+ * ':'))`) does. The result is pure ASCII.
+ *
+ * @throws {TypeError} for values Python's `json` cannot write either (`undefined`, functions,
+ * symbols, class instances such as `Date`, circular references) and for unsupported `Map` keys
+ * @throws {RangeError} when the value nests deeper than 1000 levels
+ * @example
+ * dumpPythonJson({ a: 'é', b: [1, 0.5] }) // '{"a":"\\u00e9","b":[1,0.5]}'
+ */
+export function dumpPythonJson(value: unknown): string {
+  return dumpValue(value, '$', 0, new Set());
+}

@@ -1,0 +1,146 @@
+import { malformed, SessionDataError } from './errors.js';
+import { decodeLegacyJson, looksLegacy, parseLegacy, verifyLegacy } from './legacy-session-data.js';
+import { checkClock, checkOptionsObject, checkSecret, checkString } from './options.js';
+import {
+  type DecodeLimits,
+  decodePayload,
+  isLegacySignature,
+  parseSigned,
+  readKeys,
+  readLimits,
+  sign,
+  verifySignature,
+} from './signing.js';
+
+/**
+ * The salt Django's database, cache and cached_db session stores sign `session_data` with
+ * (`'django.contrib.sessions.' + SessionStore.__qualname__`).
+ */
+export const DEFAULT_SESSION_SALT = 'django.contrib.sessions.SessionStore';
+
+/** Options of {@link readSessionDataUnverified}. */
+export interface ReadSessionDataOptions extends DecodeLimits {
+  /**
+   * Also read what Django 3.1 and 3.2 read and 4.0 refuses: the pre-3.1 format
+   * (`base64(sha1_hex:json)`) and sha1-signed values.
+   * @default false
+   */
+  readonly allowLegacy?: boolean | undefined;
+}
+
+/** Options of {@link loadSessionData}. */
+export interface LoadSessionDataOptions extends ReadSessionDataOptions {
+  /** Django's `SECRET_KEY`. */
+  readonly secretKey: string;
+  /**
+   * Django's `SECRET_KEY_FALLBACKS` (4.1+): data signed with any of these still loads. Django 4.1+
+   * tries them after `SECRET_KEY`, in order; so does this.
+   * @default []
+   */
+  readonly fallbackKeys?: readonly string[] | undefined;
+  /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
+  readonly salt?: string | undefined;
+}
+
+/** Options of {@link dumpSessionData}. */
+export interface DumpSessionDataOptions {
+  /** Django's `SECRET_KEY`. */
+  readonly secretKey: string;
+  /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
+  readonly salt?: string | undefined;
+  /** Clock in epoch milliseconds; the signature's timestamp is its whole seconds. @default Date.now */
+  readonly now?: (() => number) | undefined;
+}
+
+function asSession(value: unknown): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw malformed('not-an-object');
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Decodes and verifies a `django_session.session_data` value as Django's
+ * `SessionBase.decode()` does (3.1 through 5.2): TimestampSigner, salted HMAC-SHA256, optional zlib,
+ * JSON. Where Django answers an empty session for bad data, this throws, so callers can tell why.
+ *
+ * @returns the session dictionary
+ * @throws {SessionDataError} `E_SESSION_MALFORMED` (not Django's format, too large, bad
+ * base64/zlib/JSON, not a dictionary), `E_SESSION_BAD_SIGNATURE` (no key signed it),
+ * `E_SESSION_LEGACY_DISABLED` (legacy format without `allowLegacy`)
+ * @throws {TypeError|RangeError} for bad options
+ * @example
+ * const session = loadSessionData(row.session_data, { secretKey: process.env.DJANGO_SECRET_KEY! });
+ * session._auth_user_id // '42'
+ */
+export function loadSessionData(data: string, options: LoadSessionDataOptions): Record<string, unknown> {
+  checkOptionsObject('options', options, true);
+  const keys = readKeys(options, 'options');
+  const salt = checkString('options.salt', options.salt, DEFAULT_SESSION_SALT);
+  const limits = readLimits(options, 'options');
+  if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
+    const parts = parseLegacy(data);
+    if (!limits.allowLegacy) throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
+    verifyLegacy(parts, keys, salt);
+    return asSession(decodeLegacyJson(parts, limits.maxDecompressedBytes));
+  }
+  const parts = parseSigned(data, limits.maxLength);
+  verifySignature(parts, keys, salt, limits.allowLegacy);
+  return asSession(decodePayload(parts.payload, limits.maxDecompressedBytes));
+}
+
+/**
+ * Decodes `session_data` WITHOUT verifying its signature: for deployments that trust the database
+ * row (its presence under an unguessable session key is the proof) and do not share `SECRET_KEY`.
+ *
+ * @returns the session dictionary
+ * @throws {SessionDataError} `E_SESSION_MALFORMED`, or `E_SESSION_LEGACY_DISABLED` for legacy data
+ * without `allowLegacy`
+ * @throws {TypeError|RangeError} for bad options
+ * @example
+ * readSessionDataUnverified(row.session_data)._auth_user_id
+ */
+export function readSessionDataUnverified(
+  data: string,
+  options?: ReadSessionDataOptions,
+): Record<string, unknown> {
+  checkOptionsObject('options', options, false);
+  const limits = readLimits(options, 'options');
+  if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
+    const parts = parseLegacy(data);
+    if (!limits.allowLegacy) throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
+    return asSession(decodeLegacyJson(parts, limits.maxDecompressedBytes));
+  }
+  const parts = parseSigned(data, limits.maxLength);
+  if (isLegacySignature(parts) && !limits.allowLegacy)
+    throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
+  return asSession(decodePayload(parts.payload, limits.maxDecompressedBytes));
+}
+
+/**
+ * Encodes a session as Django's `SessionBase.encode()` does (3.1 through 5.2):
+ * `signing.dumps(session, salt=..., compress=True)`. For the same timestamp the result is
+ * byte-identical to Django's: compact separators, `ensure_ascii` escapes, zlib only when it makes
+ * the payload shorter, compressed exactly as CPython's zlib does.
+ *
+ * Pass a `Map` to control key order (a plain object lists integer-like keys first).
+ *
+ * @throws {TypeError} for bad options, or a session Python's json cannot serialize
+ * @throws {RangeError} when `now()` is not a non-negative finite number
+ * @example
+ * await pool.query('UPDATE django_session SET session_data = $1 WHERE session_key = $2',
+ *   [dumpSessionData(session, { secretKey }), key]);
+ */
+export function dumpSessionData(
+  session: Readonly<Record<string, unknown>> | ReadonlyMap<string, unknown>,
+  options: DumpSessionDataOptions,
+): string {
+  checkOptionsObject('options', options, true);
+  const secretKey = checkSecret('options.secretKey', options.secretKey);
+  const salt = checkString('options.salt', options.salt, DEFAULT_SESSION_SALT);
+  const now = checkClock('options.now', options.now);
+  if (session === null || typeof session !== 'object' || Array.isArray(session)) {
+    throw new TypeError(
+      `session should be an object or a Map, got ${session === null ? 'null' : typeof session}`,
+    );
+  }
+  return sign(session, secretKey, salt, true, now);
+}
