@@ -1,0 +1,155 @@
+import type { LimitSource } from './limit-source.js';
+import { checkInteger, checkNumber, checkObject, show } from './validate.js';
+
+/** What a connection sample must carry (a `@sluice/pool` `ConnectionSample` fits). */
+export interface ConnectionSampleLike {
+  /** `max_connections`. */
+  readonly maxConnections: number;
+  /** `superuser_reserved_connections`. */
+  readonly reservedConnections: number;
+  /** Client backends counted against `max_connections` now. */
+  readonly total: number;
+  /** Client backends per `application_name`. */
+  readonly byApplication: Readonly<Record<string, number>>;
+}
+
+/** What a connection monitor must offer (a `@sluice/pool` `ConnectionMonitor` fits). */
+export interface ConnectionMonitorLike {
+  /** Calls `listener` with every sample; returns the unsubscribe function. */
+  onSample(listener: (sample: ConnectionSampleLike) => void): () => void;
+  /** The last sample taken, when there is one. */
+  readonly lastSample?: ConnectionSampleLike | undefined;
+}
+
+/** Options of {@link databaseBudget}. */
+export interface DatabaseBudgetOptions {
+  /** The connection monitor to follow. */
+  monitor: ConnectionMonitorLike;
+  /** `application_name`s whose connections are ours (not "held by others"). @default ['sluice'] */
+  applicationNames?: readonly string[];
+  /** Connections to leave free beyond `superuser_reserved_connections` (migrations, psql, cron). @default 0 */
+  reserve?: number;
+  /** Lowest limit ever published. @default 1 */
+  floor?: number;
+  /** Highest limit ever published (e.g. the pool's size). @default unlimited */
+  ceiling?: number;
+  /**
+   * Weight of a new sample when the budget grows, in (0, 1]: growth is smoothed, shrinking is
+   * applied at once so the gate never admits more than the server can take.
+   * @default 0.3
+   */
+  smoothing?: number;
+  /** Limit before the first sample (which then replaces it). @default the monitor's last sample, else `floor` */
+  initial?: number;
+}
+
+/** A {@link LimitSource} that follows a database's connection budget; `close()` stops following. */
+export interface DatabaseBudget extends LimitSource {
+  /** The unclamped budget of the last sample: `max - reserved - reserve - heldByOthers`. */
+  readonly raw: number | undefined;
+  /** Connections the last sample showed held by other applications. */
+  readonly heldByOthers: number | undefined;
+  /** Stops following the monitor. Idempotent. */
+  close(): void;
+}
+
+/**
+ * The number of connections the database can still give this service:
+ * `max_connections - superuser_reserved_connections - reserve - (connections held by others)`,
+ * refreshed from every monitor sample, growth smoothed, clamped to `[floor, ceiling]`. Connections
+ * leaked idle by another application shrink the gate; once reaped, it grows back.
+ *
+ * @throws {TypeError|RangeError} on invalid options, naming the option.
+ * @example
+ * ```ts
+ * const monitor = monitorConnections({ pool, intervalMs: 5000, warnAt: 0.8, criticalAt: 0.95 });
+ * const limit = databaseBudget({ monitor, reserve: 5, floor: 2, ceiling: pool.max });
+ * app.use(admission({ limit }));
+ * ```
+ */
+export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
+  checkObject('options', options);
+  const { monitor } = options;
+  if (typeof monitor !== 'object' || monitor === null || typeof monitor.onSample !== 'function') {
+    throw new TypeError(`monitor should have an onSample(listener) method, got ${show(monitor)}`);
+  }
+  const names = options.applicationNames ?? ['sluice'];
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
+    throw new TypeError(`applicationNames should be an array of strings, got ${show(names)}`);
+  }
+  const reserve = options.reserve === undefined ? 0 : checkInteger('reserve', options.reserve, 0);
+  const floor = options.floor === undefined ? 1 : checkInteger('floor', options.floor, 0);
+  const ceiling =
+    options.ceiling === undefined
+      ? Number.POSITIVE_INFINITY
+      : checkInteger('ceiling', options.ceiling, Math.max(1, floor));
+  const smoothing =
+    options.smoothing === undefined ? 0.3 : checkNumber('smoothing', options.smoothing, 0, 1, true);
+  const clamp = (n: number): number => Math.min(ceiling, Math.max(floor, n));
+
+  const listeners = new Set<(limit: number) => void>();
+  let raw: number | undefined;
+  let heldByOthers: number | undefined;
+  let smoothed: number;
+  let current: number;
+
+  const budgetOf = (s: ConnectionSampleLike): { raw: number; others: number } => {
+    let ours = 0;
+    for (const name of names) ours += s.byApplication[name] ?? 0;
+    const others = Math.max(0, s.total - ours);
+    return { raw: s.maxConnections - s.reservedConnections - reserve - others, others };
+  };
+
+  const last = monitor.lastSample;
+  let sampled = false;
+  if (options.initial !== undefined) {
+    smoothed = clamp(checkInteger('initial', options.initial, 0));
+  } else if (last) {
+    const b = budgetOf(last);
+    raw = b.raw;
+    heldByOthers = b.others;
+    smoothed = clamp(b.raw);
+    sampled = true;
+  } else {
+    smoothed = floor;
+  }
+  current = Math.round(smoothed);
+
+  const onSample = (s: ConnectionSampleLike): void => {
+    const b = budgetOf(s);
+    raw = b.raw;
+    heldByOthers = b.others;
+    const target = clamp(b.raw);
+    // The first sample replaces the initial guess; after it, growth is smoothed.
+    smoothed = !sampled || target <= smoothed ? target : smoothed + smoothing * (target - smoothed);
+    sampled = true;
+    const next = Math.round(smoothed);
+    if (next === current) return;
+    current = next;
+    for (const l of [...listeners]) l(next);
+  };
+  let unsubscribe: (() => void) | undefined = monitor.onSample(onSample);
+
+  return {
+    get current() {
+      return current;
+    },
+    get raw() {
+      return raw;
+    },
+    get heldByOthers() {
+      return heldByOthers;
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    close() {
+      unsubscribe?.();
+      unsubscribe = undefined;
+      listeners.clear();
+    },
+  };
+}

@@ -1,0 +1,93 @@
+/** Stable codes of every error `@sluice/admission` throws on purpose. */
+export type AdmissionErrorCode =
+  | 'E_QUEUE_FULL'
+  | 'E_QUEUE_TIMEOUT'
+  | 'E_ABORTED'
+  | 'E_CLOSED'
+  | 'E_CIRCUIT_OPEN';
+
+/** The codes that mean "the request was shed: answer 503 with `Retry-After`". */
+export type AdmissionRejectionCode = Exclude<AdmissionErrorCode, 'E_ABORTED'>;
+
+/**
+ * HTTP status that fits each code. `E_ABORTED` is 499 (the client went away; nobody reads the
+ * answer), every other code is 503.
+ */
+export const admissionErrorStatus: Readonly<Record<AdmissionErrorCode, number>> = {
+  E_QUEUE_FULL: 503,
+  E_QUEUE_TIMEOUT: 503,
+  E_ABORTED: 499,
+  E_CLOSED: 503,
+  E_CIRCUIT_OPEN: 503,
+};
+
+/**
+ * The error `@sluice/admission` throws: a stable `code`, the HTTP `status` that fits it,
+ * `retryAfterSeconds` for the `Retry-After` header (0 when it does not apply), and `cause`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   using permit = await semaphore.acquire({ key: userId });
+ *   await work();
+ * } catch (e) {
+ *   if (isAdmissionRejected(e)) res.status(e.status).set('Retry-After', String(e.retryAfterSeconds)).end();
+ *   else throw e;
+ * }
+ * ```
+ */
+export class AdmissionError extends Error {
+  override readonly name: string = 'AdmissionError';
+  /** Stable machine-readable code. */
+  readonly code: AdmissionErrorCode;
+  /** HTTP status that fits the code. */
+  readonly status: number;
+  /** Seconds a client should wait before retrying; 0 when it does not apply (`E_ABORTED`). */
+  readonly retryAfterSeconds: number;
+
+  constructor(
+    code: AdmissionErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = admissionErrorStatus[code];
+    this.retryAfterSeconds = code === 'E_ABORTED' ? 0 : Math.max(1, options?.retryAfterSeconds ?? 1);
+  }
+
+  /** The JSON body `admission()` answers with: `{ code, message, retryAfterSeconds }`. */
+  toJSON(): { code: AdmissionErrorCode; message: string; retryAfterSeconds: number } {
+    return { code: this.code, message: this.message, retryAfterSeconds: this.retryAfterSeconds };
+  }
+}
+
+/**
+ * True when `e` is an {@link AdmissionError}, optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * if (isAdmissionError(e, 'E_QUEUE_TIMEOUT')) metrics.timeouts.inc();
+ * ```
+ */
+export function isAdmissionError<C extends AdmissionErrorCode>(
+  e: unknown,
+  code?: C,
+): e is AdmissionError & { readonly code: C } {
+  return e instanceof AdmissionError && (code === undefined || e.code === code);
+}
+
+/**
+ * True when `e` is a load-shedding rejection (queue full, queue timeout, closed, circuit open):
+ * the caller should answer 503 with `Retry-After: e.retryAfterSeconds`.
+ *
+ * @example
+ * ```ts
+ * if (isAdmissionRejected(e)) return reply503(e.retryAfterSeconds);
+ * ```
+ */
+export function isAdmissionRejected(
+  e: unknown,
+): e is AdmissionError & { readonly code: AdmissionRejectionCode } {
+  return e instanceof AdmissionError && e.code !== 'E_ABORTED';
+}

@@ -1,0 +1,587 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { admissionChannels } from './channels.js';
+import { GateCore, type GateOptions, type GatePermit } from './gate-core.js';
+import { acquireScript, type RedisLike, releaseScript, renewScript } from './redis-scripts.js';
+import type { AcquireOptions, AdmissionGate, GateEvents, Permit, Priority } from './types.js';
+import { checkInteger, checkNumber, show } from './validate.js';
+import type { Waiter } from './wait-queue.js';
+
+/** Options of {@link RedisSemaphore}: those of every gate plus where and how to keep leases. */
+export interface RedisSemaphoreOptions extends GateOptions {
+  /**
+   * An ioredis client (`Redis` or `Cluster`, yours: `close()` leaves it open) or a Redis URL
+   * (the semaphore makes and closes its own client).
+   */
+  redis: RedisLike | string;
+  /** Prefix of every Redis key. Must not contain `{` or `}`. @default 'sluice:admission:' */
+  prefix?: string;
+  /** How long a lease lives without renewal: a dead process's permits come back after this. @default 30000 */
+  leaseMs?: number;
+  /** How often held leases are renewed. @default leaseMs / 3 */
+  renewIntervalMs?: number;
+  /** Longest wait between retries while waiters are queued and no release is heard. @default 250 */
+  pollIntervalMs?: number;
+  /** A Redis call slower than this counts as Redis being unreachable. @default 1000 */
+  commandTimeoutMs?: number;
+  /** Share of the limit this process may use alone while Redis is unreachable, in (0, 1]. @default 0.25 */
+  fallbackShare?: number;
+  /** How often Redis is probed while unreachable. @default 1000 */
+  recoveryIntervalMs?: number;
+}
+
+/** Events of {@link RedisSemaphore}: those of every gate plus Redis loss and recovery. */
+export interface RedisSemaphoreEvents extends GateEvents {
+  /** Redis became unreachable: this process now admits up to `fallbackLimit` on its own. */
+  fallback: { error: unknown; fallbackLimit: number };
+  /** Redis answers again: leases held meanwhile are registered and the global limit applies again. */
+  recovered: { downMs: number };
+}
+
+interface HeldLease {
+  readonly keySet: string;
+  readonly bulk: boolean;
+}
+
+interface AcquireResult {
+  readonly status: 0 | 1 | 2 | 3;
+  readonly count: number;
+  readonly retryInMs: number;
+}
+
+const MAX_PENDING_RELEASES = 10_000;
+/** Most acquire attempts one pump round sends to Redis at once. */
+const PUMP_BATCH = 16;
+const noop = (): void => {};
+
+/**
+ * A concurrency gate shared by every process that uses the same Redis, prefix and name: one
+ * global limit, enforced atomically in Lua over sorted sets of leases scored by expiry. Leases
+ * are renewed while held and expire when a process dies. Waiters are woken by a pub/sub message
+ * on every release, with a bounded poll as a safety net. Works on a single Redis and on Redis
+ * Cluster (all keys share one hash tag). When Redis is unreachable the gate falls back to
+ * `fallbackShare` of the limit in this process, emits `fallback`, and returns to Redis by itself
+ * (`recovered`).
+ *
+ * Fairness across keys, priority classes and the queue bound apply to the waiters of this
+ * process; the limit, the bulk share and `perKeyLimit` are enforced globally.
+ *
+ * @throws {TypeError|RangeError} on invalid options, naming the option.
+ * @example
+ * ```ts
+ * const gate = new RedisSemaphore({ redis: 'redis://127.0.0.1:6379', name: 'cvat', limit: 40 });
+ * const permit = await gate.acquire({ key: userId, signal });
+ * try { await work(); } finally { permit.release(); }
+ * ```
+ */
+export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements AdmissionGate {
+  readonly #client: RedisLike;
+  readonly #ownsClient: boolean;
+  #subscriber: RedisLike | undefined;
+  readonly #leasesKey: string;
+  readonly #bulkKey: string;
+  readonly #keyPrefix: string;
+  readonly #channel: string;
+  readonly #leaseMs: number;
+  readonly #pollIntervalMs: number;
+  readonly #commandTimeoutMs: number;
+  readonly #fallbackShare: number;
+  readonly #recoveryIntervalMs: number;
+  readonly #processId = randomBytes(6).toString('hex');
+  #seq = 0;
+  #mode: 'redis' | 'fallback' = 'redis';
+  #downSince = 0;
+  readonly #held = new Map<string, HeldLease>();
+  #pendingReleases: { id: string; keySet: string }[] = [];
+  #globalInUse = 0;
+  #pumping = false;
+  #pumpAgain = false;
+  #dispatching = false;
+  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
+  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeAt = Number.POSITIVE_INFINITY;
+  readonly #renewTimer: ReturnType<typeof setInterval>;
+  #recoveryTimer: ReturnType<typeof setInterval> | undefined;
+  #recovering = false;
+  #shutdown = false;
+
+  constructor(options: RedisSemaphoreOptions) {
+    super(options);
+    const o = options;
+    const prefix = o.prefix ?? 'sluice:admission:';
+    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+      throw new TypeError(`prefix should be a string without '{' or '}', got ${show(prefix)}`);
+    }
+    this.#leaseMs = o.leaseMs === undefined ? 30_000 : checkInteger('leaseMs', o.leaseMs, 100, 2 ** 31 - 1);
+    const renewIntervalMs =
+      o.renewIntervalMs === undefined
+        ? Math.max(50, Math.floor(this.#leaseMs / 3))
+        : checkInteger('renewIntervalMs', o.renewIntervalMs, 10, this.#leaseMs - 1);
+    this.#pollIntervalMs =
+      o.pollIntervalMs === undefined ? 250 : checkInteger('pollIntervalMs', o.pollIntervalMs, 10, 60_000);
+    this.#commandTimeoutMs =
+      o.commandTimeoutMs === undefined
+        ? 1000
+        : checkInteger('commandTimeoutMs', o.commandTimeoutMs, 10, 60_000);
+    this.#fallbackShare =
+      o.fallbackShare === undefined ? 0.25 : checkNumber('fallbackShare', o.fallbackShare, 0, 1, true);
+    this.#recoveryIntervalMs =
+      o.recoveryIntervalMs === undefined
+        ? 1000
+        : checkInteger('recoveryIntervalMs', o.recoveryIntervalMs, 10, 60_000);
+
+    if (typeof o.redis === 'string') {
+      const client = new Redis(o.redis, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
+      client.on('error', noop);
+      this.#client = client;
+      this.#ownsClient = true;
+    } else if (typeof o.redis === 'object' && o.redis !== null && typeof o.redis.evalsha === 'function') {
+      this.#client = o.redis;
+      this.#ownsClient = false;
+    } else {
+      throw new TypeError(`redis should be an ioredis client or a redis:// URL, got ${show(o.redis)}`);
+    }
+
+    const base = `${prefix}{${this.gateName}}`;
+    this.#leasesKey = `${base}:leases`;
+    this.#bulkKey = `${base}:bulk`;
+    this.#keyPrefix = `${base}:key:`;
+    this.#channel = `${base}:released`;
+
+    this.#subscribe();
+    this.#renewTimer = setInterval(() => void this.#renew(), renewIntervalMs);
+    this.#renewTimer.unref();
+    this.followSource();
+  }
+
+  /** `'redis'` while Redis answers, `'fallback'` while this process admits on its own. */
+  get mode(): 'redis' | 'fallback' {
+    return this.#mode;
+  }
+
+  /** The limit this process applies alone while Redis is unreachable: `floor(limit * fallbackShare)`, at least 1. */
+  get fallbackLimit(): number {
+    return Math.max(1, Math.floor(this.limit * this.#fallbackShare));
+  }
+
+  /** Slots free: from the last global count Redis reported, or from local accounting in fallback. */
+  override get available(): number {
+    if (this.#mode === 'fallback') return Math.max(0, this.fallbackLimit - this.inFlight);
+    return Math.max(0, this.limit - this.#globalInUse);
+  }
+
+  /** Leases this process holds in Redis (or will register on recovery). */
+  get leases(): number {
+    return this.#held.size;
+  }
+
+  /** A permit without waiting; only possible in fallback (Redis needs a round trip), else `undefined`. */
+  tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
+    if (this.closed || this.#mode !== 'fallback') return undefined;
+    const key = options?.key ?? '';
+    const priority = options?.priority ?? 'interactive';
+    if (!this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
+    return this.#grantWithLease(key, priority, 0);
+  }
+
+  /**
+   * Waits for a global permit.
+   *
+   * @throws {AdmissionError} `E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
+   */
+  async acquire(options?: AcquireOptions): Promise<Permit> {
+    const { key, priority } = this.precheck(options);
+    const signal = options?.signal;
+    if (this.#mode === 'fallback') {
+      if (this.canGrantLocal(key, priority, this.fallbackLimit))
+        return this.#grantWithLease(key, priority, 0);
+      return this.enqueue(key, priority, signal);
+    }
+    if (this.queue.size === 0 && this.keyHasRoom(key)) {
+      const id = this.#nextLeaseId();
+      const keySet = this.#keySet(key);
+      let result: AcquireResult;
+      try {
+        result = await this.#remoteAcquire(id, keySet, priority);
+      } catch (error) {
+        this.#enterFallback(error);
+        return this.acquire(options);
+      }
+      if (result.status === 1) {
+        if (this.closed || signal?.aborted) {
+          this.#remoteRelease([{ id, keySet }]);
+          throw this.rejection(this.closed ? 'E_CLOSED' : 'E_ABORTED', key, priority, signal?.reason);
+        }
+        return this.#grantWithLease(key, priority, 0, id, keySet);
+      }
+      this.#scheduleWake(result.retryInMs + 1);
+    }
+    const waiting = this.enqueue(key, priority, signal);
+    void this.#pump();
+    return waiting;
+  }
+
+  protected override onReleased(permit: GatePermit): void {
+    const id = permit.leaseId;
+    if (id !== undefined) {
+      const lease = this.#held.get(id);
+      this.#held.delete(id);
+      if (lease) {
+        if (this.#shutdown) {
+          if (!this.#ownsClient)
+            void releaseScript
+              .run(this.#client, this.#releaseKeys([lease.keySet]), [this.#channel, id])
+              .catch(noop);
+        } else if (this.#mode === 'redis') {
+          this.#globalInUse = Math.max(0, this.#globalInUse - 1);
+          this.#remoteRelease([{ id, keySet: lease.keySet }]);
+        } else {
+          this.#pushPending([{ id, keySet: lease.keySet }]);
+        }
+      }
+    }
+    this.#admitMore();
+  }
+
+  protected override onCapacity(): void {
+    this.#admitMore();
+  }
+
+  protected override async onClosed(): Promise<void> {
+    this.#shutdown = true;
+    clearInterval(this.#renewTimer);
+    if (this.#recoveryTimer) clearInterval(this.#recoveryTimer);
+    this.#recoveryTimer = undefined;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = undefined;
+    // Leases still held after the drain stay until they expire: their work may still be running.
+    if (this.#mode === 'redis' && this.#pendingReleases.length > 0) {
+      const pending = this.#pendingReleases;
+      this.#pendingReleases = [];
+      await this.#call(
+        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
+          this.#channel,
+          ...pending.map((p) => p.id),
+        ]),
+      ).catch(noop);
+    }
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    subscriber?.disconnect();
+    if (this.#ownsClient) {
+      await this.#call(this.#client.quit()).catch(() => this.#client.disconnect());
+    }
+  }
+
+  #admitMore(): void {
+    if (this.closed) return;
+    if (this.#mode === 'fallback') this.#dispatchLocal();
+    else if (this.queue.size > 0) void this.#pump();
+  }
+
+  #nextLeaseId(): string {
+    this.#seq += 1;
+    return `${this.#processId}:${this.#seq}`;
+  }
+
+  #keySet(key: string): string {
+    if (this.perKeyLimit === Number.POSITIVE_INFINITY) return this.#leasesKey;
+    return this.#keyPrefix + createHash('sha1').update(key).digest('hex').slice(0, 20);
+  }
+
+  #releaseKeys(keySets: readonly string[]): string[] {
+    return [this.#leasesKey, this.#bulkKey, ...keySets];
+  }
+
+  #grantWithLease(
+    key: string,
+    priority: Priority,
+    waitedMs: number,
+    id?: string,
+    keySet?: string,
+  ): GatePermit {
+    const permit = this.grant(key, priority, waitedMs);
+    this.#attach(permit, id ?? this.#nextLeaseId(), keySet ?? this.#keySet(key));
+    return permit;
+  }
+
+  #attach(permit: GatePermit, id: string, keySet: string): void {
+    permit.leaseId = id;
+    this.#held.set(id, { keySet, bulk: permit.priority === 'bulk' });
+  }
+
+  /** Races a Redis call against `commandTimeoutMs`; `onLate` gets a result that arrives after the timeout. */
+  #call<T>(promise: Promise<T>, onLate?: (value: T) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new Error(`Redis did not answer within ${this.#commandTimeoutMs} ms`));
+      }, this.#commandTimeoutMs);
+      promise.then(
+        (value) => {
+          if (settled) {
+            onLate?.(value);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async #remoteAcquire(id: string, keySet: string, priority: Priority): Promise<AcquireResult> {
+    const limit = this.limit;
+    const run = acquireScript.run(
+      this.#client,
+      [this.#leasesKey, this.#bulkKey, keySet],
+      [
+        id,
+        this.#leaseMs,
+        limit,
+        priority === 'bulk' ? this.bulkCap(limit) : -1,
+        this.perKeyLimit === Number.POSITIVE_INFINITY ? 0 : this.perKeyLimit,
+      ],
+    );
+    const raw = await this.#call(run, (late) => {
+      // Granted after we gave up on it: give it back at once.
+      if (Array.isArray(late) && late[0] === 1) {
+        void releaseScript.run(this.#client, this.#releaseKeys([keySet]), [this.#channel, id]).catch(noop);
+      }
+    });
+    if (!Array.isArray(raw) || raw.length < 3)
+      throw new Error(`unexpected reply from the acquire script: ${show(raw)}`);
+    const [status, count, retryInMs] = raw as [number, number, number];
+    this.#globalInUse = count;
+    return { status: status as AcquireResult['status'], count, retryInMs };
+  }
+
+  #remoteRelease(leases: { id: string; keySet: string }[]): void {
+    this.#call(
+      releaseScript.run(this.#client, this.#releaseKeys(leases.map((l) => l.keySet)), [
+        this.#channel,
+        ...leases.map((l) => l.id),
+      ]),
+    ).catch((error: unknown) => {
+      this.#pushPending(leases);
+      this.#enterFallback(error);
+    });
+  }
+
+  #pushPending(leases: { id: string; keySet: string }[]): void {
+    this.#pendingReleases.push(...leases);
+    const excess = this.#pendingReleases.length - MAX_PENDING_RELEASES;
+    // Forgotten releases only delay others until those leases expire.
+    if (excess > 0) this.#pendingReleases.splice(0, excess);
+  }
+
+  /**
+   * Serves local waiters from Redis until it says the gate is full: a batch of candidates in
+   * fair order per round trip (Redis runs them in that order), one batch at a time.
+   */
+  async #pump(): Promise<void> {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        const blockedKeys = new Set<string>();
+        let bulkBlocked = false;
+        while (!this.closed && this.#mode === 'redis' && this.queue.size > 0) {
+          const batch = this.#candidates(blockedKeys, bulkBlocked);
+          if (batch.length === 0) break;
+          const attempts = batch.map((waiter) => {
+            const id = this.#nextLeaseId();
+            const keySet = this.#keySet(waiter.key);
+            return { waiter, id, keySet, result: this.#remoteAcquire(id, keySet, waiter.priority) };
+          });
+          const results = await Promise.allSettled(attempts.map((a) => a.result));
+          let full = false;
+          let failure: unknown;
+          let failed = false;
+          for (const [i, settled] of results.entries()) {
+            const { waiter, id, keySet } = attempts[i] as (typeof attempts)[number];
+            if (settled.status === 'rejected') {
+              failed = true;
+              failure = settled.reason;
+              continue;
+            }
+            const r = settled.value;
+            if (r.status === 1) {
+              const permit = this.grantWaiter(waiter);
+              if (permit) this.#attach(permit, id, keySet);
+              else this.#remoteRelease([{ id, keySet }]);
+              continue;
+            }
+            this.#scheduleWake(r.retryInMs + 1);
+            if (r.status === 0) full = true;
+            else if (r.status === 2) bulkBlocked = true;
+            else blockedKeys.add(waiter.key);
+          }
+          if (failed) {
+            this.#enterFallback(failure);
+            break;
+          }
+          if (full) break;
+        }
+      } while (this.#pumpAgain && !this.closed && this.#mode === 'redis');
+    } finally {
+      this.#pumping = false;
+    }
+    if (this.closed) return;
+    if (this.#mode === 'fallback') this.#dispatchLocal();
+    else if (this.queue.size > 0) this.#scheduleWake(this.#pollIntervalMs);
+  }
+
+  /** The next waiters to try, interactive first, at most the batch size and each key's room. */
+  #candidates(blockedKeys: ReadonlySet<string>, bulkBlocked: boolean): Waiter[] {
+    const max = Math.min(PUMP_BATCH, Math.max(1, this.limit));
+    const picked = new Map<string, number>();
+    const room = (key: string): number => {
+      if (blockedKeys.has(key)) return 0;
+      const left =
+        this.perKeyLimit === Number.POSITIVE_INFINITY ? max : this.perKeyLimit - this.inFlightFor(key);
+      return left - (picked.get(key) ?? 0);
+    };
+    const out = this.queue.interactive.collect(max, room);
+    if (!bulkBlocked && out.length < max) {
+      for (const w of out) picked.set(w.key, (picked.get(w.key) ?? 0) + 1);
+      this.queue.bulk.collect(max - out.length, room, out);
+    }
+    return out;
+  }
+
+  #scheduleWake(ms: number): void {
+    const delay = Math.max(1, Math.min(ms, this.#pollIntervalMs));
+    const at = this.now() + delay;
+    if (this.#wakeTimer && this.#wakeAt <= at) return;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeAt = at;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#wakeAt = Number.POSITIVE_INFINITY;
+      if (this.queue.size > 0) void this.#pump();
+    }, delay);
+    this.#wakeTimer.unref();
+  }
+
+  /** Fallback: grant local waiters against `fallbackLimit`. */
+  #dispatchLocal(): void {
+    if (this.#dispatching || this.closed) return;
+    this.#dispatching = true;
+    try {
+      const hasRoom = this.#hasRoom;
+      while (this.queue.size > 0 && this.#mode === 'fallback') {
+        const limit = this.fallbackLimit;
+        if (this.inFlight >= limit) break;
+        let waiter = this.queue.interactive.peek(hasRoom);
+        if (!waiter && this.bulkInFlight < this.bulkCap(limit)) waiter = this.queue.bulk.peek(hasRoom);
+        if (!waiter) break;
+        const permit = this.grantWaiter(waiter);
+        if (permit) this.#attach(permit, this.#nextLeaseId(), this.#keySet(permit.key));
+      }
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #enterFallback(error: unknown): void {
+    if (this.#mode === 'fallback' || this.#shutdown) return;
+    this.#mode = 'fallback';
+    this.#downSince = this.now();
+    const payload = { error, fallbackLimit: this.fallbackLimit };
+    this.events.emit('fallback', payload);
+    if (admissionChannels.redis.hasSubscribers) {
+      admissionChannels.redis.publish({ gate: this.gateName, event: 'fallback', ...payload });
+    }
+    this.#recoveryTimer = setInterval(() => void this.#probe(), this.#recoveryIntervalMs);
+    this.#recoveryTimer.unref();
+    this.#dispatchLocal();
+  }
+
+  async #probe(): Promise<void> {
+    if (this.#recovering || this.#mode !== 'fallback' || this.#shutdown) return;
+    this.#recovering = true;
+    try {
+      await this.#call(this.#client.ping());
+      if (this.#pendingReleases.length > 0) {
+        const pending = this.#pendingReleases;
+        await this.#call(
+          releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
+            this.#channel,
+            ...pending.map((p) => p.id),
+          ]),
+        );
+        this.#pendingReleases = this.#pendingReleases.slice(pending.length);
+      }
+      await this.#renewAll();
+      if (this.#shutdown) return;
+      this.#mode = 'redis';
+      if (this.#recoveryTimer) clearInterval(this.#recoveryTimer);
+      this.#recoveryTimer = undefined;
+      const payload = { downMs: Math.max(0, this.now() - this.#downSince) };
+      this.events.emit('recovered', payload);
+      if (admissionChannels.redis.hasSubscribers) {
+        admissionChannels.redis.publish({ gate: this.gateName, event: 'recovered', ...payload });
+      }
+      if (this.queue.size > 0) void this.#pump();
+    } catch {
+      // Still unreachable: the next probe tries again.
+    } finally {
+      this.#recovering = false;
+    }
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#mode !== 'redis' || this.#held.size === 0 || this.#shutdown) return;
+    try {
+      await this.#renewAll();
+    } catch (error) {
+      this.#enterFallback(error);
+    }
+  }
+
+  async #renewAll(): Promise<void> {
+    if (this.#held.size === 0) return;
+    const keySets: string[] = [];
+    const args: (string | number)[] = [this.#leaseMs];
+    for (const [id, lease] of this.#held) {
+      keySets.push(lease.keySet);
+      args.push(id, lease.bulk ? '1' : '0');
+    }
+    await this.#call(renewScript.run(this.#client, this.#releaseKeys(keySets), args));
+  }
+
+  #subscribe(): void {
+    let subscriber: RedisLike;
+    try {
+      subscriber = this.#client.duplicate();
+    } catch {
+      return; // no pub/sub: the bounded poll still wakes waiters
+    }
+    this.#subscriber = subscriber;
+    subscriber.on('error', noop);
+    subscriber.on('message', (channel: string) => {
+      if (channel === this.#channel && this.#mode === 'redis' && this.queue.size > 0 && !this.closed) {
+        void this.#pump();
+      }
+    });
+    const listen = (): void => {
+      subscriber.subscribe(this.#channel).catch(noop);
+    };
+    subscriber.on('ready', listen);
+    if (subscriber.status === 'ready') listen();
+    else if (subscriber.status === 'wait') subscriber.connect().catch(noop);
+  }
+}

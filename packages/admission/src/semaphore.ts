@@ -1,0 +1,85 @@
+import { GateCore, type GateOptions } from './gate-core.js';
+import type { AcquireOptions, AdmissionGate, Permit } from './types.js';
+
+/** Options of {@link Semaphore}. */
+export type SemaphoreOptions = GateOptions;
+
+/**
+ * An in-process concurrency gate with a bounded, fair wait queue: at most `limit` permits out at
+ * once, at most `perKeyLimit` per client key, round-robin across keys, `interactive` before
+ * `bulk`, and a share of the limit `bulk` can never take.
+ *
+ * @throws {TypeError|RangeError} on invalid options, naming the option.
+ * @example
+ * ```ts
+ * const gate = new Semaphore({ limit: 20, maxQueue: 500, queueTimeoutMs: 5000, perKeyLimit: 4 });
+ * const permit = await gate.acquire({ key: userId, priority: 'bulk', signal });
+ * try { await work(); } finally { permit.release(); }
+ * ```
+ */
+export class Semaphore extends GateCore implements AdmissionGate {
+  #dispatching = false;
+  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
+
+  constructor(options: SemaphoreOptions) {
+    super(options);
+    this.followSource();
+  }
+
+  /**
+   * A permit now if one is free and no waiter that could use it is queued; otherwise
+   * `undefined`. Never queues and never throws for capacity (returns `undefined` once closed).
+   */
+  tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
+    if (this.closed) return undefined;
+    const key = options?.key ?? '';
+    const priority = options?.priority ?? 'interactive';
+    // After every dispatch no queued waiter can be granted, so a newcomer that fits jumps no one.
+    if (this.canGrantLocal(key, priority, this.limit)) return this.grant(key, priority, 0);
+    return undefined;
+  }
+
+  /**
+   * Waits for a permit: at once when one is free, else in the queue until a permit returns,
+   * `queueTimeoutMs` passes, or `signal` aborts.
+   *
+   * @throws {AdmissionError} `E_QUEUE_FULL` (queue at `maxQueue`), `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
+   */
+  acquire(options?: AcquireOptions): Promise<Permit> {
+    let key: string;
+    let priority: 'interactive' | 'bulk';
+    try {
+      ({ key, priority } = this.precheck(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.canGrantLocal(key, priority, this.limit)) return Promise.resolve(this.grant(key, priority, 0));
+    return this.enqueue(key, priority, options?.signal);
+  }
+
+  protected override onReleased(): void {
+    this.#dispatch();
+  }
+
+  protected override onCapacity(): void {
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
+    if (this.#dispatching || this.closed) return;
+    this.#dispatching = true;
+    try {
+      const hasRoom = this.#hasRoom;
+      while (this.queue.size > 0) {
+        const limit = this.limit;
+        if (this.inFlight >= limit) break;
+        let waiter = this.queue.interactive.peek(hasRoom);
+        if (!waiter && this.bulkInFlight < this.bulkCap(limit)) waiter = this.queue.bulk.peek(hasRoom);
+        if (!waiter) break;
+        this.grantWaiter(waiter);
+      }
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+}
