@@ -1,1 +1,52 @@
-export {};
+// The public API of @sluice/pool: everything else in src/ is internal.
+export { poolChannels } from './channels.js';
+export { isConnectionError } from './connection-errors.js';
+export { isPoolError, PoolError, type PoolErrorCode, poolErrorStatus } from './errors.js';
+export type { LatencySummary } from './latency-window.js';
+export {
+  type ConnectionMonitor,
+  type ConnectionSample,
+  type MonitorOptions,
+  monitorConnections,
+  type ThresholdEvent,
+} from './monitor.js';
+export type { PoolOptions } from './options.js';
+export { createPool } from './pool.js';
+export {
+  type PurgeBatch,
+  type PurgeOptions,
+  type PurgePool,
+  type PurgeRun,
+  purgeExpiredSessions,
+  type ScheduledPurgeOptions,
+  type SessionPurger,
+  schedulePurge,
+} from './purge.js';
+export {
+  type DeniedBackend,
+  isReapPrivilegeError,
+  type ReapedBackend,
+  type Reaper,
+  type ReaperPool,
+  type ReapOptions,
+  ReapPrivilegeError,
+  type ReapResult,
+  reapIdleConnections,
+  type ScheduledReapOptions,
+  scheduleReaper,
+} from './reaper.js';
+export type { Queryable } from './server-budget.js';
+export { sharedPool } from './shared-pool.js';
+export type { ConnectionLevel } from './thresholds.js';
+export type {
+  AcquireOptions,
+  LeakEvent,
+  PoolErrorEvent,
+  PoolEvents,
+  PoolStats,
+  PoolWarning,
+  SluicePool,
+  TransactionOptions,
+  VerifyOptions,
+  VerifyResult,
+} from './types.js';

@@ -1,0 +1,62 @@
+/** Stable codes of every error `@sluice/pool` throws on purpose. */
+export type PoolErrorCode =
+  | 'E_POOL_EXHAUSTED'
+  | 'E_POOL_TIMEOUT'
+  | 'E_POOL_CLOSED'
+  | 'E_POOL_ABORTED'
+  | 'E_POOL_CONNECT'
+  | 'E_POOL_MISFIT'
+  | 'E_REAP_PRIVILEGE';
+
+/** HTTP status that fits each code, for services that turn pool errors into responses. */
+export const poolErrorStatus: Readonly<Record<PoolErrorCode, number>> = {
+  E_POOL_EXHAUSTED: 503,
+  E_POOL_TIMEOUT: 503,
+  E_POOL_CLOSED: 503,
+  E_POOL_ABORTED: 499,
+  E_POOL_CONNECT: 503,
+  E_POOL_MISFIT: 500,
+  E_REAP_PRIVILEGE: 500,
+};
+
+/**
+ * The error `@sluice/pool` throws: a stable `code`, the HTTP `status` that fits it, and the
+ * underlying `cause` when there is one.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await pool.query('SELECT 1');
+ * } catch (e) {
+ *   if (isPoolError(e, 'E_POOL_EXHAUSTED')) res.status(e.status).set('Retry-After', '1').end();
+ * }
+ * ```
+ */
+export class PoolError extends Error {
+  override readonly name: string = 'PoolError';
+  /** Stable machine-readable code. */
+  readonly code: PoolErrorCode;
+  /** HTTP status that fits the code (503 for capacity problems). */
+  readonly status: number;
+
+  constructor(code: PoolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.status = poolErrorStatus[code];
+  }
+}
+
+/**
+ * True when `e` is a {@link PoolError}, optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * if (isPoolError(e, 'E_POOL_TIMEOUT')) retryLater();
+ * ```
+ */
+export function isPoolError<C extends PoolErrorCode>(
+  e: unknown,
+  code?: C,
+): e is PoolError & { readonly code: C } {
+  return e instanceof PoolError && (code === undefined || e.code === code);
+}
