@@ -1,0 +1,38 @@
+import type { Identity } from './identity.js';
+
+/**
+ * What Sluice puts on a request. Declared in the global `Express` namespace so other Sluice
+ * middleware (and applications) can add fields by merging `Express.SluiceContext`.
+ */
+declare global {
+  namespace Express {
+    interface SluiceContext {
+      /**
+       * The authenticated user, set by `sessionCache()`: an {@link Identity}, or `null` when the
+       * request is let through unauthenticated (`onUnauthenticated: 'next'`, `onValidatorError: 'next'`).
+       */
+      identity?: Identity | null;
+      /** Why `identity` is `null` (e.g. `'no-credential'`, `'malformed'`, `'session-not-found'`, `'validator-error'`). */
+      unauthenticatedReason?: string;
+    }
+    interface Request {
+      /** Per-request state of Sluice middleware. */
+      sluice?: SluiceContext;
+    }
+  }
+}
+
+/** The `req.sluice` object (see the `Express.SluiceContext` declaration). */
+export type SluiceContext = Express.SluiceContext;
+
+/** Marks a request `sessionCache()` already handled: it never runs twice on one request. */
+export const kHandled: unique symbol = Symbol.for('sluice.session-cache.handled');
+/** The HMAC cache key of the credential a request carried (for `invalidateRequest`). */
+export const kCacheKey: unique symbol = Symbol.for('sluice.session-cache.key');
+
+/** The fields this package reads and writes on a request object. */
+export interface RequestState {
+  sluice?: Express.SluiceContext;
+  [kHandled]?: true;
+  [kCacheKey]?: string;
+}

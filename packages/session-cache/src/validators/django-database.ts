@@ -1,0 +1,250 @@
+import {
+  type Credential,
+  isSessionDataError,
+  isValidSessionKey,
+  loadSessionData,
+  readAuthSession,
+  readSessionDataUnverified,
+  verifySessionAuthHash,
+} from '@sluice/django';
+import type { Identity, Validation, Validator } from '../identity.js';
+import { booleanOption, checkObject, describe } from '../option-checks.js';
+import type { Queryable } from './queryable.js';
+
+/** Table names of the Django models the validator reads (plain or schema-qualified identifiers). */
+export interface DjangoTables {
+  /** @default 'django_session' */
+  readonly session?: string;
+  /** @default 'auth_user' */
+  readonly user?: string;
+  /** @default 'authtoken_token' */
+  readonly token?: string;
+}
+
+/** Options of {@link djangoDatabaseValidator}. */
+export interface DjangoDatabaseValidatorOptions {
+  /** Anything with `query(text, values)`: a `SluicePool`, a `pg.Pool`. Never closed by the validator. */
+  readonly pool: Queryable;
+  /**
+   * Django's `SECRET_KEY`. With it, `session_data` signatures are verified; without it the data is
+   * read unverified (the row's presence in the database is the proof).
+   */
+  readonly secretKey?: string;
+  /** Django's `SECRET_KEY_FALLBACKS` (older keys still accepted). @default [] */
+  readonly fallbackKeys?: readonly string[];
+  /**
+   * Check the session's `_auth_user_hash` against the user's password hash, as Django does (a
+   * password change logs other sessions out). Needs `secretKey`.
+   * @default true when secretKey is given
+   */
+  readonly verifyAuthHash?: boolean;
+  /**
+   * Accept what Django 3.1/3.2 still accept and 4.0 refuses: the pre-3.1 `session_data` format,
+   * sha1 signatures and sha1 `_auth_user_hash` values.
+   * @default false
+   */
+  readonly allowLegacy?: boolean;
+  /** Table names. */
+  readonly tables?: DjangoTables;
+  /** Called once by `close()`, e.g. to release a pool built for the validator. */
+  readonly onClose?: () => Promise<void>;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+
+/**
+ * Validates Django sessions and Django REST framework tokens against Django's own tables.
+ *
+ * - session: the `django_session` row exists and `expire_date > now()`, `session_data` decodes
+ *   (its signature verified when `secretKey` is given), the user exists and is active, and the
+ *   `_auth_user_hash` matches when `verifyAuthHash`. Two queries.
+ * - token: one query joining `authtoken_token` and `auth_user`; the user must be active.
+ *
+ * @throws {TypeError} an option has the wrong type (the message names it)
+ * @example
+ * const validator = djangoDatabaseValidator({ pool: sharedPool({ connectionString, max: 5 }), secretKey });
+ */
+export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions): Validator {
+  checkObject('options', options);
+  const { pool } = options;
+  if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
+    throw new TypeError(`options.pool should have a query(text, values) method, got ${describe(pool)}`);
+  }
+  const secretKey = options.secretKey;
+  if (secretKey !== undefined && (typeof secretKey !== 'string' || secretKey.length === 0)) {
+    throw new TypeError(`options.secretKey should be a non-empty string, got ${describe(secretKey)}`);
+  }
+  const fallbackKeys = options.fallbackKeys ?? [];
+  if (!Array.isArray(fallbackKeys) || fallbackKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
+    throw new TypeError(
+      `options.fallbackKeys should be an array of non-empty strings, got ${describe(fallbackKeys)}`,
+    );
+  }
+  const verifyAuthHash = booleanOption(
+    'options.verifyAuthHash',
+    options.verifyAuthHash,
+    secretKey !== undefined,
+  );
+  if (verifyAuthHash && secretKey === undefined) {
+    throw new TypeError(
+      'options.verifyAuthHash needs options.secretKey (the auth hash is an HMAC under SECRET_KEY)',
+    );
+  }
+  const allowLegacy = booleanOption('options.allowLegacy', options.allowLegacy, false);
+  const tables = options.tables ?? {};
+  checkObject('options.tables', tables);
+  const sessionTable = tableName('options.tables.session', tables.session, 'django_session');
+  const userTable = tableName('options.tables.user', tables.user, 'auth_user');
+  const tokenTable = tableName('options.tables.token', tables.token, 'authtoken_token');
+  if (options.onClose !== undefined && typeof options.onClose !== 'function') {
+    throw new TypeError(`options.onClose should be a function, got ${describe(options.onClose)}`);
+  }
+
+  const userColumns = 'id, username, is_active, is_staff, is_superuser';
+  const sessionSql = `SELECT session_data, expire_date FROM ${sessionTable} WHERE session_key = $1 AND expire_date > now()`;
+  const userSql = `SELECT ${userColumns}${verifyAuthHash ? ', password' : ''} FROM ${userTable} WHERE id = $1`;
+  const tokenSql =
+    `SELECT u.id, u.username, u.is_active, u.is_staff, u.is_superuser FROM ${tokenTable} t ` +
+    `JOIN ${userTable} u ON u.id = t.user_id WHERE t.key = $1`;
+  const secretOptions =
+    secretKey === undefined
+      ? undefined
+      : { secretKey, fallbackKeys: fallbackKeys as readonly string[], allowLegacy };
+
+  async function validateSession(sessionKey: string, signal: AbortSignal): Promise<Validation> {
+    if (!isValidSessionKey(sessionKey)) return invalid('malformed');
+    const { rows } = await pool.query(sessionSql, [sessionKey]);
+    const row = rows[0] as { session_data?: unknown; expire_date?: unknown } | undefined;
+    if (!row || typeof row.session_data !== 'string') return invalid('session-not-found');
+    const expiresAt = toEpochMs(row.expire_date);
+    if (expiresAt === undefined) throw new TypeError(`${sessionTable}.expire_date is not a timestamp`);
+
+    let session: Record<string, unknown>;
+    try {
+      session = secretOptions
+        ? loadSessionData(row.session_data, secretOptions)
+        : readSessionDataUnverified(row.session_data, { allowLegacy });
+    } catch (error) {
+      if (isSessionDataError(error)) {
+        return invalid(
+          error.code === 'E_SESSION_BAD_SIGNATURE' ? 'session-bad-signature' : 'session-malformed',
+        );
+      }
+      throw error;
+    }
+    const auth = readAuthSession(session);
+    if (auth === null) return invalid('session-anonymous');
+    const userId = toUserId(auth.userId);
+    if (userId === undefined) return invalid('session-anonymous');
+    signal.throwIfAborted();
+
+    const users = await pool.query(userSql, [userId]);
+    const user = users.rows[0] as UserRow | undefined;
+    if (!user) return invalid('user-not-found');
+    if (user.is_active !== true) return invalid('user-inactive');
+    if (verifyAuthHash && secretOptions) {
+      if (typeof user.password !== 'string') return invalid('auth-hash-mismatch');
+      if (!verifySessionAuthHash(session, user.password, secretOptions)) return invalid('auth-hash-mismatch');
+    }
+    return toValidation(user, 'session', expiresAt);
+  }
+
+  async function validateToken(token: string): Promise<Validation> {
+    if (!/^[0-9a-f]{40}$/i.test(token)) return invalid('malformed');
+    const { rows } = await pool.query(tokenSql, [token]);
+    const user = rows[0] as UserRow | undefined;
+    if (!user) return invalid('token-not-found');
+    if (user.is_active !== true) return invalid('user-inactive');
+    return toValidation(user, 'token', null);
+  }
+
+  let closed = false;
+  return {
+    kinds: ['session', 'token'],
+    async validate(credential: Credential, { signal }): Promise<Validation> {
+      signal.throwIfAborted();
+      switch (credential.kind) {
+        case 'session':
+          return validateSession(credential.sessionKey, signal);
+        case 'token':
+          return validateToken(credential.token);
+        case 'bearer':
+        case 'basic':
+          return invalid('unsupported-credential');
+        default:
+          return unreachable(credential);
+      }
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await options.onClose?.();
+    },
+  };
+}
+
+interface UserRow {
+  id?: unknown;
+  username?: unknown;
+  is_active?: unknown;
+  is_staff?: unknown;
+  is_superuser?: unknown;
+  password?: unknown;
+}
+
+function toValidation(user: UserRow, kind: 'session' | 'token', expiresAt: number | null): Validation {
+  const userId = toUserId(user.id);
+  if (userId === undefined || typeof user.username !== 'string') {
+    throw new TypeError('the user row has no integer id or no username');
+  }
+  const identity: Identity = {
+    userId,
+    username: user.username,
+    isActive: user.is_active === true,
+    isStaff: user.is_staff === true,
+    isSuperuser: user.is_superuser === true,
+    credentialKind: kind,
+    expiresAt,
+  };
+  return { valid: true, identity };
+}
+
+function invalid(reason: string): Validation {
+  return { valid: false, reason };
+}
+
+/** Django stores `_auth_user_id` as a string; ids are positive integers in `auth_user`. */
+function toUserId(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+  if (typeof v === 'string' && /^[1-9][0-9]{0,15}$/.test(v)) {
+    const n = Number(v);
+    return Number.isSafeInteger(n) ? n : undefined;
+  }
+  return undefined;
+}
+
+function toEpochMs(v: unknown): number | undefined {
+  if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.getTime() : undefined;
+  if (typeof v === 'string' || typeof v === 'number') {
+    const t = new Date(v).getTime();
+    return Number.isFinite(t) ? t : undefined;
+  }
+  return undefined;
+}
+
+/** Validates a (possibly schema-qualified) identifier and quotes it. */
+function tableName(name: string, value: unknown, fallback: string): string {
+  const v = value ?? fallback;
+  if (typeof v !== 'string') throw new TypeError(`${name} should be a table name, got ${describe(v)}`);
+  const parts = v.split('.');
+  if (parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
+    throw new TypeError(
+      `${name} should be an identifier like 'django_session' or 'schema.table', got ${describe(v)}`,
+    );
+  }
+  return parts.map((p) => `"${p}"`).join('.');
+}
+
+function unreachable(x: never): never {
+  throw new TypeError(`unknown credential kind ${JSON.stringify((x as { kind?: unknown }).kind)}`);
+}

@@ -1,0 +1,64 @@
+import { type OwnRedisCluster, startRedisCluster, waitFor } from '@sluice/test-support';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSessionCache, type SessionCache } from '../src/index.ts';
+import { identityFor, sessionKey, TableValidator } from './helpers.ts';
+
+const pepper = 'cluster test pepper, at least 32 b';
+let cluster: OwnRedisCluster;
+const caches: SessionCache[] = [];
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ nodes: 3 });
+}, 60_000);
+afterAll(async () => {
+  await Promise.all(caches.map((c) => c.close()));
+  await cluster?.stop();
+});
+
+const up = (c: SessionCache) =>
+  waitFor(() => c.l2State === 'up' && c.busState === 'subscribed', {
+    what: 'cluster L2 up',
+    timeoutMs: 20_000,
+  });
+
+describe('Redis Cluster', () => {
+  it('shares entries and invalidations between instances, from seed nodes or a Cluster passed in', async () => {
+    const va = new TableValidator();
+    const vb = new TableValidator();
+    for (let i = 0; i < 30; i += 1) {
+      va.add(sessionKey(i), identityFor(i));
+      vb.add(sessionKey(i), identityFor(i));
+    }
+    const a = createSessionCache({
+      validator: va,
+      pepper,
+      env: {},
+      l2: { redis: { cluster: cluster.nodes } },
+    });
+    const own = new Cluster([...cluster.nodes], { enableOfflineQueue: false });
+    const b = createSessionCache({ validator: vb, pepper, env: {}, l2: { redis: own } });
+    caches.push(a, b);
+    await Promise.all([up(a), up(b)]);
+    // 30 keys spread over the three masters' slots
+    for (let i = 0; i < 30; i += 1) await a.lookup({ kind: 'session', sessionKey: sessionKey(i) });
+    for (let i = 0; i < 30; i += 1) {
+      expect((await b.lookup({ kind: 'session', sessionKey: sessionKey(i) })).tier).toBe('l2');
+    }
+    expect(vb.calls).toBe(0);
+    const heard = new Promise<void>((resolve) =>
+      b.on('invalidate', (e) => e.origin === 'remote' && resolve()),
+    );
+    expect((await a.invalidate({ kind: 'session', sessionKey: sessionKey(3) })).propagated).toBe(true);
+    await heard;
+    vb.valid.delete(sessionKey(3));
+    expect(await b.lookup({ kind: 'session', sessionKey: sessionKey(3) })).toMatchObject({
+      status: 'invalid',
+      tier: 'validator',
+    });
+    await b.close();
+    // the cache never quits a client it was given
+    expect(own.status).toBe('ready');
+    own.disconnect();
+  });
+});
