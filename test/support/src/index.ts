@@ -26,6 +26,28 @@ export {
   type SessionVector,
   type TamperedVector,
 } from './django-vectors.js';
+export { type FakeCvat, type FakeCvatOptions, type FakeCvatStats, startFakeCvat } from './fake-cvat.js';
+export {
+  account,
+  classifyResponse,
+  type LatencySummary,
+  type LoadOptions,
+  type LoadReport,
+  type LoadRequest,
+  type LoadRun,
+  mergeReports,
+  type OutcomeKind,
+  type RequestRecord,
+  runLoad,
+  startLoad,
+  wellFormed503,
+} from './load-driver.js';
+export {
+  type OwnPostgres,
+  type OwnPostgresOptions,
+  postgresBinDir,
+  startOwnPostgres,
+} from './own-postgres.js';
 export { freePort, uniqueSuffix, waitFor } from './ports.js';
 export {
   adminQuery,
@@ -38,3 +60,9 @@ export {
   type TestDatabase,
 } from './postgres.js';
 export { deleteKeys, type OwnRedis, sharedRedisUrl, startOwnRedis, uniquePrefix } from './redis.js';
+export {
+  type OwnRedisCluster,
+  type RedisClusterNode,
+  type RedisClusterOptions,
+  startRedisCluster,
+} from './redis-cluster.js';
