@@ -1,0 +1,117 @@
+/**
+ * Stable codes of the errors `@sluice/gateway` raises or answers with.
+ *
+ * | code | status | meaning |
+ * | --- | --- | --- |
+ * | `E_CONFIG_INVALID` | - | the configuration has bad fields (see `issues`) |
+ * | `E_UPSTREAM_UNAVAILABLE` | 502 | the upstream refused or dropped the connection |
+ * | `E_UPSTREAM_TIMEOUT` | 504 | the upstream did not send headers within `upstreamHeadersTimeoutMs` |
+ * | `E_UPSTREAM_PROTOCOL` | 502 | the upstream answered with something that is not valid HTTP |
+ * | `E_SHUTTING_DOWN` | 503 | the gateway is draining and takes no new requests |
+ * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent |
+ * | `E_INTERNAL` | 500 | a bug in the gateway |
+ * | `E_CLOSED` | - | `listen()` after `close()` |
+ */
+export type GatewayErrorCode =
+  | 'E_CONFIG_INVALID'
+  | 'E_UPSTREAM_UNAVAILABLE'
+  | 'E_UPSTREAM_TIMEOUT'
+  | 'E_UPSTREAM_PROTOCOL'
+  | 'E_SHUTTING_DOWN'
+  | 'E_BAD_REQUEST'
+  | 'E_INTERNAL'
+  | 'E_CLOSED';
+
+/** The HTTP status that goes with each code (`undefined` when the error never reaches a client). */
+export const gatewayErrorStatus: Readonly<Record<GatewayErrorCode, number | undefined>> = {
+  E_CONFIG_INVALID: undefined,
+  E_UPSTREAM_UNAVAILABLE: 502,
+  E_UPSTREAM_TIMEOUT: 504,
+  E_UPSTREAM_PROTOCOL: 502,
+  E_SHUTTING_DOWN: 503,
+  E_BAD_REQUEST: 400,
+  E_INTERNAL: 500,
+  E_CLOSED: undefined,
+};
+
+/**
+ * The error `@sluice/gateway` raises: a stable `code`, the HTTP `status` it answers with when
+ * one applies, and the underlying `cause`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await gateway.listen();
+ * } catch (e) {
+ *   if (isGatewayError(e, 'E_CLOSED')) console.error('already closed');
+ * }
+ * ```
+ */
+export class GatewayError extends Error {
+  override readonly name: string = 'GatewayError';
+  /** Stable machine-readable code. */
+  readonly code: GatewayErrorCode;
+  /** HTTP status the gateway answers with for this error, if it reaches a client. */
+  readonly status: number | undefined;
+
+  constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.status = gatewayErrorStatus[code];
+  }
+}
+
+/** One bad configuration field: which field, where the value came from, and why it is refused. */
+export interface ConfigIssue {
+  /** The field name as in {@link GatewayConfig} (e.g. `queueTimeoutMs`). */
+  readonly field: string;
+  /** The flag or environment variable the value came from, or `'options'` when passed in code. */
+  readonly source: string;
+  /** The refused value as given (secrets are never echoed: `'<redacted>'`). */
+  readonly value: string;
+  /** Human-readable reason. */
+  readonly reason: string;
+}
+
+/**
+ * Thrown by `createGateway()` / `resolveConfig()` when options are invalid; lists every bad
+ * field at once.
+ */
+export class GatewayConfigError extends GatewayError {
+  override readonly name: string = 'GatewayConfigError';
+  /** Every bad field with its reason. */
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[]) {
+    super(
+      'E_CONFIG_INVALID',
+      `invalid gateway configuration:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+    );
+    this.issues = issues;
+  }
+}
+
+/** `field (source) = value: reason`, as the CLI prints it. */
+export function formatIssue(issue: ConfigIssue): string {
+  return `${issue.field} (${issue.source}) = ${JSON.stringify(issue.value)}: ${issue.reason}`;
+}
+
+/**
+ * True when `e` is a {@link GatewayError}, optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * if (isGatewayError(e, 'E_CONFIG_INVALID')) process.exit(2);
+ * ```
+ */
+export function isGatewayError<C extends GatewayErrorCode>(
+  e: unknown,
+  code?: C,
+): e is GatewayError & { readonly code: C } {
+  return e instanceof GatewayError && (code === undefined || e.code === code);
+}
+
+/** True when `e` is a {@link GatewayConfigError}. */
+export function isGatewayConfigError(e: unknown): e is GatewayConfigError {
+  return e instanceof GatewayConfigError;
+}

@@ -1,0 +1,253 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded. */
+export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Headers a client could send to pose as someone: auth-proxy conventions (Apache/nginx
+ * REMOTE_USER, oauth2-proxy, Kong, Grafana, AWS ALB, Cloudflare Access, Google IAP, Azure App
+ * Service), client-certificate headers, and everything `X-Sluice-*`. The gateway removes them
+ * from every request, whatever `trustProxy` says. Compared after lowercasing and turning `_`
+ * into `-`, because WSGI maps both to `HTTP_..._...`.
+ */
+export const IDENTITY_HEADERS: readonly string[] = Object.freeze([
+  'remote-user',
+  'remote-addr',
+  'auth-user',
+  'x-remote-user',
+  'x-remote-email',
+  'x-remote-group',
+  'x-remote-groups',
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-preferred-username',
+  'x-forwarded-groups',
+  'x-forwarded-access-token',
+  'x-user',
+  'x-user-id',
+  'x-userid',
+  'x-user-name',
+  'x-username',
+  'x-user-email',
+  'x-email',
+  'x-proxy-user',
+  'x-authenticated-user',
+  'x-authenticated-userid',
+  'x-authenticated-groups',
+  'x-authenticated-scope',
+  'x-consumer-id',
+  'x-consumer-username',
+  'x-consumer-custom-id',
+  'x-credential-identifier',
+  'x-webauth-user',
+  'x-webauth-email',
+  'x-webauth-name',
+  'x-ssl-client-cert',
+  'x-ssl-client-dn',
+  'x-ssl-client-s-dn',
+  'x-ssl-client-verify',
+  'x-client-cert',
+  'x-client-dn',
+  'x-client-verify',
+  'ssl-client-cert',
+  'ssl-client-verify',
+  'x-forwarded-client-cert',
+  'x-amzn-oidc-data',
+  'x-amzn-oidc-identity',
+  'x-amzn-oidc-accesstoken',
+  'cf-access-authenticated-user-email',
+  'cf-access-jwt-assertion',
+  'x-goog-authenticated-user-email',
+  'x-goog-authenticated-user-id',
+  'x-goog-iap-jwt-assertion',
+  'x-ms-client-principal',
+  'x-ms-client-principal-id',
+  'x-ms-client-principal-name',
+  'x-ms-client-principal-idp',
+  'x-ms-token-aad-id-token',
+  'x-ms-token-aad-access-token',
+]);
+
+/** Prefixes of identity headers: every header starting with one of these is removed. */
+export const IDENTITY_HEADER_PREFIXES: readonly string[] = Object.freeze([
+  'x-sluice-',
+  'x-auth-request-',
+  'x-remote-',
+  'x-authenticated-',
+  'x-webauth-',
+  'x-amzn-oidc-',
+  'cf-access-',
+  'x-goog-authenticated-',
+  'x-ms-client-principal',
+]);
+
+/**
+ * Headers that say where a request came from. Without `trustProxy` the client's values are
+ * dropped and the gateway writes its own X-Forwarded-For/-Proto/-Host and X-Real-IP.
+ */
+export const FORWARDING_HEADERS: readonly string[] = Object.freeze([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-forwarded-protocol',
+  'x-url-scheme',
+  'front-end-https',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-host',
+]);
+
+const HOP = new Set(HOP_BY_HOP_HEADERS);
+const IDENTITY = new Set(IDENTITY_HEADERS);
+const FORWARDING = new Set(FORWARDING_HEADERS);
+
+const PREFIX_FIRST_CHARS = new Set(IDENTITY_HEADER_PREFIXES.map((p) => p.charCodeAt(0)));
+
+/** True when a request header names an identity the client could forge. */
+export function isIdentityHeader(name: string): boolean {
+  let normalized = name.toLowerCase();
+  if (normalized.includes('_')) normalized = normalized.replaceAll('_', '-');
+  if (IDENTITY.has(normalized)) return true;
+  if (!PREFIX_FIRST_CHARS.has(normalized.charCodeAt(0))) return false;
+  for (const prefix of IDENTITY_HEADER_PREFIXES) if (normalized.startsWith(prefix)) return true;
+  return false;
+}
+
+/** The header names listed in `Connection` (they are hop-by-hop for this message). */
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const tokens = new Set<string>();
+  for (const token of joined.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') tokens.add(t);
+  }
+  return tokens.size === 0 ? undefined : tokens;
+}
+
+/** The client's address without the IPv4-mapped IPv6 prefix. */
+export function socketAddress(req: IncomingMessage): string {
+  const address = (req.socket as IncomingMessage['socket'] | null)?.remoteAddress ?? '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined) return undefined;
+  const head = v.split(',')[0]?.trim();
+  return head === '' ? undefined : head;
+}
+
+/**
+ * The client's address: the socket peer, or with `trustProxy` the left-most X-Forwarded-For entry.
+ */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = first(req.headers['x-forwarded-for']);
+    if (forwarded) return forwarded;
+  }
+  return socketAddress(req);
+}
+
+/** Options of {@link upstreamRequestHeaders}. */
+export interface UpstreamHeaderOptions {
+  /** Keep and extend the client's X-Forwarded-* instead of replacing them. */
+  readonly trustProxy: boolean;
+  /** Forward the client's Host; otherwise undici sends the upstream's host. */
+  readonly preserveHost: boolean;
+}
+
+/** What {@link upstreamRequestHeaders} removed, for logs and tests. */
+export interface StrippedHeaders {
+  /** Identity headers the client sent (names only). */
+  identity: number;
+}
+
+/**
+ * The headers to send upstream for `req`: hop-by-hop headers, `Expect`, identity headers and
+ * every header name containing `_` removed; X-Forwarded-For/-Proto/-Host and X-Real-IP set so
+ * Django sees the client and builds absolute URLs that point at the gateway.
+ *
+ * @example
+ * ```ts
+ * const headers = upstreamRequestHeaders(req, { trustProxy: false, preserveHost: true });
+ * ```
+ */
+export function upstreamRequestHeaders(
+  req: IncomingMessage,
+  options: UpstreamHeaderOptions,
+  stripped?: StrippedHeaders,
+): Record<string, string | string[]> {
+  const source: IncomingHttpHeaders = req.headers;
+  const listed = connectionTokens(source.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in source) {
+    const value = source[name];
+    if (value === undefined) continue;
+    if (HOP.has(name) || name === 'expect' || name === 'host' || listed?.has(name)) continue;
+    if (name.includes('_') || isIdentityHeader(name)) {
+      if (stripped && isIdentityHeader(name)) stripped.identity += 1;
+      continue;
+    }
+    if (FORWARDING.has(name) && !options.trustProxy) continue;
+    out[name] = value;
+  }
+
+  const peer = socketAddress(req);
+  const socket = req.socket as IncomingMessage['socket'] | null;
+  const proto = socket && 'encrypted' in socket && socket.encrypted ? 'https' : 'http';
+  const host = source.host;
+  if (options.trustProxy) {
+    const prior = source['x-forwarded-for'];
+    const chain = Array.isArray(prior) ? prior.join(', ') : prior;
+    out['x-forwarded-for'] = chain ? `${chain}, ${peer}` : peer;
+    out['x-forwarded-proto'] = first(source['x-forwarded-proto']) ?? proto;
+    const forwardedHost = first(source['x-forwarded-host']) ?? host;
+    if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
+    out['x-real-ip'] = first(source['x-real-ip']) ?? first(prior) ?? peer;
+  } else {
+    out['x-forwarded-for'] = peer;
+    out['x-forwarded-proto'] = proto;
+    if (host) out['x-forwarded-host'] = host;
+    out['x-real-ip'] = peer;
+  }
+  if (options.preserveHost && host) out.host = host;
+  return out;
+}
+
+/**
+ * The upstream's response headers as they go to the client: hop-by-hop headers and those named
+ * in `Connection` removed; everything else (Set-Cookie arrays included) kept.
+ */
+export function clientResponseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const listed = connectionTokens(headers.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP.has(name) || listed?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}

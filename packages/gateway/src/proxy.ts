@@ -1,0 +1,377 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { type RequestContext, requestContext } from './context.js';
+import { type GatewayErrorCode, gatewayErrorStatus } from './errors.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { sendJsonError } from './json-error.js';
+
+/** How one proxied request ended. */
+export interface ProxyOutcome {
+  /** Status sent to the client, or 499 when the client went away first. */
+  readonly status: number;
+  /** Milliseconds from dispatch to the upstream's response headers (undefined if none came). */
+  readonly upstreamMs: number | undefined;
+  /** The error code when the gateway answered in the upstream's place or the transfer broke. */
+  readonly errorCode: GatewayErrorCode | 'E_CLIENT_ABORTED' | undefined;
+  /** The underlying error, if any. */
+  readonly error: Error | undefined;
+}
+
+/** Options of {@link createProxy}. */
+export interface ProxyOptions {
+  /** The upstream origin (`http://host:port`). */
+  readonly upstream: string;
+  /** The undici dispatcher (a Pool or Agent) that holds the keep-alive connections. */
+  readonly dispatcher: Dispatcher;
+  /** @default false */
+  readonly trustProxy?: boolean;
+  /** @default true */
+  readonly preserveHost?: boolean;
+  /** @default 120000 */
+  readonly headersTimeoutMs?: number;
+  /** @default 300000 */
+  readonly bodyTimeoutMs?: number;
+  /**
+   * Called with the upstream's status and headers before they are sent to the client. When it
+   * returns a promise, the response waits for it (at most `hookTimeoutMs`) before anything is
+   * sent: the gateway invalidates a logged-out credential this way before the client learns of it.
+   */
+  readonly onResponseStart?: (
+    req: IncomingMessage,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ) => Promise<unknown> | undefined;
+  /** @default 1000 */
+  readonly hookTimeoutMs?: number;
+}
+
+/** The proxy handler: forwards `req` and streams the answer into `res`; resolves when done. */
+export type ProxyHandler = (req: IncomingMessage, res: ServerResponse) => Promise<ProxyOutcome>;
+
+const SAFE_TO_RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
+const STALE_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+class ClientAbortedError extends Error {
+  override readonly name = 'ClientAbortedError';
+  readonly code = 'E_CLIENT_ABORTED';
+}
+
+function errorCodeOf(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** Maps an undici/socket error before response headers to the gateway's answer. */
+export function classifyUpstreamError(error: Error): {
+  code: GatewayErrorCode;
+  status: number;
+  message: string;
+} {
+  const code = errorCodeOf(error);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return {
+      code: 'E_UPSTREAM_TIMEOUT',
+      status: gatewayErrorStatus.E_UPSTREAM_TIMEOUT ?? 504,
+      message: 'The upstream server did not answer in time.',
+    };
+  }
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG') {
+    return { code: 'E_BAD_REQUEST', status: 400, message: 'The request cannot be forwarded as sent.' };
+  }
+  if (
+    code.startsWith('HPE_') ||
+    code.startsWith('ERR_INVALID_') ||
+    code === 'UND_ERR_HEADERS_OVERFLOW' ||
+    code === 'UND_ERR_RESPONSE'
+  ) {
+    return {
+      code: 'E_UPSTREAM_PROTOCOL',
+      status: gatewayErrorStatus.E_UPSTREAM_PROTOCOL ?? 502,
+      message: 'The upstream server sent an invalid response.',
+    };
+  }
+  return {
+    code: 'E_UPSTREAM_UNAVAILABLE',
+    status: gatewayErrorStatus.E_UPSTREAM_UNAVAILABLE ?? 502,
+    message: 'The upstream server is unavailable.',
+  };
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (length !== undefined) return length !== '0';
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+interface ProxySettings {
+  readonly origin: string;
+  readonly dispatcher: Dispatcher;
+  readonly headerOptions: { trustProxy: boolean; preserveHost: boolean };
+  readonly headersTimeout: number;
+  readonly bodyTimeout: number;
+  readonly hookTimeoutMs: number;
+  readonly onResponseStart: ProxyOptions['onResponseStart'];
+}
+
+function uncork(res: ServerResponse): void {
+  res.uncork();
+}
+
+/**
+ * One proxied request: the undici dispatch handler, the client-side listeners and the outcome.
+ * A class rather than closures, so a request allocates one object instead of a dozen functions.
+ */
+class ProxyCall implements Dispatcher.DispatchHandler {
+  readonly #settings: ProxySettings;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #context: RequestContext;
+  readonly #resolve: (outcome: ProxyOutcome) => void;
+  readonly #headers: Record<string, string | string[]>;
+  readonly #withBody: boolean;
+  readonly #method: string;
+  readonly #path: string;
+  #controller: Dispatcher.DispatchController | undefined;
+  #abortReason: Error | undefined;
+  #startedAt = 0;
+  #upstreamMs: number | undefined;
+  #responseStarted = false;
+  #settled = false;
+  #waitingForDrain = false;
+  #attempts = 0;
+  // While an onResponseStart promise runs, the head is held back and so is the body.
+  #headPending = false;
+  #heldChunks: Buffer[] | undefined;
+  #endHeld = false;
+  #status = 0;
+  #statusMessage: string | undefined;
+  #upstreamHeaders: IncomingHttpHeaders | undefined;
+  readonly #onDrain = (): void => {
+    this.#waitingForDrain = false;
+    this.#controller?.resume();
+  };
+  readonly #onClientClose = (): void => {
+    if (this.#res.writableFinished || this.#settled) return;
+    this.#abortReason = new ClientAbortedError('the client closed the connection');
+    this.#controller?.abort(this.#abortReason);
+    this.#settle(499, 'E_CLIENT_ABORTED', this.#abortReason);
+  };
+
+  constructor(
+    settings: ProxySettings,
+    req: IncomingMessage,
+    res: ServerResponse,
+    resolve: (outcome: ProxyOutcome) => void,
+  ) {
+    this.#settings = settings;
+    this.#req = req;
+    this.#res = res;
+    this.#resolve = resolve;
+    this.#context = requestContext(req);
+    const stripped = { identity: 0 };
+    this.#headers = upstreamRequestHeaders(req, settings.headerOptions, stripped);
+    this.#context.strippedIdentityHeaders += stripped.identity;
+    this.#withBody = hasBody(req);
+    this.#method = req.method ?? 'GET';
+    this.#path = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+    res.on('close', this.#onClientClose);
+  }
+
+  dispatch(): void {
+    this.#attempts += 1;
+    this.#controller = undefined;
+    this.#startedAt = performance.now();
+    const s = this.#settings;
+    try {
+      s.dispatcher.dispatch(
+        {
+          origin: s.origin,
+          path: this.#path,
+          method: this.#method,
+          headers: this.#headers,
+          body: this.#withBody ? this.#req : null,
+          headersTimeout: s.headersTimeout,
+          bodyTimeout: s.bodyTimeout,
+        },
+        this,
+      );
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#abortReason) controller.abort(this.#abortReason);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    if (statusCode < 200) return;
+    this.#responseStarted = true;
+    this.#upstreamMs = performance.now() - this.#startedAt;
+    this.#context.upstreamMs = this.#upstreamMs;
+    this.#status = statusCode;
+    this.#statusMessage = statusMessage;
+    this.#upstreamHeaders = headers;
+    let pending: Promise<unknown> | undefined;
+    try {
+      pending = this.#settings.onResponseStart?.(this.#req, statusCode, headers);
+    } catch {
+      pending = undefined;
+    }
+    if (pending === undefined || typeof pending.then !== 'function') {
+      this.#writeHead(controller);
+      return;
+    }
+    this.#headPending = true;
+    controller.pause();
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#settings.hookTimeoutMs);
+      timer.unref();
+      pending.then(
+        () => resolve(),
+        () => resolve(),
+      );
+    });
+    void bounded.then(() => {
+      clearTimeout(timer);
+      this.#headPending = false;
+      if (this.#settled || this.#abortReason) return;
+      if (!this.#writeHead(controller)) return;
+      const chunks = this.#heldChunks ?? [];
+      this.#heldChunks = undefined;
+      for (const chunk of chunks) this.onResponseData(controller, chunk);
+      if (this.#endHeld) this.onResponseEnd();
+      else if (!this.#waitingForDrain) controller.resume();
+    });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#headPending) {
+      if (this.#heldChunks === undefined) this.#heldChunks = [];
+      this.#heldChunks.push(chunk);
+      return;
+    }
+    if (!this.#res.write(chunk) && !this.#waitingForDrain) {
+      this.#waitingForDrain = true;
+      controller.pause();
+      this.#res.once('drain', this.#onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#headPending) {
+      this.#endHeld = true;
+      return;
+    }
+    this.#res.end();
+    this.#settle(this.#res.statusCode, undefined, undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#fail(error);
+  }
+
+  /** Sends the status line and headers; corked until the next tick so a small body goes out in the same write. */
+  #writeHead(controller: Dispatcher.DispatchController): boolean {
+    const res = this.#res;
+    try {
+      const outgoing = clientResponseHeaders(this.#upstreamHeaders ?? {});
+      if (this.#statusMessage) res.writeHead(this.#status, this.#statusMessage, outgoing);
+      else res.writeHead(this.#status, outgoing);
+    } catch (error) {
+      // Node refuses a header value the upstream sent: answer 502 instead of half a response.
+      controller.abort(error instanceof Error ? error : new Error(String(error)));
+      return false;
+    }
+    res.cork();
+    process.nextTick(uncork, res);
+    return true;
+  }
+
+  #fail(error: Error): void {
+    const res = this.#res;
+    const req = this.#req;
+    if (
+      this.#abortReason ||
+      this.#settled ||
+      res.destroyed ||
+      (this.#withBody && req.destroyed && !req.complete)
+    ) {
+      this.#settle(499, 'E_CLIENT_ABORTED', this.#abortReason ?? error);
+      return;
+    }
+    if (res.headersSent) {
+      // The status line is gone already: all that is left is to cut the connection.
+      this.#context.errorCode = 'E_UPSTREAM_UNAVAILABLE';
+      this.#context.errorCause = errorCodeOf(error) || error.message;
+      res.destroy(error);
+      this.#settle(res.statusCode, 'E_UPSTREAM_UNAVAILABLE', error);
+      return;
+    }
+    const code = errorCodeOf(error);
+    if (
+      !this.#responseStarted &&
+      this.#attempts === 1 &&
+      !this.#withBody &&
+      SAFE_TO_RETRY.has(this.#method) &&
+      STALE_SOCKET_CODES.has(code)
+    ) {
+      this.dispatch();
+      return;
+    }
+    const answer = classifyUpstreamError(error);
+    this.#context.errorCode = answer.code;
+    this.#context.errorCause = code || error.message;
+    sendJsonError(res, answer.status, answer.code, answer.message);
+    this.#settle(answer.status, answer.code, error);
+  }
+
+  #settle(status: number, errorCode: ProxyOutcome['errorCode'], error: Error | undefined): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (errorCode) this.#context.errorCode = errorCode;
+    this.#res.off('close', this.#onClientClose);
+    this.#res.off('drain', this.#onDrain);
+    this.#resolve({ status, upstreamMs: this.#upstreamMs, errorCode, error });
+  }
+}
+
+/**
+ * Builds the streaming reverse proxy. Request and response bodies flow through with
+ * backpressure (the upstream read pauses while the client's socket is full, and the client's
+ * upload is read only as fast as the upstream takes it), so memory stays bounded whatever the
+ * size. Hop-by-hop and identity headers are removed and X-Forwarded-* set. A client that goes
+ * away aborts the upstream request. Errors before the upstream's headers become a JSON answer
+ * (502, or 504 on a headers timeout); errors after them cut the client connection, as the
+ * status is already sent. A GET/HEAD/OPTIONS that fails on a stale keep-alive socket is retried
+ * once.
+ *
+ * @example
+ * ```ts
+ * const proxy = createProxy({ upstream: 'http://127.0.0.1:8080', dispatcher: new Pool(origin) });
+ * app.use((req, res) => void proxy(req, res));
+ * ```
+ */
+export function createProxy(options: ProxyOptions): ProxyHandler {
+  const settings: ProxySettings = {
+    origin: new URL(options.upstream).origin,
+    dispatcher: options.dispatcher,
+    headerOptions: { trustProxy: options.trustProxy ?? false, preserveHost: options.preserveHost ?? true },
+    headersTimeout: options.headersTimeoutMs ?? 120_000,
+    bodyTimeout: options.bodyTimeoutMs ?? 300_000,
+    hookTimeoutMs: options.hookTimeoutMs ?? 1_000,
+    onResponseStart: options.onResponseStart,
+  };
+  return function proxy(req, res) {
+    return new Promise<ProxyOutcome>((resolve) => {
+      new ProxyCall(settings, req, res, resolve).dispatch();
+    });
+  };
+}

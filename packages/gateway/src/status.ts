@@ -1,0 +1,93 @@
+import type { RequestClass } from './request-class.js';
+
+/** Circuit breaker state, as `@sluice/admission` reports it. */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** Admission figures of one class. */
+export interface ClassStatus {
+  /** Requests of the class holding a slot now. */
+  readonly inFlight: number;
+  /** Requests of the class waiting for a slot now. */
+  readonly queued: number;
+}
+
+/** Live admission figures. */
+export interface AdmissionStatus {
+  /** The budget: most concurrent upstream requests. */
+  readonly limit: number;
+  readonly inFlight: number;
+  readonly queued: number;
+  readonly available: number;
+  /** Where the limit came from. */
+  readonly limitSource: 'configured' | 'database' | 'default';
+  /** `local` semaphore or `redis` (shared by every gateway). */
+  readonly semaphore: 'local' | 'redis';
+  readonly byClass: Readonly<Record<RequestClass, ClassStatus>>;
+  /** Requests refused by admission since start (queue full, timeout, breaker open, per-client cap). */
+  readonly rejected: number;
+}
+
+/** Live session cache figures (counters since start). */
+export interface CacheStatus {
+  readonly l1Hits: number;
+  readonly l2Hits: number;
+  readonly misses: number;
+  readonly validatorCalls: number;
+  readonly validatorErrors: number;
+  /** `(l1Hits + l2Hits) / (l1Hits + l2Hits + misses)`, or `null` before the first lookup. */
+  readonly hitRatio: number | null;
+  readonly l1Size: number;
+  /** `disabled` without Redis. */
+  readonly l2State: string;
+  /** `database` or `introspection`. */
+  readonly validator: 'database' | 'introspection' | 'custom';
+}
+
+/** The upstream database as the connection monitor last saw it (`null` without a database URL). */
+export interface DatabaseStatus {
+  /** Client backends now. */
+  readonly connections: number | null;
+  readonly maxConnections: number | null;
+  readonly reservedConnections: number | null;
+  readonly byState: Readonly<Record<string, number>>;
+  /** `ok`, `warn` or `critical` (usage of max_connections minus reserved). */
+  readonly level: string;
+  /** When the last sample was taken, epoch ms. */
+  readonly sampledAt: number | null;
+  /** The gateway's own pool. */
+  readonly pool: {
+    readonly max: number;
+    readonly total: number;
+    readonly idle: number;
+    readonly waiting: number;
+  };
+  /** Connections the reaper terminated since start (`null` when the reaper is off). */
+  readonly reaped: number | null;
+  /** Expired sessions purged since start (`null` when the purge is off). */
+  readonly purged: number | null;
+}
+
+/** Request counters since start. */
+export interface RequestStatus {
+  readonly total: number;
+  readonly byClass: Readonly<Record<RequestClass | 'gateway', number>>;
+  /** By status class: `2xx`, `3xx`, `4xx`, `5xx` (499: client went away, counted as `4xx`). */
+  readonly byStatus: Readonly<Record<string, number>>;
+  readonly upstreamErrors: number;
+}
+
+/** Everything `/sluice/status.json` answers and the metrics read. */
+export interface StatusSnapshot {
+  /** Epoch ms. */
+  readonly at: number;
+  readonly startedAt: number;
+  readonly version: string;
+  readonly upstream: string;
+  /** `running`, `draining` (SIGTERM received) or `closed`. */
+  readonly state: 'running' | 'draining' | 'closed';
+  readonly admission: AdmissionStatus;
+  readonly breaker: BreakerState;
+  readonly cache: CacheStatus;
+  readonly database: DatabaseStatus | null;
+  readonly requests: RequestStatus;
+}
