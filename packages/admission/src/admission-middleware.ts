@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TypedEvents } from '@sluice/events';
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,
@@ -14,7 +15,6 @@ import {
 import type { GateOptions } from './gate-core.js';
 import type { LimitSource } from './limit-source.js';
 import { Semaphore } from './semaphore.js';
-import { TypedEvents } from './typed-events.js';
 import type { AdmissionGate, Permit, Priority, ReleaseOutcome } from './types.js';
 import { checkFunction, checkObject, show } from './validate.js';
 

@@ -1,7 +1,7 @@
+import { TypedEvents } from '@sluice/events';
 import Opossum from 'opossum';
 import { admissionChannels } from './channels.js';
 import { AdmissionError } from './errors.js';
-import { TypedEvents } from './typed-events.js';
 import { checkFunction, checkInteger, checkNumber, checkObject, show } from './validate.js';
 
 /** A circuit's state. */

@@ -1,7 +1,7 @@
+import { TypedEvents } from '@sluice/events';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
 import { isLimitSource, type LimitSource } from './limit-source.js';
-import { TypedEvents } from './typed-events.js';
 import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
 import { checkFunction, checkInteger, checkNumber, checkObject, show } from './validate.js';
 import { type ExpiryReason, type Waiter, WaitQueue } from './wait-queue.js';

@@ -14,6 +14,7 @@ import {
   Semaphore,
 } from '@sluice/admission';
 import { extractCredential } from '@sluice/django';
+import { TypedEvents } from '@sluice/events';
 import {
   type ConnectionMonitor,
   monitorConnections,
@@ -51,7 +52,6 @@ import { createClassifier, type RequestClass, type RequestClassifier } from './r
 import type { BreakerState, StatusSnapshot } from './status.js';
 import { STATUS_PATH, sendStatusPage } from './status-page.js';
 import { recordTiers, type TierSink } from './tier-recorder.js';
-import { TypedEvents } from './typed-events.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** CVAT's logout endpoint: a 2xx answer to a POST there invalidates the request's credential. */

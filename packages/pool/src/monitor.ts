@@ -1,9 +1,9 @@
+import { TypedEvents } from '@sluice/events';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
 import { Repeater } from './repeater.js';
 import { clientBackendSql, type Queryable } from './server-budget.js';
 import { type ConnectionLevel, nextLevel } from './thresholds.js';
-import { TypedEvents } from './typed-events.js';
 import { checkFunction, checkInteger, checkNumber, checkObject, describe } from './validate.js';
 
 /** One look at `pg_stat_activity`, taken with a single query. */

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { TypedEvents } from '@sluice/events';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
@@ -9,7 +10,6 @@ import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from '
 import { registerPool, unregisterPool } from './registry.js';
 import { readServerBudget } from './server-budget.js';
 import { GateEntry, SlotGate } from './slot-gate.js';
-import { TypedEvents } from './typed-events.js';
 import type {
   AcquireOptions,
   PoolEvents,

@@ -1,8 +1,8 @@
+import { TypedEvents } from '@sluice/events';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
 import { Repeater } from './repeater.js';
 import { quoteColumn, quoteTable } from './sql-identifier.js';
-import { TypedEvents } from './typed-events.js';
 import type { SluicePool } from './types.js';
 import { checkFunction, checkInteger, checkObject } from './validate.js';
 

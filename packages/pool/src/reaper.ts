@@ -1,10 +1,10 @@
+import { TypedEvents } from '@sluice/events';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
 import { processBackendPids } from './registry.js';
 import { Repeater } from './repeater.js';
 import { clientBackendSql } from './server-budget.js';
-import { TypedEvents } from './typed-events.js';
 import type { SluicePool } from './types.js';
 import { checkInteger, checkObject, describe } from './validate.js';
 

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Credential } from '@sluice/django';
+import { TypedEvents } from '@sluice/events';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { credentialKey, keyId } from './credential-key.js';
@@ -13,7 +14,6 @@ import { booleanOption, checkObject, describe, functionOption, positiveInteger }
 import { type RedisClient, RedisTier } from './redis-tier.js';
 import { kCacheKey, type RequestState } from './request-state.js';
 import { SingleFlight } from './single-flight.js';
-import { TypedEvents } from './typed-events.js';
 
 /** Where an answer came from. */
 export type LookupTier = 'l1' | 'l2' | 'validator';

@@ -1,0 +1,1 @@
+export { type Listener, type ListenerErrorHandler, TypedEvents, warnListenerError } from './typed-events.js';
