@@ -32,6 +32,7 @@ import {
   introspectionValidator,
   type SessionCache,
   type SessionCacheMiddleware,
+  type SluiceContext,
   sessionCache,
   type Validator,
 } from '@sluice/session-cache';
@@ -51,7 +52,6 @@ import { checkReadiness, type ReadinessCheck, type ReadinessReport, upstreamChec
 import { createClassifier, type RequestClass, type RequestClassifier } from './request-class.js';
 import type { BreakerState, StatusSnapshot } from './status.js';
 import { STATUS_PATH, sendStatusPage } from './status-page.js';
-import { recordTiers, type TierSink } from './tier-recorder.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** CVAT's logout endpoint: a 2xx answer to a POST there invalidates the request's credential. */
@@ -162,7 +162,7 @@ export const gatewayChannels = {
 } as const;
 
 /** A request as the Sluice middleware leave it (`req.sluice` set by the session cache). */
-type SluiceRequest = IncomingMessage & { sluice?: { identity?: { readonly userId: number } | null } };
+type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
 
@@ -347,9 +347,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     logger.warn({ err: error }, 'session cache L2 (Redis) down: L1 and validator only'),
   );
   cache.on('l2:up', ({ downForMs }) => logger.info({ downForMs }, 'session cache L2 (Redis) back'));
-  let tierSink: TierSink | undefined;
   const cacheMiddleware: SessionCacheMiddleware = sessionCache({
-    cache: recordTiers(cache, () => tierSink),
+    cache,
     cookieName: config.sessionCookieName,
   });
 
@@ -517,7 +516,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       class: ctx.requestClass,
       queueWaitMs: ctx.queueWaitMs === undefined ? undefined : Math.round(ctx.queueWaitMs * 10) / 10,
       upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 10) / 10,
-      cacheTier: ctx.cacheTier,
+      cacheTier: (req as SluiceRequest).sluice?.cache?.tier ?? ctx.cacheTier,
       durationMs: Math.round(durationMs * 10) / 10,
       userId: (req as SluiceRequest).sluice?.identity?.userId,
       client: ctx.client,
@@ -651,13 +650,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       next();
       return;
     }
+    // The middleware records the tier that answered as `req.sluice.cache` (read when the request ends).
     ctx.cacheTier = 'none';
-    tierSink = ctx;
-    try {
-      cacheMiddleware(req, res, next);
-    } finally {
-      tierSink = undefined;
-    }
+    cacheMiddleware(req, res, next);
   }
 
   async function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<void> {

@@ -138,6 +138,10 @@ export function isIdentityHeader(name: string): boolean {
 /** The header names listed in `Connection` (they are hop-by-hop for this message). */
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
+  // The common answers name no header: skip the split and the Set.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') {
+    return undefined;
+  }
   const joined = Array.isArray(value) ? value.join(',') : value;
   const tokens = new Set<string>();
   for (const token of joined.split(',')) {

@@ -117,6 +117,18 @@ function uncork(res: ServerResponse): void {
   res.uncork();
 }
 
+/** Where a response keeps its proxy call, so its listeners are shared functions, not closures per request. */
+const kCall: unique symbol = Symbol('sluice.gateway.proxy-call');
+type CallResponse = ServerResponse & { [kCall]?: ProxyCall };
+
+function onDrain(this: ServerResponse): void {
+  (this as CallResponse)[kCall]?.drained();
+}
+
+function onClientClose(this: ServerResponse): void {
+  (this as CallResponse)[kCall]?.clientClosed();
+}
+
 /**
  * One proxied request: the undici dispatch handler, the client-side listeners and the outcome.
  * A class rather than closures, so a request allocates one object instead of a dozen functions.
@@ -146,16 +158,20 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   #status = 0;
   #statusMessage: string | undefined;
   #upstreamHeaders: IncomingHttpHeaders | undefined;
-  readonly #onDrain = (): void => {
+
+  /** The response's `drain`: the client took what was written, read on. */
+  drained(): void {
     this.#waitingForDrain = false;
     this.#controller?.resume();
-  };
-  readonly #onClientClose = (): void => {
+  }
+
+  /** The response's `close`: before the end was written, the client went away. */
+  clientClosed(): void {
     if (this.#res.writableFinished || this.#settled) return;
     this.#abortReason = new ClientAbortedError('the client closed the connection');
     this.#controller?.abort(this.#abortReason);
     this.#settle(499, 'E_CLIENT_ABORTED', this.#abortReason);
-  };
+  }
 
   constructor(
     settings: ProxySettings,
@@ -174,7 +190,8 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     this.#withBody = hasBody(req);
     this.#method = req.method ?? 'GET';
     this.#path = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
-    res.on('close', this.#onClientClose);
+    (res as CallResponse)[kCall] = this;
+    res.on('close', onClientClose);
   }
 
   dispatch(): void {
@@ -261,7 +278,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     if (!this.#res.write(chunk) && !this.#waitingForDrain) {
       this.#waitingForDrain = true;
       controller.pause();
-      this.#res.once('drain', this.#onDrain);
+      this.#res.once('drain', onDrain);
     }
   }
 
@@ -337,8 +354,8 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     this.#settled = true;
     if (errorCode) this.#context.errorCode = errorCode;
-    this.#res.off('close', this.#onClientClose);
-    this.#res.off('drain', this.#onDrain);
+    this.#res.off('close', onClientClose);
+    this.#res.off('drain', onDrain);
     this.#resolve({ status, upstreamMs: this.#upstreamMs, errorCode, error });
   }
 }

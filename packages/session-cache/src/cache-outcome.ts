@@ -70,7 +70,7 @@ export function lookupOutcome(result: LookupResult, kind: CredentialKind, key: s
   };
 }
 
-/** The outcome of a lookup that failed with `code`; `tier` is `'validator'` for validator errors. */
+/** The outcome of a lookup that failed with `code` (`tier` is `'validator'` for `E_VALIDATOR_*`, else `'none'`). */
 export function failedOutcome(
   tier: CacheOutcomeTier,
   code: string,

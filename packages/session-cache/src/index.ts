@@ -1,3 +1,4 @@
+export type { CacheOutcome, CacheOutcomeStatus, CacheOutcomeTier } from './cache-outcome.js';
 export { credentialKey, keyId } from './credential-key.js';
 export { channels } from './diagnostics.js';
 export { type SessionCacheEnvironment, validatorFromEnvironment } from './environment.js';

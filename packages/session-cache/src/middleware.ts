@@ -1,5 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Credential, credentialExtractor } from '@sluice/django';
+import {
+  type CacheOutcome,
+  failedOutcome,
+  lookupOutcome,
+  PUBLIC_OUTCOME,
+  refusedOutcome,
+} from './cache-outcome.js';
 import { isSessionCacheError } from './errors.js';
 import type { CredentialKind } from './identity.js';
 import { checkObject, describe, oneOf, positiveInteger } from './option-checks.js';
@@ -90,11 +97,14 @@ const NOT_PROVIDED = JSON.stringify({
   code: 'E_UNAUTHENTICATED',
   message: 'Authentication credentials were not provided.',
 });
+const NO_CREDENTIAL_OUTCOME = Object.freeze(refusedOutcome('no-credential', undefined));
+const MALFORMED_OUTCOME = Object.freeze(refusedOutcome('malformed', undefined));
 const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid credentials.' });
 
 /**
  * Express middleware that authenticates each request by its Django session cookie, DRF token,
- * Bearer token or Basic credentials, through the tiered cache, and sets `req.sluice.identity`.
+ * Bearer token or Basic credentials, through the tiered cache, and sets `req.sluice.identity`
+ * and `req.sluice.cache` (which tier answered, see {@link CacheOutcome}).
  * With no options it is configured from the environment (`DATABASE_URL`, `SLUICE_INTROSPECTION_URL`,
  * `REDIS_URL`, `SLUICE_CACHE_PEPPER`, `DJANGO_SECRET_KEY`).
  *
@@ -170,10 +180,12 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     res: ServerResponse,
     next: (error?: unknown) => void,
     reason: string,
+    outcome: CacheOutcome,
   ): void {
     counters.unauthenticated += 1;
+    const ctx = contextOf(req);
+    ctx.cache = outcome;
     if (onUnauthenticated === 'next') {
-      const ctx = contextOf(req);
       ctx.identity = null;
       ctx.unauthenticatedReason = reason;
       next();
@@ -187,16 +199,19 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     res: ServerResponse,
     next: (error?: unknown) => void,
     error: unknown,
+    kind: CredentialKind,
+    key: string | undefined,
   ): void {
     counters.validatorErrors += 1;
+    const code = isSessionCacheError(error) ? error.code : 'E_VALIDATOR_UNAVAILABLE';
+    const ctx = contextOf(req);
+    ctx.cache = failedOutcome(code.startsWith('E_VALIDATOR_') ? 'validator' : 'none', code, kind, key);
     if (onValidatorError === 'next') {
-      const ctx = contextOf(req);
       ctx.identity = null;
       ctx.unauthenticatedReason = 'validator-error';
       next();
       return;
     }
-    const code = isSessionCacheError(error) ? error.code : 'E_VALIDATOR_UNAVAILABLE';
     send(
       res,
       503,
@@ -210,15 +225,19 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     res: ServerResponse,
     next: (error?: unknown) => void,
     result: LookupResult,
+    kind: CredentialKind,
+    key: string,
   ): void {
+    const outcome = lookupOutcome(result, kind, key);
     if (result.status === 'valid') {
       counters.authenticated += 1;
       const ctx = contextOf(req);
+      ctx.cache = outcome;
       ctx.identity = result.identity;
       next();
       return;
     }
-    unauthenticated(req, res, next, result.reason);
+    unauthenticated(req, res, next, result.reason, outcome);
   }
 
   const handler = function sessionCache(
@@ -234,41 +253,50 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     r[kHandled] = true;
     if (isPublic?.(pathOf(req))) {
       counters.publicPaths += 1;
+      contextOf(r).cache = PUBLIC_OUTCOME;
       next();
       return;
     }
     const extracted = extractCredential(req.headers);
     if (extracted === null) {
-      unauthenticated(r, res, next, 'no-credential');
+      unauthenticated(r, res, next, 'no-credential', NO_CREDENTIAL_OUTCOME);
       return;
     }
     if (extracted.kind === 'malformed') {
       counters.malformed += 1;
-      unauthenticated(r, res, next, 'malformed');
+      unauthenticated(r, res, next, 'malformed', MALFORMED_OUTCOME);
       return;
     }
     const credential: Credential = extracted;
     if (!kinds.has(credential.kind)) {
-      unauthenticated(r, res, next, 'unsupported-credential');
+      unauthenticated(
+        r,
+        res,
+        next,
+        'unsupported-credential',
+        refusedOutcome('unsupported-credential', credential.kind),
+      );
       return;
     }
-    let key: string;
+    const kind = credential.kind;
+    let key: string | undefined;
     let hit: LookupResult | undefined;
     try {
       key = cache.keyOf(credential);
       r[kCacheKey] = key;
       hit = cache.peek(credential, { key });
     } catch (error) {
-      failed(r, res, next, error);
+      failed(r, res, next, error, kind, key);
       return;
     }
     if (hit !== undefined) {
-      settle(r, res, next, hit);
+      settle(r, res, next, hit, kind, key);
       return;
     }
+    const looked: string = key;
     cache.lookup(credential, { key }).then(
-      (result) => settle(r, res, next, result),
-      (error: unknown) => failed(r, res, next, error),
+      (result) => settle(r, res, next, result, kind, looked),
+      (error: unknown) => failed(r, res, next, error, kind, looked),
     );
   };
 

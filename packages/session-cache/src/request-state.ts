@@ -1,3 +1,4 @@
+import type { CacheOutcome } from './cache-outcome.js';
 import type { Identity } from './identity.js';
 
 /**
@@ -14,6 +15,12 @@ declare global {
       identity?: Identity | null;
       /** Why `identity` is `null` (e.g. `'no-credential'`, `'malformed'`, `'session-not-found'`, `'validator-error'`). */
       unauthenticatedReason?: string;
+      /**
+       * How `sessionCache()` answered: the tier (`l1`, `l2`, `validator`, `none`), the status
+       * (`valid`, `invalid`, `error`, `public`), the reason, the credential kind and the key id.
+       * Set on every request the middleware handles, before `next()` or its 401/503. Never the credential.
+       */
+      cache?: CacheOutcome;
     }
     interface Request {
       /** Per-request state of Sluice middleware. */
