@@ -25,18 +25,20 @@ describe('the demo connection sampler, against pg_stat_activity', () => {
   it("counts one role's connections by state and application, and its peak", async () => {
     const sampler = await sampleConnections({ adminUrl: pgUrl('postgres'), role, intervalMs: 20 });
     // Three sessions of the role (psql, so this suite needs no PostgreSQL driver of its own),
-    // each busy for a moment: one named app-a, two with no application_name (like Django).
+    // each busy for a while (long enough to overlap however slowly a loaded machine starts
+    // them): one named app-a, two with no application_name (like Django).
     const sessions = Array.from({ length: 3 }, (_, i) =>
-      spawn('psql', ['-h', '127.0.0.1', '-U', role, '-d', db.name, '-qAt', '-c', 'SELECT pg_sleep(1.5)'], {
+      spawn('psql', ['-h', '127.0.0.1', '-U', role, '-d', db.name, '-qAt', '-c', 'SELECT pg_sleep(3)'], {
         env: { ...process.env, PGAPPNAME: i === 0 ? 'app-a' : '' },
         stdio: 'ignore',
       }),
     );
     await Promise.all(sessions.map((c) => new Promise((r) => c.once('exit', r))));
-    expect(await waitForConnections(pgUrl('postgres'), role, 0, 5000)).toBe(0);
+    expect(await waitForConnections(pgUrl('postgres'), role, 0, 15_000)).toBe(0);
     const points = await sampler.stop();
     expect(sampler.peak).toBe(3);
-    const full = points.find((p) => p.total === 3);
+    // A session just connected is not active yet: look at a sample taken once all three were.
+    const full = points.find((p) => p.total === 3 && p.byState.active === 3);
     expect(full?.byApplication).toEqual({ 'app-a': 1, '': 2 });
     expect(full?.byState).toEqual({ active: 3 });
     expect(points.every((p, i) => i === 0 || p.t >= (points[i - 1]?.t ?? 0))).toBe(true);

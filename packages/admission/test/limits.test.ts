@@ -1,4 +1,4 @@
-import { adminQuery } from '@sluice/test-support';
+import { adminQuery, waitFor } from '@sluice/test-support';
 import { describe, expect, it } from 'vitest';
 import {
   adaptiveLimit,
@@ -118,16 +118,29 @@ describe('databaseBudget', () => {
 
   it('reads a real pg_stat_activity sample: connections held by others count against it', async () => {
     // A real sample from the server, with 4 sessions of another application kept busy meanwhile.
-    const sleepers = Array.from({ length: 4 }, () => adminQuery('SELECT pg_sleep(1.5)'));
-    await new Promise((r) => setTimeout(r, 300));
-    const { rows } = await adminQuery<{ max: string; reserved: string; app: string | null; n: string }>(
-      `SELECT current_setting('max_connections') AS max, current_setting('superuser_reserved_connections') AS reserved,
-              application_name AS app, count(*)::text AS n
-         FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY application_name`,
-    );
-    await Promise.all(sleepers);
-    const byApplication: Record<string, number> = {};
-    for (const r of rows) byApplication[r.app ?? ''] = Number(r.n);
+    // Sampled until all four are connected (the sample's own session is the fifth): a loaded
+    // machine may take a while to open them.
+    const sleepers = Array.from({ length: 4 }, () => adminQuery('SELECT pg_sleep(3)'));
+    type Row = { max: string; reserved: string; app: string | null; n: string };
+    let rows: Row[] = [];
+    let byApplication: Record<string, number> = {};
+    try {
+      await waitFor(
+        async () => {
+          ({ rows } = await adminQuery<Row>(
+            `SELECT current_setting('max_connections') AS max, current_setting('superuser_reserved_connections') AS reserved,
+                    application_name AS app, count(*)::text AS n
+               FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY application_name`,
+          ));
+          byApplication = {};
+          for (const r of rows) byApplication[r.app ?? ''] = Number(r.n);
+          return (byApplication['sluice-test-admin'] ?? 0) >= 5;
+        },
+        { timeoutMs: 2500, intervalMs: 20, what: 'the four busy sessions' },
+      ).catch(() => {});
+    } finally {
+      await Promise.all(sleepers);
+    }
     const total = Object.values(byApplication).reduce((a, b) => a + b, 0);
     const monitor = new HandMonitor();
     monitor.emit({

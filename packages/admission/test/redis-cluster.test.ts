@@ -43,8 +43,8 @@ describe('RedisSemaphore on a real Redis Cluster', () => {
       expect(keys).toBe(2);
       const releasedAt = Date.now();
       p1.release(); // on the other instance: pub/sub wakes the waiter, the poll would take a minute
-      await waitFor(() => waiting.state === 'resolved', { timeoutMs: 5000, intervalMs: 5 });
-      expect(Date.now() - releasedAt).toBeLessThan(2000);
+      await waitFor(() => waiting.state === 'resolved', { timeoutMs: 20_000, intervalMs: 5 });
+      expect(Date.now() - releasedAt).toBeLessThan(15_000); // generous for a loaded machine
       for (const p of [p2, waiting.value as Permit]) p.release();
       await waitFor(async () => (await clients[0]?.zcard('sluice:admission:{cluster}:leases')) === 0);
     } finally {

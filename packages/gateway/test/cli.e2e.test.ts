@@ -131,11 +131,13 @@ describe('sluice-gateway CLI', () => {
 
   it('drains on SIGTERM: in-flight requests finish, queued ones get 503, exit 0', async () => {
     const gw = await start(['--db-budget', '1', '--shutdown-grace', '10s']);
-    // One slow request holds the only slot: 10 chunks, 150 ms apart.
-    const slow = fetch(`${gw.url}/api/stream/download?size=20&chunk=2&delayMs=150`).then(async (res) => ({
+    // One slow request holds the only slot: 10 chunks, 500 ms apart, so it is surely still running
+    // when SIGTERM comes on a loaded machine, and surely done within the 10 s grace.
+    const slow = fetch(`${gw.url}/api/stream/download?size=20&chunk=2&delayMs=500`).then(async (res) => ({
       status: res.status,
       bytes: (await res.arrayBuffer()).byteLength,
     }));
+    slow.catch(() => {}); // awaited below; if an assertion fails first, afterAll's kill ends it
     await waitFor(async () => {
       const s = (await (await fetch(`${gw.url}/sluice/status.json`)).json()) as {
         admission: { inFlight: number };
@@ -146,6 +148,7 @@ describe('sluice-gateway CLI', () => {
       status: res.status,
       body: (await res.json()) as { code?: string },
     }));
+    queued.catch(() => {}); // awaited below; if an assertion fails first, afterAll's kill ends it
     await waitFor(async () => {
       const s = (await (await fetch(`${gw.url}/sluice/status.json`)).json()) as {
         admission: { queued: number };
@@ -175,5 +178,5 @@ describe('sluice-gateway CLI', () => {
       .map((l) => JSON.parse(l) as { msg: string; completed?: number; cutOff?: number });
     expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['draining', 'sluice-gateway closed']));
     expect(lines.find((l) => l.msg === 'sluice-gateway closed')).toMatchObject({ cutOff: 0 });
-  }, 30_000);
+  }, 60_000);
 });

@@ -95,52 +95,68 @@ describe('monitorConnections', () => {
     const label = `cvat:server:${uniqueSuffix()}`;
     const idle = await hold(3, label);
     const busy = (await hold(1, `${label}-busy`))[0];
-    const busyQuery = busy?.query('SELECT pg_sleep(0.5)');
-    await new Promise((r) => setTimeout(r, 150));
-
-    await using monitor = monitorConnections({
-      pool,
-      intervalMs: 60_000,
-      warnAt: 0.7,
-      criticalAt: 0.9,
-      database: db.name,
-      now: () => 42,
-    });
-    const seen: ConnectionSample[] = [];
-    monitor.onSample((s) => seen.push(s));
-    const sample = await monitor.sampleNow();
-    const { rows } = await pool.query<{ mc: number; rc: number }>(
-      "SELECT current_setting('max_connections')::int AS mc, current_setting('superuser_reserved_connections')::int AS rc",
-    );
-    expect(Object.keys(sample).sort()).toEqual(
-      [
-        'at',
-        'byApplication',
-        'byDatabase',
-        'byState',
-        'maxConnections',
-        'oldestIdleMsByApplication',
-        'reservedConnections',
-        'total',
-      ].sort(),
-    );
-    expect(sample.at).toBe(42);
-    expect(sample.maxConnections).toBe(rows[0]?.mc);
-    expect(sample.reservedConnections).toBe(rows[0]?.rc);
-    expect(sample.total).toBe(5); // 3 idle + 1 busy + the monitor's own connection
-    expect(sample.byApplication[label]).toBe(3);
-    expect(sample.byApplication[`${label}-busy`]).toBe(1);
-    expect(sample.byApplication[pool.applicationName]).toBe(1);
-    expect(sample.byDatabase).toEqual({ [db.name]: 5 });
-    expect(sample.byState.idle).toBe(3);
-    expect(sample.byState.active).toBe(2);
-    expect(sample.oldestIdleMsByApplication[label]).toBeGreaterThanOrEqual(100);
-    expect(sample.oldestIdleMsByApplication[`${label}-busy`]).toBeUndefined();
-    expect(monitor.lastSample).toBe(sample);
-    expect(seen).toContain(sample);
-    expect(monitor.usage).toBeCloseTo(5 / (sample.maxConnections - sample.reservedConnections));
-    await busyQuery;
-    await letGo([...idle, ...(busy ? [busy] : [])]);
+    // Busy until cancelled below, however long a loaded machine takes to get to the sample.
+    const busyQuery = busy?.query('SELECT pg_sleep(30)').catch((e: unknown) => e);
+    try {
+      await new Promise((r) => setTimeout(r, 150));
+      await waitFor(
+        async () => {
+          const { rows } = await pool.query<{ state: string }>(
+            'SELECT state FROM pg_stat_activity WHERE application_name = $1',
+            [`${label}-busy`],
+          );
+          return rows[0]?.state === 'active';
+        },
+        { timeoutMs: 10_000, what: 'the busy session to be active' },
+      );
+      await using monitor = monitorConnections({
+        pool,
+        intervalMs: 60_000,
+        warnAt: 0.7,
+        criticalAt: 0.9,
+        database: db.name,
+        now: () => 42,
+      });
+      const seen: ConnectionSample[] = [];
+      monitor.onSample((s) => seen.push(s));
+      const sample = await monitor.sampleNow();
+      const { rows } = await pool.query<{ mc: number; rc: number }>(
+        "SELECT current_setting('max_connections')::int AS mc, current_setting('superuser_reserved_connections')::int AS rc",
+      );
+      expect(Object.keys(sample).sort()).toEqual(
+        [
+          'at',
+          'byApplication',
+          'byDatabase',
+          'byState',
+          'maxConnections',
+          'oldestIdleMsByApplication',
+          'reservedConnections',
+          'total',
+        ].sort(),
+      );
+      expect(sample.at).toBe(42);
+      expect(sample.maxConnections).toBe(rows[0]?.mc);
+      expect(sample.reservedConnections).toBe(rows[0]?.rc);
+      expect(sample.total).toBe(5); // 3 idle + 1 busy + the monitor's own connection
+      expect(sample.byApplication[label]).toBe(3);
+      expect(sample.byApplication[`${label}-busy`]).toBe(1);
+      expect(sample.byApplication[pool.applicationName]).toBe(1);
+      expect(sample.byDatabase).toEqual({ [db.name]: 5 });
+      expect(sample.byState.idle).toBe(3);
+      expect(sample.byState.active).toBe(2);
+      expect(sample.oldestIdleMsByApplication[label]).toBeGreaterThanOrEqual(100);
+      expect(sample.oldestIdleMsByApplication[`${label}-busy`]).toBeUndefined();
+      expect(monitor.lastSample).toBe(sample);
+      expect(seen).toContain(sample);
+      expect(monitor.usage).toBeCloseTo(5 / (sample.maxConnections - sample.reservedConnections));
+    } finally {
+      await pool.query('SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [
+        `${label}-busy`,
+      ]);
+      await busyQuery; // cancelled
+      await letGo([...idle, ...(busy ? [busy] : [])]);
+    }
   });
 
   it('goes warn when a second holder pushes usage over warnAt, then ok, without flapping', async () => {

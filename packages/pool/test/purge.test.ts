@@ -153,10 +153,10 @@ describe('schedulePurge', () => {
     const runs: PurgeRun[] = [];
     purger.onPurge((r) => runs.push(r));
     await waitFor(async () => (await count('expire_date < now()')) === 0, {
-      timeoutMs: 5000,
+      timeoutMs: 15_000,
       what: 'the purge',
     });
-    await waitFor(() => runs.length >= 3, { timeoutMs: 5000, what: 'three runs' });
+    await waitFor(() => runs.length >= 3, { timeoutMs: 15_000, what: 'three runs' });
     expect(runs.slice(0, 3).map((r) => r.deleted)).toEqual([50, 50, 20]);
     expect(await purger.runNow()).toBe(0);
     await purger.close();

@@ -87,27 +87,29 @@ describe('reapIdleConnections', () => {
     const txClient = clients[clients.length - 1];
     await txClient?.query('BEGIN');
     await txClient?.query('SELECT 1');
-    await sleep(600);
+    // Old means idle for 1.5 s; the young are touched right before each reap and stay well under
+    // the 1 s threshold however slow a loaded machine is between the touch and the reap.
+    await sleep(1500);
     const young = await open(2, label);
     const youngClients = clients.slice(-2);
     // A statement resets a connection's idle time: these stay young however slow the machine is.
     const touchYoung = () => Promise.all(youngClients.map((c) => c.query('SELECT 1')));
     await touchYoung();
 
-    const dry = await reapIdleConnections({ pool, applicationName: label, idleForMs: 400, dryRun: true });
+    const dry = await reapIdleConnections({ pool, applicationName: label, idleForMs: 1000, dryRun: true });
     expect(dry.dryRun).toBe(true);
     expect(sorted(dry.reaped.map((b) => b.pid))).toEqual(sorted(old));
     expect(await alive(old)).toEqual(sorted(old)); // a dry run terminates nothing
 
     await touchYoung();
-    const result = await reapIdleConnections({ pool, applicationName: label, idleForMs: 400 });
+    const result = await reapIdleConnections({ pool, applicationName: label, idleForMs: 1000 });
     expect(result.dryRun).toBe(false);
     expect(sorted(result.reaped.map((b) => b.pid))).toEqual(sorted(old));
     for (const b of result.reaped) {
       expect(b.applicationName).toBe(label);
       expect(b.state).toBe('idle');
       expect(b.database).toBe(db.name);
-      expect(b.idleMs).toBeGreaterThanOrEqual(400);
+      expect(b.idleMs).toBeGreaterThanOrEqual(1000);
     }
     expect(result.deferred).toBe(0);
     expect(result.denied).toEqual([]);
@@ -117,10 +119,11 @@ describe('reapIdleConnections', () => {
     expect(await alive(survivors)).toEqual(sorted(survivors));
 
     // idle in transaction only when asked
+    await touchYoung();
     const withTx = await reapIdleConnections({
       pool,
       applicationName: label,
-      idleForMs: 400,
+      idleForMs: 1000,
       includeIdleInTransaction: true,
     });
     expect(withTx.reaped.map((b) => [b.pid, b.state])).toEqual([[inTx[0], 'idle in transaction']]);
@@ -251,7 +254,10 @@ describe('scheduleReaper', () => {
     const runs: ReapResult[] = [];
     reaper.onReap((r) => runs.push(r));
     const targets = await open(2, label);
-    await waitFor(() => runs.flatMap((r) => r.reaped).length === 2, { timeoutMs: 5000, what: 'two reaped' });
+    await waitFor(() => runs.flatMap((r) => r.reaped).length === 2, {
+      timeoutMs: 15_000,
+      what: 'two reaped',
+    });
     expect(sorted(runs.flatMap((r) => r.reaped.map((b) => b.pid)))).toEqual(sorted(targets));
     expect(reaper.lastResult).toBeDefined();
     await reaper.close();

@@ -34,10 +34,12 @@ describe('Redis Cluster', () => {
       validator: va,
       pepper,
       env: {},
-      l2: { redis: { cluster: cluster.nodes } },
+      // A generous command timeout: a loaded machine must not turn a slow answer into an L2 miss.
+      l2: { redis: { cluster: cluster.nodes }, timeoutMs: 2000 },
     });
     const own = new Cluster([...cluster.nodes], { enableOfflineQueue: false });
-    const b = createSessionCache({ validator: vb, pepper, env: {}, l2: { redis: own } });
+    own.on('error', () => {}); // failures surface through the cache's commands
+    const b = createSessionCache({ validator: vb, pepper, env: {}, l2: { redis: own, timeoutMs: 2000 } });
     caches.push(a, b);
     await Promise.all([up(a), up(b)]);
     // 30 keys spread over the three masters' slots

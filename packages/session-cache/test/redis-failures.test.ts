@@ -64,18 +64,28 @@ describe('Redis failures', () => {
         if (i % 10 === 0) await new Promise((r) => setImmediate(r));
       }
     })();
-    await waitFor(() => answered > 200, { what: 'traffic before the kill' });
-    await redis.kill();
-    await waitFor(() => events.includes('down'), { what: 'l2:down' });
-    const atDown = answered;
-    await waitFor(() => answered > atDown + 200, { what: 'traffic while Redis is down' });
-    expect(cache.l2State).not.toBe('up');
-    const l2HitsWhileDown = cache.stats().l2Hits;
-    await redis.start();
-    await waitFor(() => events.includes('up'), { what: 'l2:up', timeoutMs: 15_000 });
-    await waitFor(() => cache.stats().l2Hits > l2HitsWhileDown + 50, { what: 'L2 hits again' });
-    stop = true;
-    await loop;
+    try {
+      await waitFor(() => answered > 200, { what: 'traffic before the kill', timeoutMs: 20_000 });
+      await redis.kill();
+      await waitFor(() => events.includes('down'), { what: 'l2:down', timeoutMs: 20_000 });
+      const atDown = answered;
+      await waitFor(() => answered > atDown + 200, {
+        what: 'traffic while Redis is down',
+        timeoutMs: 20_000,
+      });
+      expect(cache.l2State).not.toBe('up');
+      const l2HitsWhileDown = cache.stats().l2Hits;
+      await redis.start();
+      await waitFor(() => events.includes('up'), { what: 'l2:up', timeoutMs: 20_000 });
+      await waitFor(() => cache.stats().l2Hits > l2HitsWhileDown + 50, {
+        what: 'L2 hits again',
+        timeoutMs: 20_000,
+      });
+    } finally {
+      // the loop ends however the waits went, so a failure never leaves it spinning
+      stop = true;
+      await loop;
+    }
     expect(failures).toBe(0);
     expect(events).toEqual(['down', 'up']);
     expect(cache.stats().l2Errors).toBeGreaterThan(0);
@@ -83,17 +93,23 @@ describe('Redis failures', () => {
 
   it('a slow Redis (CLIENT PAUSE) times commands out and opens the breaker; lookups fall back', async () => {
     const validator = new TableValidator().add(sessionKey(50), identityFor(50));
-    const cache = make(validator, { l1: false });
+    // A cooldown long enough that the breaker is surely still open for the second lookup below.
+    const cache = make(validator, {
+      l1: false,
+      l2: { redis: redis.url, prefix: 'rf:', timeoutMs: 150, failureThreshold: 1, cooldownMs: 1000 },
+    });
     await up(cache);
     const downs: L2Error[] = [];
     cache.on('l2:down', (e) => downs.push(e.error));
     const admin = new Redis(redis.url);
+    admin.on('error', () => {}); // failures surface through the commands
     try {
-      await admin.call('CLIENT', 'PAUSE', '600', 'ALL');
+      // Paused far longer than the 150 ms command timeout, so a loaded machine cannot blur them.
+      await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
       const started = performance.now();
       const r = await cache.lookup(s(50));
       expect(r).toMatchObject({ status: 'valid', tier: 'validator' });
-      expect(performance.now() - started).toBeLessThan(600);
+      expect(performance.now() - started).toBeLessThan(2000); // did not wait for the pause to end
       expect(cache.stats().l2Timeouts).toBeGreaterThanOrEqual(1);
       expect(downs[0]?.code).toBe('E_L2_TIMEOUT');
       expect(cache.l2State).not.toBe('up');
@@ -114,9 +130,11 @@ describe('Redis failures', () => {
     await a.lookup(s(60));
     const key = `rf:c:${a.keyOf(s(60))}`;
     const admin = new Redis(redis.url);
+    admin.on('error', () => {}); // failures surface through the commands
     try {
       expect(await admin.exists(key)).toBe(1);
-      await admin.call('CLIENT', 'PAUSE', '500', 'ALL');
+      // Paused far longer than the 150 ms command timeout, so the invalidation surely times out.
+      await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
       const first = await a.invalidate(s(60)); // times out, opens the breaker
       expect(first.propagated).toBe(false);
       expect(a.stats().pendingInvalidations).toBe(1);

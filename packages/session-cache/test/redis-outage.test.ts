@@ -87,6 +87,7 @@ afterAll(async () => {
 /** Every key and every value in the Redis, whatever its type. */
 async function scanAll(): Promise<string[]> {
   const scan = new Redis(redis.url);
+  scan.on('error', () => {}); // failures surface through the commands
   try {
     const seen: string[] = [];
     let cursor = '0';
@@ -165,29 +166,34 @@ describe('Redis outage with real Django credentials', () => {
     };
     const workers = Array.from({ length: 8 }, (_, w) => worker(w));
 
-    await waitFor(() => done > 100, { what: 'traffic before the outage', timeoutMs: 20_000 });
-    // a logout while Redis is up: invalidation goes through DEL + PUBLISH
-    await fetch(`${django.url}/api/auth/logout`, { method: 'POST', headers: leaver.headers });
-    await cache.invalidate({ kind: 'session', sessionKey: leaver.sessionId });
+    let scanned: string[] = [];
+    try {
+      await waitFor(() => done > 100, { what: 'traffic before the outage', timeoutMs: 20_000 });
+      // a logout while Redis is up: invalidation goes through DEL + PUBLISH
+      await fetch(`${django.url}/api/auth/logout`, { method: 'POST', headers: leaver.headers });
+      await cache.invalidate({ kind: 'session', sessionKey: leaver.sessionId });
 
-    const scanned = await scanAll(); // what Redis holds before it loses everything
-    const down = new Promise<void>((resolve) => cache.on('l2:down', () => resolve()));
-    await redis.kill();
-    await down;
-    const atKill = done;
-    await waitFor(() => done > atKill + 100, { what: 'traffic during the outage', timeoutMs: 20_000 });
-    const l2HitsDuringOutage = cache.stats().l2Hits;
+      scanned = await scanAll(); // what Redis holds before it loses everything
+      const down = new Promise<void>((resolve) => cache.on('l2:down', () => resolve()));
+      await redis.kill();
+      await down;
+      const atKill = done;
+      await waitFor(() => done > atKill + 100, { what: 'traffic during the outage', timeoutMs: 20_000 });
+      const l2HitsDuringOutage = cache.stats().l2Hits;
 
-    const back = new Promise<void>((resolve) => cache.on('l2:up', () => resolve()));
-    await redis.start();
-    await startMonitor();
-    await back;
-    await waitFor(() => cache.stats().l2Hits > l2HitsDuringOutage + 50, {
-      what: 'L2 hits after the restart',
-      timeoutMs: 20_000,
-    });
-    stop = true;
-    await Promise.all(workers);
+      const back = new Promise<void>((resolve) => cache.on('l2:up', () => resolve()));
+      await redis.start();
+      await startMonitor();
+      await back;
+      await waitFor(() => cache.stats().l2Hits > l2HitsDuringOutage + 50, {
+        what: 'L2 hits after the restart',
+        timeoutMs: 20_000,
+      });
+    } finally {
+      // the workers end however the waits went, so a failure never leaves them running
+      stop = true;
+      await Promise.all(workers);
+    }
 
     expect(failed).toBe(0);
     expect(cache.stats().l2Errors).toBeGreaterThan(0);

@@ -176,7 +176,6 @@ function installExitHook(): void {
 function templateDataDir(owner: RunAs | undefined): Promise<string> {
   template ??= (async () => {
     const { initdb } = resolveBinaries();
-    sweepStaleTemplates();
     const base = await makeOwnedTempDir(`sluice-pg-template-${process.pid}-`, owner);
     liveDirs.add(base);
     const data = join(base, 'data');
@@ -190,12 +189,23 @@ function templateDataDir(owner: RunAs | undefined): Promise<string> {
   return template;
 }
 
-/** Removes templates left by processes that are gone (a test runner may kill its workers). */
-function sweepStaleTemplates(): void {
+/**
+ * Removes clusters and templates left by processes that are gone (a test runner may kill its
+ * workers before their exit hooks run), stopping a postmaster still running in one.
+ */
+function sweepStale(): void {
   for (const entry of readdirSync(tmpdir())) {
-    const pid = Number(/^sluice-pg-template-(\d+)-/.exec(entry)?.[1]);
+    const pid = Number(/^sluice-pg-(?:template-)?(\d+)-/.exec(entry)?.[1]);
     if (!pid || pid === process.pid || !isGone(pid)) continue;
-    rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+    const dir = join(tmpdir(), entry);
+    try {
+      const postmaster = Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const cmdline = readFileSync(`/proc/${postmaster}/cmdline`, 'utf8');
+      if (postmaster > 0 && !isGone(postmaster) && cmdline.includes(dir)) process.kill(postmaster, 'SIGQUIT');
+    } catch {
+      // no server left running there
+    }
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -249,8 +259,9 @@ export async function startOwnPostgres(options: OwnPostgresOptions = {}): Promis
   const owner = runAs();
   const { postgres } = resolveBinaries();
   installExitHook();
+  sweepStale();
   const templateDir = await templateDataDir(owner);
-  const base = await makeOwnedTempDir('sluice-pg-', owner);
+  const base = await makeOwnedTempDir(`sluice-pg-${process.pid}-`, owner);
   liveDirs.add(base);
   const dataDir = join(base, 'data');
   // cp -a keeps owner and modes (the data directory must be 0700 and owned by the server user).

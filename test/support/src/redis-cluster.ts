@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,37 @@ function installExitHook(): void {
   process.once('exit', () => {
     for (const c of liveChildren) c.kill('SIGKILL');
   });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops nodes and removes folders left by processes that are gone (a test runner may kill its
+ * workers before their exit hooks run).
+ */
+function sweepStale(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const owner = Number(/^sluice-redis-cluster-(\d+)-/.exec(entry)?.[1]);
+    if (!owner || owner === process.pid || isAlive(owner)) continue;
+    const dir = join(tmpdir(), entry);
+    try {
+      for (const pid of readFileSync(join(dir, 'pids'), 'utf8').split('\n').map(Number)) {
+        if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('redis-server')) {
+          process.kill(pid, 'SIGKILL');
+        }
+      }
+    } catch {
+      // nothing left running
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Whether `port` can be bound on 127.0.0.1 right now. */
@@ -121,7 +153,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   }
   const nodeTimeoutMs = options.nodeTimeoutMs ?? 2000;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-cluster-'));
+  sweepStale();
+  const dir = await mkdtemp(join(tmpdir(), `sluice-redis-cluster-${process.pid}-`));
   const children: ChildProcess[] = [];
   installExitHook();
   const nodes: RedisClusterNode[] = [];
@@ -172,6 +205,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       child.once('exit', () => liveChildren.delete(child));
       nodes.push({ host: '127.0.0.1', port });
     }
+    await writeFile(join(dir, 'pids'), children.map((c) => c.pid ?? 0).join('\n'));
     for (const node of nodes) {
       await waitFor(() => probe(node.port, async (r) => (await r.ping()) === 'PONG'), {
         timeoutMs: startTimeoutMs,

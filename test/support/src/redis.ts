@@ -13,9 +13,11 @@ export function uniquePrefix(label: string): string {
 /** Deletes every key under `prefix` on the given Redis (SCAN, never KEYS). */
 export async function deleteKeys(url: string, prefix: string): Promise<number> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
+  // Failures surface through connect() and the commands; without a listener ioredis also prints them.
+  redis.on('error', () => {});
   let deleted = 0;
   try {
+    await redis.connect();
     let cursor = '0';
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
@@ -62,6 +64,8 @@ export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis>
           maxRetriesPerRequest: 0,
           retryStrategy: () => null,
         });
+        // Refused until the server listens: that is what the probe waits out, not an error to print.
+        probe.on('error', () => {});
         try {
           await probe.connect();
           return (await probe.ping()) === 'PONG';

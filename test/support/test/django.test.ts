@@ -268,7 +268,9 @@ describe('the API surface', () => {
 describe('holding database connections', () => {
   let django: DjangoFixture;
   beforeAll(async () => {
-    django = await startDjango({ workMs: 1500, threads: 8 });
+    // The work time is long enough that all five requests are surely in it at once, however
+    // slowly a loaded machine lets them arrive.
+    django = await startDjango({ workMs: 3000, threads: 8 });
   });
   afterAll(async () => {
     await django?.stop();
@@ -277,9 +279,15 @@ describe('holding database connections', () => {
   test('every in-flight request holds one connection for the work time, then lets it go', async () => {
     const token = django.user('user').token;
     await django.resetConcurrency();
-    const inFlight = Array.from({ length: 5 }, () =>
-      fetch(`${django.url}/api/users/self`, { headers: { authorization: `Token ${token}` } }),
-    );
+    const inFlight = Array.from({ length: 5 }, async () => {
+      const res = await fetch(`${django.url}/api/users/self`, {
+        headers: { authorization: `Token ${token}` },
+      });
+      await res.arrayBuffer();
+      return res.status;
+    });
+    // Settled here, so a failed assertion below never leaves a request to reject unobserved.
+    const settled = Promise.allSettled(inFlight);
     const held = async (): Promise<{ state: string; query: string }[]> =>
       (
         await adminQuery<{ state: string; query: string }>(
@@ -287,26 +295,34 @@ describe('holding database connections', () => {
           [django.database.name],
         )
       ).rows;
-    let seen: { state: string; query: string }[] = [];
-    await waitFor(
-      async () => {
-        seen = await held();
-        return seen.length === 5;
-      },
-      { timeoutMs: 10_000, what: 'five connections in pg_stat_activity' },
-    );
-    // The work is a Python sleep: the connection sits idle, its last query the view's.
-    expect(seen.every((r) => r.state === 'idle' && r.query === 'SELECT 1')).toBe(true);
-    expect((await django.concurrency()).inFlight).toBe(5);
+    try {
+      // Each request first authenticates (the token query), then runs the view's query and
+      // sleeps in Python: the connection sits idle, its last query the view's. Wait until all
+      // five are in that sleep at once, then show what was seen.
+      let seen: { state: string; query: string }[] = [];
+      const working = { state: 'idle', query: 'SELECT 1' };
+      await waitFor(
+        async () => {
+          seen = await held();
+          return (
+            seen.length === 5 && seen.every((r) => r.state === working.state && r.query === working.query)
+          );
+        },
+        { timeoutMs: 10_000, intervalMs: 20, what: 'five connections idle in the work' },
+      ).catch(() => {});
+      expect(seen).toEqual(Array(5).fill(working));
+      expect((await django.concurrency()).inFlight).toBe(5);
 
-    const responses = await Promise.all(inFlight);
-    expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
-    // CONN_MAX_AGE 0: the connection closes with its request.
-    await waitFor(async () => (await held()).length === 0, {
-      timeoutMs: 10_000,
-      what: 'connections to close',
-    });
-    expect(await django.concurrency()).toEqual({ inFlight: 0, peak: 5 });
+      expect(await Promise.all(inFlight)).toEqual([200, 200, 200, 200, 200]);
+      // CONN_MAX_AGE 0: the connection closes with its request.
+      await waitFor(async () => (await held()).length === 0, {
+        timeoutMs: 10_000,
+        what: 'connections to close',
+      });
+      expect(await django.concurrency()).toEqual({ inFlight: 0, peak: 5 });
+    } finally {
+      await settled;
+    }
   });
 });
 
@@ -316,43 +332,53 @@ test("workMode 'pg_sleep' holds the connection active, inside PostgreSQL", async
   const request = fetch(`${django.url}/api/users/self`, {
     headers: { authorization: `Token ${user.token}` },
   });
-  let rows: { state: string; query: string }[] = [];
-  await waitFor(
-    async () => {
-      ({ rows } = await adminQuery<{ state: string; query: string }>(
-        'SELECT state, query FROM pg_stat_activity WHERE datname = $1',
-        [django.database.name],
-      ));
-      return rows.length === 1;
-    },
-    { timeoutMs: 10_000, what: 'the request in pg_stat_activity' },
-  );
-  expect(rows[0]).toMatchObject({ state: 'active' });
-  expect(rows[0]?.query).toMatch(/pg_sleep/);
-  expect((await request).status).toBe(200);
+  // Settled here, so a failed assertion never leaves the request to reject unobserved.
+  const settled = Promise.allSettled([request]);
+  try {
+    // The request authenticates first (the token query), then sleeps inside PostgreSQL.
+    let rows: { state: string; query: string }[] = [];
+    await waitFor(
+      async () => {
+        ({ rows } = await adminQuery<{ state: string; query: string }>(
+          'SELECT state, query FROM pg_stat_activity WHERE datname = $1',
+          [django.database.name],
+        ));
+        return rows.length === 1 && rows[0]?.state === 'active' && /pg_sleep/.test(rows[0].query);
+      },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'the request sleeping in PostgreSQL' },
+    ).catch(() => {});
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ state: 'active' });
+    expect(rows[0]?.query).toMatch(/pg_sleep/);
+    expect((await request).status).toBe(200);
+  } finally {
+    await settled;
+  }
 });
 
 describe('connectionLimit', () => {
   test('requests beyond the limit fail with "too many connections"; stop drops the role', async () => {
     const django = await startDjango({
       connectionLimit: 2,
-      workMs: 1500,
+      // Long enough that the two admitted requests surely overlap on a loaded machine.
+      workMs: 3000,
       threads: 8,
       debugEndpoints: false,
       users: [{ username: 'bulk', password: 'bulk-password-1' }],
     });
     let stopped = false;
+    let settled: Promise<unknown> = Promise.resolve();
     try {
       expect(django.database.user).not.toBe('postgres');
       const token = django.user('bulk').token;
-      const burst = Promise.all(
-        Array.from({ length: 6 }, async () => {
-          const res = await fetch(`${django.url}/api/users/self`, {
-            headers: { authorization: `Token ${token}` },
-          });
-          return { status: res.status, body: (await res.json()) as { detail?: string } };
-        }),
-      );
+      const requests = Array.from({ length: 6 }, async () => {
+        const res = await fetch(`${django.url}/api/users/self`, {
+          headers: { authorization: `Token ${token}` },
+        });
+        return { status: res.status, body: (await res.json()) as { detail?: string } };
+      });
+      // Settled here, so a failed assertion never leaves a request to reject unobserved.
+      settled = Promise.allSettled(requests);
       // While the role's connections are all taken, the public endpoint (no database) still answers.
       await waitFor(
         async () => {
@@ -364,7 +390,7 @@ describe('connectionLimit', () => {
         { timeoutMs: 10_000, what: "the role's two connections" },
       );
       expect((await fetch(`${django.url}/api/server/about`)).status).toBe(200);
-      const results = await burst;
+      const results = await Promise.all(requests);
       const ok = results.filter((r) => r.status === 200);
       const refused = results.filter((r) => r.status === 500);
       expect(ok.length).toBeGreaterThanOrEqual(1);
@@ -389,6 +415,7 @@ describe('connectionLimit', () => {
       expect(await databaseExists(django.database.name)).toBe(false);
       expect(isAlive(django.pid)).toBe(false);
     } finally {
+      await settled;
       if (!stopped) await django.stop();
     }
   });
@@ -437,7 +464,11 @@ describe('startup and shutdown', () => {
       err += c.toString();
     });
     try {
-      await waitFor(() => out.includes('\n'), { timeoutMs: 30_000, what: `the child's fixture (${err})` });
+      await waitFor(() => out.includes('\n'), { timeoutMs: 60_000, what: "the child's fixture" }).catch(
+        (e: unknown) => {
+          throw new Error(`${String(e)}; the child's stderr: ${err}`);
+        },
+      );
       const { pid, db } = JSON.parse(out) as { pid: number; db: string };
       expect(isAlive(pid)).toBe(true);
       child.kill('SIGKILL');
@@ -449,5 +480,5 @@ describe('startup and shutdown', () => {
     } finally {
       child.kill('SIGKILL');
     }
-  });
+  }, 90_000);
 });

@@ -1,7 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { type OwnPostgres, postgresBinDir, startOwnPostgres } from '../src/index.ts';
+import { type OwnPostgres, postgresBinDir, startOwnPostgres, waitFor } from '../src/index.ts';
 
 let server: OwnPostgres;
 
@@ -55,6 +57,10 @@ test('kill() is a crash of every process; start() recovers on the same port', as
     if (/database system was (interrupted|not properly shut down)/.test(line)) recovered.push(line);
   });
   await server.start();
+  // The log arrives on its own pipe: it may trail the connection that found the server ready.
+  await waitFor(() => recovered.length > 0, { timeoutMs: 10_000, what: 'the recovery in the log' }).catch(
+    () => {},
+  );
   off();
   expect(recovered.length).toBeGreaterThan(0);
   const { rows } = await server.query<{ v: number }>('SELECT v FROM crashed');
@@ -63,13 +69,21 @@ test('kill() is a crash of every process; start() recovers on the same port', as
 });
 
 test('a second cluster is independent and stop() removes its folder', async () => {
+  // what a killed run left behind (its pid is gone) is swept when the next cluster starts
+  const stale = join(tmpdir(), 'sluice-pg-2147483646-leftover');
+  mkdirSync(join(stale, 'data'), { recursive: true });
   const other = await startOwnPostgres({ logStatements: true });
+  expect(existsSync(stale)).toBe(false);
   expect(other.port).not.toBe(server.port);
   const seen: string[] = [];
   other.onLog((line) => {
     if (line.includes('statement: SELECT 12345')) seen.push(line);
   });
   await other.query('SELECT 12345');
+  // The log arrives on its own pipe: it may trail the query's answer.
+  await waitFor(() => seen.length > 0, { timeoutMs: 10_000, what: 'the statement in the log' }).catch(
+    () => {},
+  );
   const dir = other.socketDir;
   await other.stop();
   await other.stop();

@@ -1,12 +1,20 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { expect, test } from 'vitest';
 import { startRedisCluster } from '../src/index.ts';
 
 test('three local nodes form a working cluster, and stop() takes them down', async () => {
+  const stale = join(tmpdir(), 'sluice-redis-cluster-2147483646-leftover');
+  mkdirSync(stale, { recursive: true });
+  writeFileSync(join(stale, 'pids'), '0\n');
   const cluster = await startRedisCluster({ nodes: 3 });
+  expect(existsSync(stale)).toBe(false);
   expect(cluster.nodes).toHaveLength(3);
   for (const n of cluster.nodes) expect(n.port + 10_000).toBeLessThanOrEqual(65_535);
   const client = new Cluster(cluster.nodes.map((n) => ({ host: n.host, port: n.port })));
+  client.on('error', () => {}); // failures surface through the commands
   // keys spread over slots owned by different nodes
   for (let i = 0; i < 30; i += 1) await client.set(`k${i}`, String(i));
   for (let i = 0; i < 30; i += 1) expect(await client.get(`k${i}`)).toBe(String(i));
