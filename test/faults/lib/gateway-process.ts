@@ -1,0 +1,151 @@
+// Starts gateways as child processes (the way they run in production: one process each, so a
+// crash shows up as an exit, a SIGKILL is a real SIGKILL and the load driver keeps its own CPU).
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { type Metrics, scrapeMetrics } from './metrics.ts';
+
+export interface ProcessSample {
+  readonly at: number;
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly eldP50Ms: number;
+  readonly eldP99Ms: number;
+  readonly eldMaxMs: number;
+}
+
+/** One request as the gateway itself saw it. */
+export interface AccessEntry {
+  readonly at: number;
+  readonly status: number;
+  /** Time inside the gateway, from the request to the end of the response. */
+  readonly durationMs: number;
+  /** The gateway's error code, '' when none. */
+  readonly error: string;
+}
+
+export interface GatewayProcess {
+  readonly pid: number;
+  readonly port: number;
+  readonly url: string;
+  readonly samples: readonly ProcessSample[];
+  /** Exit code or signal once it exited; undefined while running. */
+  readonly exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** stdout and stderr tail. */
+  logs(): string;
+  metrics(): Promise<Metrics>;
+  /** The gateway's own access log entries since `since` (epoch ms). */
+  accessLog(since?: number): Promise<AccessEntry[]>;
+  /** Sends a signal (SIGKILL: a crash). Resolves once the process is gone. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Asks the gateway to close, then waits for the exit (SIGKILL after `timeoutMs`). */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export interface GatewayProcessOptions {
+  /** `createGateway()` input; `listen` defaults to 127.0.0.1:0, `logLevel` to 'warn'. */
+  readonly gateway: Record<string, unknown>;
+  /** RSS / event-loop sampling interval. @default 1000 */
+  readonly sampleMs?: number;
+  /** @default 60000 */
+  readonly startTimeoutMs?: number;
+}
+
+const entry = fileURLToPath(new URL('./gateway-child.ts', import.meta.url));
+const live = new Set<ChildProcess>();
+let hook = false;
+
+export async function spawnGateway(options: GatewayProcessOptions): Promise<GatewayProcess> {
+  if (!hook) {
+    hook = true;
+    process.once('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
+  }
+  const config = {
+    gateway: { listen: '127.0.0.1:0', logLevel: 'warn', ...options.gateway },
+    sampleMs: options.sampleMs ?? 1000,
+  };
+  const child = fork(entry, [], {
+    cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+    execArgv: ['--conditions=source', '--import', 'tsx'],
+    env: { ...process.env, SLUICE_FAULTS_GATEWAY: JSON.stringify(config) },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  live.add(child);
+  let tail = '';
+  const keep = (c: Buffer): void => {
+    tail = (tail + c.toString('utf8')).slice(-16_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const samples: ProcessSample[] = [];
+  const pending = new Map<number, (entries: AccessEntry[]) => void>();
+  let nextId = 0;
+  let exit: GatewayProcess['exit'];
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      live.delete(child);
+      resolve();
+    });
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`gateway did not start in time:\n${tail}`)),
+      options.startTimeoutMs ?? 60_000,
+    );
+    child.on('message', (m: { type?: string; port?: number } & Partial<ProcessSample>) => {
+      if (m.type === 'listening' && typeof m.port === 'number') {
+        clearTimeout(timer);
+        resolve(m.port);
+      } else if (m.type === 'access-log') {
+        const reply = m as unknown as { id: number; entries: [number, number, number, string][] };
+        pending.get(reply.id)?.(
+          reply.entries.map(([at, status, durationMs, error]) => ({ at, status, durationMs, error })),
+        );
+        pending.delete(reply.id);
+      } else if (m.type === 'sample') {
+        samples.push(m as unknown as ProcessSample);
+        if (samples.length > 100_000) samples.shift();
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited during start (${exit?.code ?? exit?.signal}):\n${tail}`));
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    if (exit) return;
+    child.kill(signal);
+    await exited;
+  };
+  return {
+    pid: child.pid ?? 0,
+    port,
+    url,
+    samples,
+    get exit() {
+      return exit;
+    },
+    logs: () => tail,
+    metrics: () => scrapeMetrics(url),
+    accessLog(since = 0) {
+      if (exit || !child.connected) return Promise.resolve([]);
+      const id = nextId++;
+      return new Promise((resolve) => {
+        pending.set(id, resolve);
+        child.send({ type: 'access-log', id, since });
+      });
+    },
+    kill,
+    async close(timeoutMs = 15_000) {
+      if (exit) return;
+      if (child.connected) child.send({ type: 'close' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
