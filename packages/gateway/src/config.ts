@@ -72,6 +72,11 @@ export interface GatewayConfig {
   readonly upstreamBodyTimeoutMs: number;
   /** Idle keep-alive connections to the upstream are closed after this. @default 4000 */
   readonly upstreamKeepAliveMs: number;
+  /**
+   * Longest silence while a client sends its request body: the request is then aborted (408 when
+   * nothing was answered yet) and its admission slot freed. @default 30000
+   */
+  readonly clientBodyTimeoutMs: number;
   /** Trust the client's X-Forwarded-* (the gateway sits behind another proxy). @default false */
   readonly trustProxy: boolean;
   /** Send the client's Host to the upstream (Django then builds URLs that point at the gateway). @default true */
@@ -558,6 +563,15 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     '4s',
   ),
   field(
+    'clientBodyTimeoutMs',
+    '--client-body-timeout',
+    ['SLUICE_CLIENT_BODY_TIMEOUT'],
+    'duration',
+    durationParser(1, 3_600_000),
+    'longest silence while a client sends a request body (then 408)',
+    '30s',
+  ),
+  field(
     'trustProxy',
     '--trust-proxy',
     ['SLUICE_TRUST_PROXY'],
@@ -687,6 +701,7 @@ export const DEFAULT_CONFIG: GatewayConfig = Object.freeze({
   upstreamHeadersTimeoutMs: 120_000,
   upstreamBodyTimeoutMs: 300_000,
   upstreamKeepAliveMs: 4_000,
+  clientBodyTimeoutMs: 30_000,
   trustProxy: false,
   preserveHost: true,
   shutdownGraceMs: 10_000,

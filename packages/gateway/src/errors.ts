@@ -8,7 +8,9 @@
  * | `E_UPSTREAM_TIMEOUT` | 504 | the upstream did not send headers within `upstreamHeadersTimeoutMs` |
  * | `E_UPSTREAM_PROTOCOL` | 502 | the upstream answered with something that is not valid HTTP |
  * | `E_SHUTTING_DOWN` | 503 | the gateway is draining and takes no new requests |
- * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent |
+ * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent (e.g. a target that is not a path, like `OPTIONS *`) |
+ * | `E_CLIENT_TIMEOUT` | 408 | the client stopped sending its request body for `clientBodyTimeoutMs` |
+ * | `E_METHOD_NOT_ALLOWED` | 405 | `CONNECT` (the gateway is not a forward proxy) |
  * | `E_INTERNAL` | 500 | a bug in the gateway |
  * | `E_CLOSED` | - | `listen()` after `close()` |
  */
@@ -19,6 +21,8 @@ export type GatewayErrorCode =
   | 'E_UPSTREAM_PROTOCOL'
   | 'E_SHUTTING_DOWN'
   | 'E_BAD_REQUEST'
+  | 'E_CLIENT_TIMEOUT'
+  | 'E_METHOD_NOT_ALLOWED'
   | 'E_INTERNAL'
   | 'E_CLOSED';
 
@@ -30,6 +34,8 @@ export const gatewayErrorStatus: Readonly<Record<GatewayErrorCode, number | unde
   E_UPSTREAM_PROTOCOL: 502,
   E_SHUTTING_DOWN: 503,
   E_BAD_REQUEST: 400,
+  E_CLIENT_TIMEOUT: 408,
+  E_METHOD_NOT_ALLOWED: 405,
   E_INTERNAL: 500,
   E_CLOSED: undefined,
 };

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import {
   type AdmissionGate,
   type AdmissionMiddleware,
@@ -50,6 +50,7 @@ import { canonicalPath, compilePathPatterns } from './path-pattern.js';
 import { createProxy } from './proxy.js';
 import { checkReadiness, type ReadinessCheck, type ReadinessReport, upstreamCheck } from './readiness.js';
 import { createClassifier, type RequestClass, type RequestClassifier } from './request-class.js';
+import { isOriginFormTarget } from './request-target.js';
 import type { BreakerState, StatusSnapshot } from './status.js';
 import { STATUS_PATH, sendStatusPage } from './status-page.js';
 import { GATEWAY_VERSION } from './version.js';
@@ -557,6 +558,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     preserveHost: config.preserveHost,
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     bodyTimeoutMs: config.upstreamBodyTimeoutMs,
+    clientBodyTimeoutMs: config.clientBodyTimeoutMs,
     onResponseStart(req, statusCode) {
       const r = req as SluiceRequest;
       if (statusCode === 401 && r.sluice?.identity) {
@@ -672,6 +674,17 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     const ctx = requestContext(req);
     ctx.client = clientAddress(req, config.trustProxy);
     const url = req.url ?? '/';
+    if (!isOriginFormTarget(url)) {
+      // `OPTIONS *`, `M-SEARCH *`, absolute or authority form: refused before admission and the proxy.
+      ctx.requestClass = 'gateway';
+      ctx.errorCode = 'E_BAD_REQUEST';
+      res.once('close', () => finishRequest(req, res, ctx, false));
+      res.shouldKeepAlive = false;
+      sendJsonError(res, 400, 'E_BAD_REQUEST', 'The request target must be a path.', {
+        connection: 'close',
+      });
+      return;
+    }
     const q = url.indexOf('?');
     const pathname = q === -1 ? url : url.slice(0, q);
     if (serveOwn(pathname, req, res, next)) {
@@ -753,6 +766,26 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     }
   };
 
+  /** `CONNECT`: the gateway is no forward proxy. Answered 405, then the connection is closed. */
+  function refuseConnect(req: IncomingMessage, socket: Socket): void {
+    const body = JSON.stringify({
+      code: 'E_METHOD_NOT_ALLOWED',
+      message: 'CONNECT is not supported: Sluice is not a forward proxy.',
+    });
+    logger.debug({ client: socket.remoteAddress, target: req.url }, 'refused a CONNECT request');
+    socket.on('error', () => socket.destroy());
+    socket.end(
+      'HTTP/1.1 405 Method Not Allowed\r\n' +
+        'content-type: application/json; charset=utf-8\r\n' +
+        `content-length: ${Buffer.byteLength(body)}\r\n` +
+        'cache-control: no-store\r\n' +
+        'allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n' +
+        'connection: close\r\n\r\n' +
+        body,
+      () => socket.destroy(),
+    );
+  }
+
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -824,7 +857,10 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   async function start(): Promise<GatewayAddress> {
     await sizeFromDatabase();
     if (state !== 'running') throw new GatewayError('E_CLOSED', 'the gateway was closed while starting');
+    // requestTimeout stays 0: a total time limit would cut slow but healthy uploads; a stalled body
+    // is caught by clientBodyTimeoutMs, stalled headers by headersTimeout.
     const s = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, handle);
+    s.on('connect', refuseConnect);
     server = s;
     s.listen(config.listen.port, config.listen.host);
     await Promise.race([

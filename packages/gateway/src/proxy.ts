@@ -4,6 +4,7 @@ import { type RequestContext, requestContext } from './context.js';
 import { type GatewayErrorCode, gatewayErrorStatus } from './errors.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { sendJsonError } from './json-error.js';
+import { isMethodToken, isOriginFormTarget } from './request-target.js';
 
 /** How one proxied request ended. */
 export interface ProxyOutcome {
@@ -43,6 +44,13 @@ export interface ProxyOptions {
   ) => Promise<unknown> | undefined;
   /** @default 1000 */
   readonly hookTimeoutMs?: number;
+  /**
+   * Longest silence while the client sends its request body (checked only while the proxy is
+   * waiting on the client, not while the upstream holds the body back): the upstream request is
+   * aborted and the client answered 408 `E_CLIENT_TIMEOUT` (or cut, if the status was sent).
+   * @default 30000
+   */
+  readonly clientBodyTimeoutMs?: number;
 }
 
 /** The proxy handler: forwards `req` and streams the answer into `res`; resolves when done. */
@@ -54,6 +62,17 @@ const STALE_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 class ClientAbortedError extends Error {
   override readonly name = 'ClientAbortedError';
   readonly code = 'E_CLIENT_ABORTED';
+}
+
+class ClientBodyTimeoutError extends Error {
+  override readonly name = 'ClientBodyTimeoutError';
+  readonly code = 'E_CLIENT_TIMEOUT';
+}
+
+/** Ended the proxy call before the upstream finished (the dispatch is aborted with it). */
+class CallSettledError extends Error {
+  override readonly name = 'CallSettledError';
+  readonly code = 'E_CALL_SETTLED';
 }
 
 function errorCodeOf(error: Error): string {
@@ -110,6 +129,7 @@ interface ProxySettings {
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
   readonly hookTimeoutMs: number;
+  readonly clientBodyTimeoutMs: number;
   readonly onResponseStart: ProxyOptions['onResponseStart'];
 }
 
@@ -127,6 +147,10 @@ function onDrain(this: ServerResponse): void {
 
 function onClientClose(this: ServerResponse): void {
   (this as CallResponse)[kCall]?.clientClosed();
+}
+
+function onBodyWatch(call: ProxyCall): void {
+  call.watchBody();
 }
 
 /**
@@ -158,6 +182,12 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   #status = 0;
   #statusMessage: string | undefined;
   #upstreamHeaders: IncomingHttpHeaders | undefined;
+  // The current undici dispatch ended (response end or error): nothing left to abort.
+  #upstreamDone = false;
+  // Client body watchdog: bytes read from the client's socket at the last check, and when they last moved.
+  #bodyTimer: NodeJS.Timeout | undefined;
+  #bodyBytes = -1;
+  #bodyProgressAt = 0;
 
   /** The response's `drain`: the client took what was written, read on. */
   drained(): void {
@@ -194,9 +224,77 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     res.on('close', onClientClose);
   }
 
+  /** Starts the call: refuses what undici would refuse, watches the client's body, dispatches. */
+  start(): void {
+    // undici throws on a target that is not a path; its Pool then marks the connection it had
+    // picked as busy forever. Such requests never reach it.
+    if (!isOriginFormTarget(this.#path) || !isMethodToken(this.#method)) {
+      this.#context.errorCode = 'E_BAD_REQUEST';
+      this.#context.errorCause = 'request target is not a path';
+      this.#res.shouldKeepAlive = false;
+      sendJsonError(this.#res, 400, 'E_BAD_REQUEST', 'The request target must be a path.', {
+        connection: 'close',
+      });
+      this.#settle(400, 'E_BAD_REQUEST', undefined);
+      return;
+    }
+    if (this.#withBody && !this.#req.complete) {
+      this.#bodyProgressAt = performance.now();
+      this.#bodyBytes = this.#req.socket?.bytesRead ?? 0;
+      this.#scheduleBodyWatch();
+    }
+    this.dispatch();
+  }
+
+  #scheduleBodyWatch(): void {
+    const every = Math.max(5, Math.min(1_000, Math.floor(this.#settings.clientBodyTimeoutMs / 4)));
+    this.#bodyTimer = setTimeout(onBodyWatch, every, this);
+    this.#bodyTimer.unref();
+  }
+
+  /** One watchdog tick: the client sent more, the gateway holds data back, or it timed out. */
+  watchBody(): void {
+    this.#bodyTimer = undefined;
+    const req = this.#req;
+    if (this.#settled || req.complete) return;
+    const bytes = req.socket?.bytesRead ?? 0;
+    const at = performance.now();
+    // Data buffered and not yet read means the upstream is the slow side, not the client.
+    if (bytes !== this.#bodyBytes || req.readableLength > 0 || req.isPaused()) {
+      this.#bodyBytes = bytes;
+      this.#bodyProgressAt = at;
+    } else if (at - this.#bodyProgressAt >= this.#settings.clientBodyTimeoutMs) {
+      this.#bodyTimedOut();
+      return;
+    }
+    this.#scheduleBodyWatch();
+  }
+
+  #bodyTimedOut(): void {
+    const res = this.#res;
+    const error = new ClientBodyTimeoutError(
+      `the client sent nothing of its request body for ${this.#settings.clientBodyTimeoutMs} ms`,
+    );
+    this.#abortReason = error;
+    this.#context.errorCode = 'E_CLIENT_TIMEOUT';
+    this.#context.errorCause = 'client body idle';
+    let status = 408;
+    res.shouldKeepAlive = false;
+    if (res.headersSent) {
+      status = res.statusCode;
+      res.destroy(error);
+    } else {
+      sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
+        connection: 'close',
+      });
+    }
+    this.#settle(status, 'E_CLIENT_TIMEOUT', error);
+  }
+
   dispatch(): void {
     this.#attempts += 1;
     this.#controller = undefined;
+    this.#upstreamDone = false;
     this.#startedAt = performance.now();
     const s = this.#settings;
     try {
@@ -283,6 +381,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#upstreamDone = true;
     if (this.#headPending) {
       this.#endHeld = true;
       return;
@@ -292,6 +391,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#upstreamDone = true;
     this.#fail(error);
   }
 
@@ -353,6 +453,16 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   #settle(status: number, errorCode: ProxyOutcome['errorCode'], error: Error | undefined): void {
     if (this.#settled) return;
     this.#settled = true;
+    if (this.#bodyTimer !== undefined) {
+      clearTimeout(this.#bodyTimer);
+      this.#bodyTimer = undefined;
+    }
+    // Whatever ended the call, an unfinished dispatch is aborted so undici frees its connection.
+    const controller = this.#controller;
+    if (controller !== undefined && !this.#upstreamDone && !controller.aborted) {
+      this.#upstreamDone = true;
+      controller.abort(this.#abortReason ?? error ?? new CallSettledError('the proxy call ended early'));
+    }
     if (errorCode) this.#context.errorCode = errorCode;
     this.#res.off('close', onClientClose);
     this.#res.off('drain', onDrain);
@@ -384,11 +494,12 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     headersTimeout: options.headersTimeoutMs ?? 120_000,
     bodyTimeout: options.bodyTimeoutMs ?? 300_000,
     hookTimeoutMs: options.hookTimeoutMs ?? 1_000,
+    clientBodyTimeoutMs: options.clientBodyTimeoutMs ?? 30_000,
     onResponseStart: options.onResponseStart,
   };
   return function proxy(req, res) {
     return new Promise<ProxyOutcome>((resolve) => {
-      new ProxyCall(settings, req, res, resolve).dispatch();
+      new ProxyCall(settings, req, res, resolve).start();
     });
   };
 }
