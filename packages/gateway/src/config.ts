@@ -85,6 +85,13 @@ export interface GatewayConfig {
   readonly shutdownGraceMs: number;
   /** Connection monitor sampling interval (with a database). @default 5000 */
   readonly monitorIntervalMs: number;
+  /**
+   * With a database: answer 503 `E_DATABASE_UNAVAILABLE` (with Retry-After) to requests that need
+   * it while it is unreachable, instead of forwarding them to fail in the upstream. @default true
+   */
+  readonly databaseGuard: boolean;
+  /** While the database is unreachable, how often it is probed (each probe bounded by `readyTimeoutMs`). @default 500 */
+  readonly databaseProbeIntervalMs: number;
   /** Terminate the upstream's connections left idle longer than `reaperIdleMs`. @default false */
   readonly reaper: boolean;
   /** @default 300000 */
@@ -608,6 +615,24 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     '5s',
   ),
   field(
+    'databaseGuard',
+    '--database-guard',
+    ['SLUICE_DATABASE_GUARD'],
+    'bool',
+    boolParser,
+    'answer 503 to requests that need the database while it is unreachable',
+    'true',
+  ),
+  field(
+    'databaseProbeIntervalMs',
+    '--database-probe-interval',
+    ['SLUICE_DATABASE_PROBE_INTERVAL'],
+    'duration',
+    durationParser(50, 60_000),
+    'while the database is unreachable, how often it is probed',
+    '500ms',
+  ),
+  field(
     'reaper',
     '--reaper',
     ['SLUICE_REAPER'],
@@ -706,6 +731,8 @@ export const DEFAULT_CONFIG: GatewayConfig = Object.freeze({
   preserveHost: true,
   shutdownGraceMs: 10_000,
   monitorIntervalMs: 5_000,
+  databaseGuard: true,
+  databaseProbeIntervalMs: 500,
   reaper: false,
   reaperIdleMs: 300_000,
   reaperIntervalMs: 60_000,

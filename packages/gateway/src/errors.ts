@@ -8,6 +8,7 @@
  * | `E_UPSTREAM_TIMEOUT` | 504 | the upstream did not send headers within `upstreamHeadersTimeoutMs` |
  * | `E_UPSTREAM_PROTOCOL` | 502 | the upstream answered with something that is not valid HTTP |
  * | `E_SHUTTING_DOWN` | 503 | the gateway is draining and takes no new requests |
+ * | `E_DATABASE_UNAVAILABLE` | 503 | the upstream's database does not answer; the request needs it (retry after `Retry-After`) |
  * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent (e.g. a target that is not a path, like `OPTIONS *`) |
  * | `E_CLIENT_TIMEOUT` | 408 | the client stopped sending its request body for `clientBodyTimeoutMs` |
  * | `E_METHOD_NOT_ALLOWED` | 405 | `CONNECT` (the gateway is not a forward proxy) |
@@ -20,6 +21,7 @@ export type GatewayErrorCode =
   | 'E_UPSTREAM_TIMEOUT'
   | 'E_UPSTREAM_PROTOCOL'
   | 'E_SHUTTING_DOWN'
+  | 'E_DATABASE_UNAVAILABLE'
   | 'E_BAD_REQUEST'
   | 'E_CLIENT_TIMEOUT'
   | 'E_METHOD_NOT_ALLOWED'
@@ -33,6 +35,7 @@ export const gatewayErrorStatus: Readonly<Record<GatewayErrorCode, number | unde
   E_UPSTREAM_TIMEOUT: 504,
   E_UPSTREAM_PROTOCOL: 502,
   E_SHUTTING_DOWN: 503,
+  E_DATABASE_UNAVAILABLE: 503,
   E_BAD_REQUEST: 400,
   E_CLIENT_TIMEOUT: 408,
   E_METHOD_NOT_ALLOWED: 405,

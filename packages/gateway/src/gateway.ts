@@ -41,6 +41,7 @@ import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { type GatewayConfig, type GatewayConfigInput, resolveConfig } from './config.js';
 import { type RequestContext, requestContext } from './context.js';
+import { createDatabaseHealth, type DatabaseHealth } from './database-health.js';
 import { GatewayError } from './errors.js';
 import { clientAddress, isIdentityHeader } from './headers.js';
 import { sendJsonError } from './json-error.js';
@@ -120,6 +121,8 @@ export interface GatewayEvents {
   limit: { readonly limit: number; readonly previous: number };
   /** The upstream circuit breaker changed state. */
   breaker: { readonly from: BreakerState; readonly to: BreakerState };
+  /** The database stopped answering (`down`) or answers again (`up`); only with `databaseGuard`. */
+  database: { readonly state: 'up' | 'down'; readonly downForMs: number | undefined };
 }
 
 /** A running (or ready to run) gateway. */
@@ -166,6 +169,14 @@ export const gatewayChannels = {
 type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
 
 const OPTION_KEYS = new Set(['logger', 'validator', 'classify', 'now']);
 const EMPTY_ENV: Readonly<Record<string, string | undefined>> = Object.freeze({});
@@ -221,6 +232,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   const startedAt = now();
   const classify = options.classify ?? createClassifier(config.bulkPaths);
   const publicPaths = compilePathPatterns(config.publicPaths);
+  /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
+  const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
 
   // --- upstream connections -------------------------------------------------------------------
   const dispatcher = new Pool(config.upstream, {
@@ -355,6 +368,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
 
   // --- database background work ---------------------------------------------------------------
   let monitor: ConnectionMonitor | undefined;
+  let databaseHealth: DatabaseHealth | undefined;
   let budget: DatabaseBudget | undefined;
   let reaper: Reaper | undefined;
   let purger: SessionPurger | undefined;
@@ -371,6 +385,26 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
     );
     monitor.onError((error) => logger.warn({ err: error }, 'connection monitor sample failed'));
+    if (config.databaseGuard) {
+      const guarded = createDatabaseHealth({
+        probe: (signal) => pool.query('SELECT 1', [], { signal, timeoutMs: config.readyTimeoutMs }),
+        probeIntervalMs: config.databaseProbeIntervalMs,
+        probeTimeoutMs: config.readyTimeoutMs,
+        now,
+      });
+      monitor.onSample(() => guarded.reportSuccess());
+      monitor.onError((error) => guarded.suspect(error));
+      pool.on('error', ({ error }) => guarded.suspect(error));
+      guarded.on('down', ({ error }) => {
+        logger.error({ err: error }, 'database unreachable: requests that need it are answered 503');
+        events.emit('database', { state: 'down', downForMs: undefined });
+      });
+      guarded.on('up', ({ downForMs }) => {
+        logger.info({ downForMs }, 'database reachable again');
+        events.emit('database', { state: 'up', downForMs });
+      });
+      databaseHealth = guarded;
+    }
     if (config.reaper) {
       // Only the upstream's own database: other databases on the server are someone else's.
       const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
@@ -471,6 +505,14 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
               idle: poolStats?.idle ?? 0,
               waiting: poolStats?.waiting ?? 0,
             },
+            health: databaseHealth
+              ? {
+                  state: databaseHealth.state,
+                  downSince: databaseHealth.downSince ?? null,
+                  outages: databaseHealth.outages,
+                  lastError: databaseHealth.state === 'down' ? describeError(databaseHealth.lastError) : null,
+                }
+              : { state: 'unguarded', downSince: null, outages: 0, lastError: null },
             reaped: reaper ? reaped : null,
             purged: purger ? purged : null,
           }
@@ -561,6 +603,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     clientBodyTimeoutMs: config.clientBodyTimeoutMs,
     onResponseStart(req, statusCode) {
       const r = req as SluiceRequest;
+      // A 5xx may be the upstream failing on its database: check it (at most once per probe interval).
+      if (statusCode >= 500) databaseHealth?.suspect(new Error(`upstream answered ${statusCode}`));
       if (statusCode === 401 && r.sluice?.identity) {
         // The cache called this credential valid and the upstream disagrees: forget it.
         return cache.invalidateRequest(r).catch((error: unknown) => {
@@ -634,24 +678,41 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     }
   }
 
+  /** Whether the upstream needs its database to answer `pathname`: `/api/*` except public paths. */
+  function needsDatabase(pathname: string): boolean {
+    if (!pathname.startsWith('/api/')) return false;
+    const path = canonicalPath(pathname);
+    return !(path !== undefined && publicPaths.matches(path));
+  }
+
+  /** Answers 503 `E_DATABASE_UNAVAILABLE` when the database is known down; true when it did. */
+  function refuseWhileDatabaseDown(res: ServerResponse, ctx: RequestContext): boolean {
+    if (databaseHealth?.state !== 'down') return false;
+    ctx.errorCode = 'E_DATABASE_UNAVAILABLE';
+    sendJsonError(
+      res,
+      503,
+      'E_DATABASE_UNAVAILABLE',
+      'The database is unreachable; retry shortly.',
+      { 'retry-after': String(databaseRetryAfterSeconds) },
+      { retryAfterSeconds: databaseRetryAfterSeconds },
+    );
+    return true;
+  }
+
   function authenticate(
     req: IncomingMessage,
     res: ServerResponse,
     ctx: RequestContext,
-    pathname: string,
+    needsDb: boolean,
     next: Next,
   ): void {
-    if (!pathname.startsWith('/api/')) {
+    if (!needsDb) {
       ctx.cacheTier = 'public';
       next();
       return;
     }
-    const path = canonicalPath(pathname);
-    if (path !== undefined && publicPaths.matches(path)) {
-      ctx.cacheTier = 'public';
-      next();
-      return;
-    }
+    if (refuseWhileDatabaseDown(res, ctx)) return;
     // The middleware records the tier that answered as `req.sluice.cache` (read when the request ends).
     ctx.cacheTier = 'none';
     cacheMiddleware(req, res, next);
@@ -723,7 +784,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       }
     }
 
-    authenticate(req, res, ctx, pathname, (authError?: unknown) => {
+    const needsDb = needsDatabase(pathname);
+    authenticate(req, res, ctx, needsDb, (authError?: unknown) => {
       if (authError !== undefined) {
         next(authError);
         return;
@@ -742,6 +804,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
           return;
         }
         ctx.queueWaitMs = performance.now() - queuedAt;
+        // The database may have gone while the request was queued.
+        if (needsDb && refuseWhileDatabaseDown(res, ctx)) return;
         if (state !== 'running') res.shouldKeepAlive = false;
         forward(req, res, ctx).catch(next);
       });
@@ -800,12 +864,22 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     checks.push({
       name: 'database',
       required: true,
-      async run() {
-        await pool.query('SELECT 1');
+      async run(signal) {
+        if (databaseHealth?.state === 'down') {
+          throw new Error(`unreachable since ${new Date(databaseHealth.downSince ?? now()).toISOString()}`);
+        }
+        await pool.query('SELECT 1', [], { signal });
+        databaseHealth?.reportSuccess();
         const sample = monitor?.lastSample;
+        const health = databaseHealth ? databaseHealth.state : 'unguarded';
         return sample
-          ? { connections: sample.total, maxConnections: sample.maxConnections, level: monitor?.level }
-          : { connections: null };
+          ? {
+              connections: sample.total,
+              maxConnections: sample.maxConnections,
+              level: monitor?.level,
+              health,
+            }
+          : { connections: null, health };
       },
     });
   }
@@ -936,6 +1010,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       reaper?.close(),
       purger?.close(),
       monitor?.close(),
+      databaseHealth?.close(),
     ]);
     budget?.close();
     await pool

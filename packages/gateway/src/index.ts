@@ -13,6 +13,13 @@ export {
   resolveConfig,
 } from './config.js';
 export { type CacheTier, type RequestContext, routeOf } from './context.js';
+export {
+  createDatabaseHealth,
+  type DatabaseHealth,
+  type DatabaseHealthEvents,
+  type DatabaseHealthOptions,
+  type DatabaseHealthState,
+} from './database-health.js';
 export { formatDuration, parseDuration } from './duration.js';
 export {
   type ConfigIssue,

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 
 /**
- * Answers with a small JSON error in the shape every Sluice middleware uses: `{ code, message }`.
+ * Answers with a small JSON error in the shape every Sluice middleware uses: `{ code, message }` (plus `extra` fields).
  * Does nothing when headers were already sent or the client is gone.
  */
 export function sendJsonError(
@@ -10,9 +10,10 @@ export function sendJsonError(
   code: string,
   message: string,
   headers: Readonly<Record<string, string>> = {},
+  extra: Readonly<Record<string, unknown>> = {},
 ): void {
   if (res.headersSent || res.destroyed || res.writableEnded) return;
-  const body = JSON.stringify({ code, message });
+  const body = JSON.stringify({ ...extra, code, message });
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json; charset=utf-8',

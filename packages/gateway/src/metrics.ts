@@ -19,6 +19,7 @@ export const METRIC_NAMES = [
   'sluice_cache_validator_calls_total',
   'sluice_cache_validator_errors_total',
   'sluice_cache_l2_up',
+  'sluice_db_up',
   'sluice_db_connections',
   'sluice_db_connections_by_state',
   'sluice_db_max_connections',
@@ -213,6 +214,14 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
     registers,
     collect() {
       this.set(snapshot().cache.l2State === 'up' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'sluice_db_up',
+    help: '0 while the database guard sees the upstream database unreachable, else 1 (also without a database or guard).',
+    registers,
+    collect() {
+      this.set(snapshot().database?.health.state === 'down' ? 0 : 1);
     },
   });
   new Gauge({

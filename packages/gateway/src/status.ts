@@ -61,6 +61,16 @@ export interface DatabaseStatus {
     readonly idle: number;
     readonly waiting: number;
   };
+  /** Reachability (`databaseGuard`): `up`, `down` (requests that need it get 503), or `unguarded`. */
+  readonly health: {
+    readonly state: 'up' | 'down' | 'unguarded';
+    /** When the current outage began, epoch ms (`null` while up). */
+    readonly downSince: number | null;
+    /** Outages seen since start. */
+    readonly outages: number;
+    /** Why the last probe failed, while down. */
+    readonly lastError: string | null;
+  };
   /** Connections the reaper terminated since start (`null` when the reaper is off). */
   readonly reaped: number | null;
   /** Expired sessions purged since start (`null` when the purge is off). */
