@@ -48,10 +48,11 @@ let redis: OwnRedis;
 let cluster: OwnRedisCluster | undefined;
 const gateways: GatewayProcess[] = [];
 
-function gatewayConfig(redisUrl: string, prefix: string): Record<string, unknown> {
+function gatewayConfig(redisUrl: string, prefix: string, redisCluster = false): Record<string, unknown> {
   return {
     upstream: upstream.url,
     redisUrl,
+    redisCluster,
     redisPrefix: prefix,
     cachePepper: 'sluice-faults-scale-pepper',
     dbBudget: BUDGET,
@@ -177,14 +178,11 @@ test('a gateway SIGKILLed while holding every permit: the permits return within 
 
 test('three gateways sharing a 3-node Redis Cluster: the budget holds and sessions are validated once', async () => {
   cluster = await startRedisCluster({ nodes: 3 });
-  const node = cluster.nodes[0];
-  if (!node) throw new Error('no cluster node');
-  // The gateway's Redis setting is a single URL: it is all a user can give it.
+  // As a user configures it: --redis-url redis://h1:p1,h2:p2,h3:p3 --redis-cluster (seed nodes).
+  const seeds = cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',');
   const group: GatewayProcess[] = [];
   for (let i = 0; i < 3; i += 1) {
-    group.push(
-      await spawnGateway({ gateway: gatewayConfig(`redis://${node.host}:${node.port}`, 'cluster:') }),
-    );
+    group.push(await spawnGateway({ gateway: gatewayConfig(`redis://${seeds}`, 'cluster:', true) }));
   }
   gateways.push(...group);
   const { revalidated } = await validatedOnce(group);

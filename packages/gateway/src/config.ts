@@ -2,6 +2,7 @@ import { formatDuration, parseDuration } from './duration.js';
 import { type ConfigIssue, GatewayConfigError } from './errors.js';
 import { checkPathPattern } from './path-pattern.js';
 import { CVAT_PUBLIC_PATHS } from './public-paths.js';
+import { parseRedisUrl, redactRedisUrl } from './redis-client.js';
 
 /** pino's level names, plus `silent`. */
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -24,8 +25,17 @@ export interface GatewayConfig {
   readonly listen: ListenAddress;
   /** PostgreSQL the upstream uses. Enables database validation, budget sizing, the monitor. @default undefined */
   readonly databaseUrl: string | undefined;
-  /** Redis for the shared L2 cache and the distributed semaphore. @default undefined */
+  /**
+   * Redis for the shared L2 cache and the distributed semaphore. With `redisCluster`, its
+   * comma-separated hosts (`redis://h1:7000,h2:7000,h3:7000`) are Redis Cluster seed nodes.
+   * @default undefined
+   */
   readonly redisUrl: string | undefined;
+  /**
+   * `redisUrl` is a Redis Cluster: its hosts are seed nodes (one is enough, the rest are
+   * discovered) and one ioredis `Cluster` serves the cache and the semaphore. @default false
+   */
+  readonly redisCluster: boolean;
   /** Maximum concurrent upstream requests. `undefined`: derived from the database, else 20. @default undefined */
   readonly dbBudget: number | undefined;
   /** Connections left to others when the budget is derived from `max_connections`. @default 10 */
@@ -262,7 +272,10 @@ function stringField(check: (raw: string) => Parsed<string>) {
 
 const upstreamUrl = urlParser(['http:', 'https:'], true);
 const databaseUrl = urlParser(['postgres:', 'postgresql:'], false);
-const redisUrl = urlParser(['redis:', 'rediss:'], false);
+const redisUrl = (raw: string): Parsed<string> => {
+  const parsed = parseRedisUrl(raw);
+  return 'reason' in parsed ? parsed : { value: raw };
+};
 const nonEmpty = (raw: string): Parsed<string> =>
   raw.length > 0 ? { value: raw } : { reason: 'must not be empty' };
 const cookieName = (raw: string): Parsed<string> =>
@@ -356,9 +369,18 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     ['SLUICE_REDIS_URL', 'REDIS_URL'],
     'string',
     optionalString(redisUrl),
-    'Redis: shared L2 cache, distributed semaphore',
+    'Redis: shared L2 cache, distributed semaphore (several comma-separated hosts with --redis-cluster)',
     '(none)',
     true,
+  ),
+  field(
+    'redisCluster',
+    '--redis-cluster',
+    ['SLUICE_REDIS_CLUSTER'],
+    'bool',
+    boolParser,
+    '--redis-url is a Redis Cluster: its hosts are seed nodes',
+    'false',
   ),
   field(
     'dbBudget',
@@ -703,6 +725,7 @@ export const DEFAULT_CONFIG: GatewayConfig = Object.freeze({
   listen: Object.freeze({ host: '127.0.0.1', port: 8090 }),
   databaseUrl: undefined,
   redisUrl: undefined,
+  redisCluster: false,
   dbBudget: undefined,
   dbReserve: 10,
   poolMax: 4,
@@ -751,6 +774,40 @@ function display(spec: AnyFieldSpec, raw: string): string {
   return spec.secret ? '<redacted>' : raw;
 }
 
+function checkRedis(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: string) => string): void {
+  if (config.redisUrl === undefined) {
+    if (config.redisCluster) {
+      issues.push({
+        field: 'redisCluster',
+        source: sourceOf('redisCluster'),
+        value: 'true',
+        reason: 'needs the seed nodes in --redis-url / REDIS_URL (redis://h1:port,h2:port,...)',
+      });
+    }
+    return;
+  }
+  const parsed = parseRedisUrl(config.redisUrl);
+  if ('reason' in parsed) return;
+  const target = parsed.value;
+  const problem = config.redisCluster
+    ? target.db !== 0
+      ? 'Redis Cluster has only database 0: drop the /db path'
+      : target.hasQuery
+        ? 'query parameters are not supported with --redis-cluster'
+        : undefined
+    : target.nodes.length > 1
+      ? 'lists several hosts: they are Redis Cluster seed nodes, add --redis-cluster (SLUICE_REDIS_CLUSTER=true)'
+      : undefined;
+  if (problem !== undefined) {
+    issues.push({
+      field: 'redisUrl',
+      source: sourceOf('redisUrl'),
+      value: redactRedisUrl(config.redisUrl),
+      reason: problem,
+    });
+  }
+}
+
 function crossCheck(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: string) => string): void {
   if (config.dbBudget !== undefined && config.upstreamConnections < config.dbBudget) {
     issues.push({
@@ -769,6 +826,7 @@ function crossCheck(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key
         'with Redis, every gateway must derive the same cache keys: give --cache-pepper or --secret-key',
     });
   }
+  checkRedis(config, issues, sourceOf);
   if ((config.reaper || config.sessionPurge) && config.databaseUrl === undefined) {
     issues.push({
       field: config.reaper ? 'reaper' : 'sessionPurge',
@@ -956,6 +1014,10 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
     if (!spec.secret || value === undefined) continue;
     if (spec.key === 'secretKey') {
       out[spec.key] = '<redacted>';
+      continue;
+    }
+    if (spec.key === 'redisUrl') {
+      out[spec.key] = redactRedisUrl(String(value));
       continue;
     }
     try {

@@ -37,7 +37,7 @@ import {
   type Validator,
 } from '@sluice/session-cache';
 import express, { type Express } from 'express';
-import { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { Pool } from 'undici';
 import { type GatewayConfig, type GatewayConfigInput, resolveConfig } from './config.js';
 import { type RequestContext, requestContext } from './context.js';
@@ -50,9 +50,10 @@ import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { canonicalPath, compilePathPatterns } from './path-pattern.js';
 import { createProxy } from './proxy.js';
 import { checkReadiness, type ReadinessCheck, type ReadinessReport, upstreamCheck } from './readiness.js';
+import { createRedisClient, type RedisMode } from './redis-client.js';
 import { createClassifier, type RequestClass, type RequestClassifier } from './request-class.js';
 import { isOriginFormTarget } from './request-target.js';
-import type { BreakerState, StatusSnapshot } from './status.js';
+import type { BreakerState, RedisStatus, StatusSnapshot } from './status.js';
 import { STATUS_PATH, sendStatusPage } from './status-page.js';
 import { GATEWAY_VERSION } from './version.js';
 
@@ -259,15 +260,18 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         });
   pool?.on('error', ({ error }) => logger.warn({ err: error }, 'database pool error'));
   let redisDown = false;
+  const redisMode: RedisMode | undefined =
+    config.redisUrl === undefined ? undefined : config.redisCluster ? 'cluster' : 'single';
+  // One client (a `Cluster` with --redis-cluster) shared by the L2 cache and the semaphore; each
+  // duplicates it once for its pub/sub subscriber.
   const redis =
     config.redisUrl === undefined
       ? undefined
-      : new Redis(config.redisUrl, {
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 1,
-          connectTimeout: 2_000,
+      : createRedisClient({
+          url: config.redisUrl,
+          cluster: config.redisCluster,
           connectionName: GATEWAY_APPLICATION_NAME,
-          retryStrategy: (times) => Math.min(2_000, 50 * times),
+          connectTimeoutMs: 2_000,
         });
   redis?.on('error', (error) => {
     if (!redisDown) logger.warn({ err: error }, 'redis unreachable; the gateway carries on without it');
@@ -455,6 +459,15 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   let bound: GatewayAddress | undefined;
   const idleWaiters = new Set<() => void>();
 
+  const redisStatus = (): RedisStatus | null =>
+    redis === undefined || redisMode === undefined
+      ? null
+      : {
+          mode: redisMode,
+          status: redis.status,
+          nodes: redis instanceof Cluster ? redis.nodes('master').length : 1,
+        };
+
   const status = (): StatusSnapshot => {
     const sample = monitor?.lastSample;
     const stats = cache.stats();
@@ -517,6 +530,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
             purged: purger ? purged : null,
           }
         : null,
+      redis: redisStatus(),
       requests: {
         total: requestCounts.total,
         byClass: { ...requestCounts.byClass },
@@ -889,7 +903,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       required: false,
       async run() {
         const pong = await redis.ping();
-        return { reply: pong, l2: cache.l2State };
+        return { reply: pong, l2: cache.l2State, ...redisStatus() };
       },
     });
   }
@@ -954,6 +968,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         semaphore: redis ? 'redis' : 'local',
         validator: validatorKind,
         l2: redis ? 'redis' : 'disabled',
+        redis: redisMode ?? 'disabled',
       },
       'sluice-gateway listening',
     );

@@ -90,6 +90,7 @@ export type {
   CacheStatus,
   ClassStatus,
   DatabaseStatus,
+  RedisStatus,
   RequestStatus,
   StatusSnapshot,
 } from './status.js';

@@ -54,7 +54,7 @@ function render(s) {
   set('upstream', s.upstream); set('version', 'v' + s.version);
   set('uptime', Math.round((s.at - s.startedAt) / 1000) + ' s');
   set('in-flight', fmt(a.inFlight)); set('limit', fmt(a.limit)); bar('in-flight-bar', a.inFlight, a.limit);
-  set('limit-source', a.limitSource + ', ' + a.semaphore + ' semaphore');
+  set('limit-source', a.limitSource + ', ' + a.semaphore + (s.redis && s.redis.mode === 'cluster' ? ' cluster' : '') + ' semaphore');
   set('queued', fmt(a.queued)); set('queued-interactive', fmt(a.byClass.interactive.queued));
   set('queued-bulk', fmt(a.byClass.bulk.queued)); set('in-flight-interactive', fmt(a.byClass.interactive.inFlight));
   set('in-flight-bulk', fmt(a.byClass.bulk.inFlight)); set('rejected', fmt(a.rejected));

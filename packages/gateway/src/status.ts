@@ -77,6 +77,16 @@ export interface DatabaseStatus {
   readonly purged: number | null;
 }
 
+/** The Redis the cache's L2 and the semaphore share (`null` without `redisUrl`). */
+export interface RedisStatus {
+  /** `single` server or Redis `cluster` (`redisCluster`). */
+  readonly mode: 'single' | 'cluster';
+  /** The ioredis client's connection status (`ready`, `connecting`, `reconnecting`, ...). */
+  readonly status: string;
+  /** Masters known to the client: 1 for a single server; for a cluster, those its slot map names. */
+  readonly nodes: number;
+}
+
 /** Request counters since start. */
 export interface RequestStatus {
   readonly total: number;
@@ -99,5 +109,6 @@ export interface StatusSnapshot {
   readonly breaker: BreakerState;
   readonly cache: CacheStatus;
   readonly database: DatabaseStatus | null;
+  readonly redis: RedisStatus | null;
   readonly requests: RequestStatus;
 }

@@ -119,6 +119,26 @@ describe('loadConfig', () => {
     expect(result.issues.map((i) => i.field).sort()).toEqual(['cachePepper', 'sessionPurge']);
   });
 
+  it('takes Redis Cluster seed nodes from a multi-host URL, redacting its password', () => {
+    const pepper = ['--cache-pepper', 'p'.repeat(16)];
+    const url = 'redis://user:hunter2@h1:7000,[::1]:7001,h3';
+    const ok = loadConfig(['--redis-url', url, '--redis-cluster', ...pepper], {});
+    expect(ok.ok).toBe(true);
+    if (!ok.ok) return;
+    expect(ok.config.redisCluster).toBe(true);
+    expect(redactConfig(ok.config).redisUrl).toBe('redis://user:redacted@h1:7000,[::1]:7001,h3');
+    const withDb = loadConfig(['--redis-url', 'redis://h1:7000/2', '--redis-cluster', ...pepper], {});
+    expect(withDb.ok ? [] : withDb.issues.map((i) => i.reason)).toEqual([
+      'Redis Cluster has only database 0: drop the /db path',
+    ]);
+    const badHost = loadConfig(['--redis-url', 'redis://h1:7000,,h2', '--redis-cluster', ...pepper], {});
+    expect(badHost.ok ? [] : badHost.issues.map((i) => i.field)).toEqual(['redisUrl']);
+    const plain = loadConfig(['--redis-url', url, ...pepper], {});
+    expect(plain.ok ? [] : plain.issues.map((i) => `${i.field} ${i.value}`)).toEqual([
+      'redisUrl redis://user:redacted@h1:7000,[::1]:7001,h3',
+    ]);
+  });
+
   it('documents every field in --help', () => {
     const help = configHelp();
     for (const field of CONFIG_FIELDS) {
