@@ -36,6 +36,14 @@ export interface DatabaseHealth {
   reportSuccess(): void;
   /** Something failed in a way that may mean the database is gone: probe now (at most once per interval). */
   suspect(error: unknown): void;
+  /**
+   * Like {@link DatabaseHealth.suspect}, but waits for the verdict and ignores the probe interval
+   * while up: probes now (or joins the probe already running) and resolves with the state it left,
+   * within `probeTimeoutMs`. While down it joins a running probe or resolves `down` at once; after
+   * `close()` it resolves with the last state. For a failure that must be answered correctly now
+   * (an upstream 5xx the client is waiting for); at most one probe runs at a time.
+   */
+  check(error: unknown): Promise<DatabaseHealthState>;
   on<E extends keyof DatabaseHealthEvents>(
     event: E,
     listener: (payload: DatabaseHealthEvents[E]) => void,
@@ -149,6 +157,16 @@ export function createDatabaseHealth(options: DatabaseHealthOptions): DatabaseHe
     return probing;
   }
 
+  const suspect = (error: unknown): void => {
+    if (closed || probing) return;
+    if (state === 'down') {
+      lastError = error;
+      return;
+    }
+    if (performance.now() - lastProbeAt < probeIntervalMs) return;
+    void probe();
+  };
+
   return {
     get state() {
       return state;
@@ -163,14 +181,16 @@ export function createDatabaseHealth(options: DatabaseHealthOptions): DatabaseHe
       return outages;
     },
     reportSuccess: markUp,
-    suspect(error) {
-      if (closed || probing) return;
+    suspect,
+    async check(error) {
+      if (closed) return state;
       if (state === 'down') {
         lastError = error;
-        return;
+        if (probing) await probing;
+        return state;
       }
-      if (performance.now() - lastProbeAt < probeIntervalMs) return;
-      void probe();
+      await probe();
+      return state;
     },
     on: (event, listener) => events.on(event, listener),
     async close() {

@@ -48,7 +48,7 @@ import { sendJsonError } from './json-error.js';
 import { createLogger, type GatewayLogger } from './logger.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { canonicalPath, compilePathPatterns } from './path-pattern.js';
-import { createProxy } from './proxy.js';
+import { createProxy, type ProxyReplacement } from './proxy.js';
 import { checkReadiness, type ReadinessCheck, type ReadinessReport, upstreamCheck } from './readiness.js';
 import { createRedisClient, type RedisMode } from './redis-client.js';
 import { createClassifier, type RequestClass, type RequestClassifier } from './request-class.js';
@@ -235,6 +235,14 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   const publicPaths = compilePathPatterns(config.publicPaths);
   /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
   const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
+  /** The answer while the database is down, up front or in place of an upstream 5xx. */
+  const databaseUnavailable = {
+    status: 503,
+    code: 'E_DATABASE_UNAVAILABLE',
+    message: 'The database is unreachable; retry shortly.',
+    headers: { 'retry-after': String(databaseRetryAfterSeconds) },
+    details: { retryAfterSeconds: databaseRetryAfterSeconds },
+  } as const satisfies ProxyReplacement;
 
   // --- upstream connections -------------------------------------------------------------------
   const dispatcher = new Pool(config.upstream, {
@@ -618,7 +626,19 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     onResponseStart(req, statusCode) {
       const r = req as SluiceRequest;
       // A 5xx may be the upstream failing on its database: check it (at most once per probe interval).
-      if (statusCode >= 500) databaseHealth?.suspect(new Error(`upstream answered ${statusCode}`));
+      if (statusCode >= 500 && databaseHealth) {
+        const error = new Error(`upstream answered ${statusCode}`);
+        const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+        const q = url.indexOf('?');
+        if (statusCode <= 504 && needsDatabase(q === -1 ? url : url.slice(0, q))) {
+          // The database may have died under this very request: wait for the verdict (the proxy
+          // bounds the wait by hookTimeoutMs) and answer as the up-front guard would if it is down.
+          return databaseHealth
+            .check(error)
+            .then((verdict) => (verdict === 'down' ? databaseUnavailable : undefined));
+        }
+        databaseHealth.suspect(error);
+      }
       if (statusCode === 401 && r.sluice?.identity) {
         // The cache called this credential valid and the upstream disagrees: forget it.
         return cache.invalidateRequest(r).catch((error: unknown) => {
@@ -702,14 +722,14 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   /** Answers 503 `E_DATABASE_UNAVAILABLE` when the database is known down; true when it did. */
   function refuseWhileDatabaseDown(res: ServerResponse, ctx: RequestContext): boolean {
     if (databaseHealth?.state !== 'down') return false;
-    ctx.errorCode = 'E_DATABASE_UNAVAILABLE';
+    ctx.errorCode = databaseUnavailable.code;
     sendJsonError(
       res,
-      503,
-      'E_DATABASE_UNAVAILABLE',
-      'The database is unreachable; retry shortly.',
-      { 'retry-after': String(databaseRetryAfterSeconds) },
-      { retryAfterSeconds: databaseRetryAfterSeconds },
+      databaseUnavailable.status,
+      databaseUnavailable.code,
+      databaseUnavailable.message,
+      databaseUnavailable.headers,
+      databaseUnavailable.details,
     );
     return true;
   }

@@ -68,6 +68,7 @@ export {
   type ProxyHandler,
   type ProxyOptions,
   type ProxyOutcome,
+  type ProxyReplacement,
 } from './proxy.js';
 export { CVAT_PUBLIC_PATHS } from './public-paths.js';
 export {

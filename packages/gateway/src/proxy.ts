@@ -18,6 +18,33 @@ export interface ProxyOutcome {
   readonly error: Error | undefined;
 }
 
+/**
+ * What an `onResponseStart` hook may resolve with to answer in the upstream's place: the
+ * upstream's status, headers and body are discarded and the client gets this JSON error instead.
+ */
+export interface ProxyReplacement {
+  /** HTTP status sent to the client. */
+  readonly status: number;
+  /** Stable error code of the JSON body. */
+  readonly code: GatewayErrorCode;
+  /** Human-readable message of the JSON body. */
+  readonly message: string;
+  /** Extra response headers (e.g. `retry-after`). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Extra fields of the JSON body. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+function isReplacement(value: unknown): value is ProxyReplacement {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { status?: unknown }).status === 'number' &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
+}
+
 /** Options of {@link createProxy}. */
 export interface ProxyOptions {
   /** The upstream origin (`http://host:port`). */
@@ -36,6 +63,9 @@ export interface ProxyOptions {
    * Called with the upstream's status and headers before they are sent to the client. When it
    * returns a promise, the response waits for it (at most `hookTimeoutMs`) before anything is
    * sent: the gateway invalidates a logged-out credential this way before the client learns of it.
+   * When the promise resolves (in time) with a {@link ProxyReplacement}, the upstream's response
+   * is discarded and the replacement is sent instead (the upstream request is aborted unless it
+   * already ended, so undici frees or closes its connection).
    */
   readonly onResponseStart?: (
     req: IncomingMessage,
@@ -346,18 +376,22 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     this.#headPending = true;
     controller.pause();
     let timer: NodeJS.Timeout | undefined;
-    const bounded = new Promise<void>((resolve) => {
+    const bounded = new Promise<unknown>((resolve) => {
       timer = setTimeout(resolve, this.#settings.hookTimeoutMs);
       timer.unref();
       pending.then(
-        () => resolve(),
-        () => resolve(),
+        (value) => resolve(value),
+        () => resolve(undefined),
       );
     });
-    void bounded.then(() => {
+    void bounded.then((verdict) => {
       clearTimeout(timer);
       this.#headPending = false;
       if (this.#settled || this.#abortReason) return;
+      if (isReplacement(verdict)) {
+        this.#replace(verdict);
+        return;
+      }
       if (!this.#writeHead(controller)) return;
       const chunks = this.#heldChunks ?? [];
       this.#heldChunks = undefined;
@@ -368,6 +402,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
     if (this.#headPending) {
       if (this.#heldChunks === undefined) this.#heldChunks = [];
       this.#heldChunks.push(chunk);
@@ -410,6 +445,24 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     res.cork();
     process.nextTick(uncork, res);
     return true;
+  }
+
+  /** Answers `replacement` instead of the upstream's response, whose body is dropped. */
+  #replace(replacement: ProxyReplacement): void {
+    this.#heldChunks = undefined;
+    this.#endHeld = false;
+    this.#context.errorCode = replacement.code;
+    this.#context.errorCause = `upstream answered ${this.#status}`;
+    sendJsonError(
+      this.#res,
+      replacement.status,
+      replacement.code,
+      replacement.message,
+      replacement.headers,
+      replacement.details,
+    );
+    // #settle aborts the dispatch if the upstream body is still coming: undici closes that connection.
+    this.#settle(replacement.status, replacement.code, undefined);
   }
 
   #fail(error: Error): void {

@@ -7,7 +7,7 @@ import { createDatabaseHealth, createGateway, type Gateway } from '../src/index.
 import { memoryLogger } from './helpers.ts';
 
 // A PostgreSQL the suite owns and crashes (SIGKILL of every server process), a small Node upstream
-// that stands in for Django (it answers 200 to everything), and a gateway in database mode whose
+// that stands in for Django (it answers 200 to everything but two failure paths), and a gateway in database mode whose
 // database URL points at that PostgreSQL.
 let pg: OwnPostgres;
 let upstream: Server;
@@ -44,6 +44,24 @@ beforeAll(async () => {
   upstream = createServer((req, res) => {
     upstreamHits += 1;
     req.resume();
+    if (req.url === '/api/broken') {
+      // Django failing for a reason of its own, with the database up.
+      res.writeHead(500, { 'content-type': 'text/plain', 'x-upstream': 'django' });
+      res.end('upstream failure');
+      return;
+    }
+    if (req.url === '/api/dies-under-me') {
+      // PostgreSQL dies while Django serves this request: Django starts its 500 page at once,
+      // before the gateway has had time to notice, and the rest of the body comes later (the
+      // gateway must drop it and free the upstream connection).
+      void pg.kill().then(() => {
+        res.writeHead(500, { 'content-type': 'text/html' });
+        res.write('<h1>Server Error (500)</h1>');
+        const rest = setTimeout(() => res.end('<p>OperationalError</p>'), 1_500);
+        rest.unref();
+      });
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ path: req.url }));
   });
@@ -128,6 +146,38 @@ describe('database outage (database mode)', () => {
     expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sluice_db_up 1$/m);
   }, 60_000);
 
+  it('forwards an upstream 5xx unchanged while the database is up', async () => {
+    const res = await fetch(`${url}/api/broken`, auth);
+    expect(res.status).toBe(500);
+    expect(res.headers.get('x-upstream')).toBe('django');
+    expect(res.headers.get('retry-after')).toBeNull();
+    expect(await res.text()).toBe('upstream failure');
+    expect(gateway.status().database?.health.state).toBe('up');
+  });
+
+  it('answers 503 instead of the upstream 5xx of a request the database died under', async () => {
+    expect(gateway.status().database?.health.state).toBe('up');
+    const outagesBefore = gateway.status().database?.health.outages ?? 0;
+    const res = await fetch(`${url}/api/dies-under-me`, auth);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    const body = (await res.json()) as { code: string; retryAfterSeconds: number };
+    expect(body.code).toBe('E_DATABASE_UNAVAILABLE');
+    expect(body.retryAfterSeconds).toBe(1);
+    expect(gateway.status().database?.health.state).toBe('down');
+    expect(gateway.status().database?.health.outages).toBe(outagesBefore + 1);
+
+    await pg.start();
+    await waitFor(
+      async () => {
+        const again = await fetch(`${url}/api/projects`, auth);
+        await again.body?.cancel();
+        return again.status === 200;
+      },
+      { timeoutMs: 15_000, what: 'full service after PostgreSQL is back' },
+    );
+  }, 60_000);
+
   it('forwards requests as before with the guard turned off', async () => {
     const port = (upstream.address() as AddressInfo).port;
     const unguarded = createGateway({
@@ -196,6 +246,32 @@ describe('createDatabaseHealth', () => {
       health.suspect(new Error('stalled'));
       await waitFor(() => health.state === 'down', { timeoutMs: 5_000 });
       expect(String(health.lastError)).toMatch(/did not answer within 20 ms/);
+    } finally {
+      await health.close();
+    }
+  });
+
+  it('check() probes at once, even within the probe interval, and resolves with the verdict', async () => {
+    let reachable = true;
+    let probes = 0;
+    const health = createDatabaseHealth({
+      probe: async () => {
+        probes += 1;
+        if (!reachable) throw new Error('ECONNREFUSED');
+      },
+      probeIntervalMs: 60_000,
+      probeTimeoutMs: 1_000,
+    });
+    try {
+      expect(await health.check(new Error('500'))).toBe('up');
+      reachable = false;
+      // suspect() alone would wait out the interval: check() does not.
+      expect(await health.check(new Error('500'))).toBe('down');
+      expect(probes).toBe(2);
+      expect(health.outages).toBe(1);
+      // While down it answers from the state, without a probe of its own.
+      expect(await health.check(new Error('500'))).toBe('down');
+      expect(probes).toBe(2);
     } finally {
       await health.close();
     }
