@@ -15,18 +15,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import {
   createSessionCache,
   djangoDatabaseValidator,
-  type Queryable,
   type SessionCache,
   type SessionCacheMiddleware,
   sessionCache,
   type Validator,
 } from '../src/index.ts';
+import { countingQueryable } from './helpers.ts';
 import { get, many } from './http-client.ts';
 
 let django: DjangoFixture;
 let pool: SluicePool;
-let queries = 0;
-let counting: Queryable;
+let counting: ReturnType<typeof countingQueryable>;
 const prefix = uniquePrefix('session-cache-http');
 const pepper = 'django-http test pepper, 32 bytes';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -38,12 +37,7 @@ beforeAll(async () => {
     max: 4,
     applicationName: 'sluice-session-cache-test',
   });
-  counting = {
-    query: (text, values) => {
-      queries += 1;
-      return pool.query(text, values);
-    },
-  };
+  counting = countingQueryable(pool);
 }, 120_000);
 afterEach(async () => {
   vi.unstubAllEnvs();
@@ -98,7 +92,7 @@ describe('sessionCache() in front of real Django sessions', () => {
     validator.hold = () =>
       waitFor(() => mw.cache.stats().coalesced === 999, { timeoutMs: 20_000, intervalMs: 5 });
     const { url, agent } = await serve(mw);
-    const before = queries;
+    const before = counting.count;
     const answers = await Promise.all(
       Array.from({ length: 1000 }, () => get(agent, `${url}/api/whoami`, { cookie: login.cookie })),
     );
@@ -107,7 +101,7 @@ describe('sessionCache() in front of real Django sessions', () => {
       new Set([JSON.stringify({ id: django.user('user').id })]),
     );
     expect(validator.calls).toBe(1);
-    expect(queries - before).toBe(2);
+    expect(counting.count - before).toBe(2);
     expect(mw.cache.stats()).toMatchObject({ misses: 1, coalesced: 999, validatorCalls: 1 });
   }, 60_000);
 
@@ -130,14 +124,14 @@ describe('sessionCache() in front of real Django sessions', () => {
     for (let i = 0; i < 10_000; i += 1) {
       expect(extractCredential(headersFor(i))?.kind, JSON.stringify(headersFor(i))).toBe('malformed');
     }
-    const before = queries;
+    const before = counting.count;
     const statuses = await many(
       10_000,
       64,
       async (i) => (await get(agent, `${url}/api/whoami`, headersFor(i))).status,
     );
     expect(statuses.every((s) => s === 401)).toBe(true);
-    expect(queries - before).toBe(0);
+    expect(counting.count - before).toBe(0);
     expect(validator.calls).toBe(0);
     expect(mw.stats().malformed).toBe(10_000);
     expect(mw.cache.stats()).toMatchObject({ misses: 0, l2Hits: 0, l2Errors: 0 });

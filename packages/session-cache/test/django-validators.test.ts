@@ -5,16 +5,15 @@ import {
   createSessionCache,
   djangoDatabaseValidator,
   introspectionValidator,
-  type Queryable,
   type Validator,
 } from '../src/index.ts';
+import { countingQueryable } from './helpers.ts';
 
 // Sessions and tokens here are made by logging in to the real Django fixture; the validators
 // read the fixture's own tables.
 let django: DjangoFixture;
 let pool: SluicePool;
-let queries = 0;
-let counting: Queryable;
+let counting: ReturnType<typeof countingQueryable>;
 
 beforeAll(async () => {
   django = await startDjango({ label: 'sc_validators' });
@@ -23,12 +22,7 @@ beforeAll(async () => {
     max: 4,
     applicationName: 'sluice-session-cache-test',
   });
-  counting = {
-    query: (text, values) => {
-      queries += 1;
-      return pool.query(text, values);
-    },
-  };
+  counting = countingQueryable(pool);
 }, 120_000);
 afterAll(async () => {
   await pool?.close();
@@ -48,7 +42,7 @@ describe('djangoDatabaseValidator against the real fixture', () => {
     const v = djangoDatabaseValidator({ pool: counting, secretKey: django.secretKey });
     const login = await django.login('staff');
     const user = django.user('staff');
-    const before = queries;
+    const before = counting.count;
     const s = await v.validate(session(login.sessionId), { signal: signal() });
     expect(s).toMatchObject({
       valid: true,
@@ -61,7 +55,7 @@ describe('djangoDatabaseValidator against the real fixture', () => {
         credentialKind: 'session',
       },
     });
-    expect(queries - before).toBe(2);
+    expect(counting.count - before).toBe(2);
     // SESSION_COOKIE_AGE defaults to two weeks
     const expiresAt = s.valid ? (s.identity.expiresAt ?? 0) : 0;
     expect(Math.abs(expiresAt - (Date.now() + 1_209_600_000))).toBeLessThan(120_000);
@@ -70,7 +64,7 @@ describe('djangoDatabaseValidator against the real fixture', () => {
       valid: true,
       identity: { userId: user.id, credentialKind: 'token', expiresAt: null },
     });
-    expect(queries - before).toBe(3);
+    expect(counting.count - before).toBe(3);
   });
 
   it('reads sessions unverified without a secret key, and refuses them under a wrong one', async () => {
@@ -109,7 +103,7 @@ describe('djangoDatabaseValidator against the real fixture', () => {
       valid: false,
       reason: 'token-not-found',
     });
-    const before = queries;
+    const before = counting.count;
     expect(await v.validate(session('NOT-A-KEY'), { signal: signal() })).toEqual({
       valid: false,
       reason: 'malformed',
@@ -118,7 +112,7 @@ describe('djangoDatabaseValidator against the real fixture', () => {
       valid: false,
       reason: 'malformed',
     });
-    expect(queries).toBe(before);
+    expect(counting.count).toBe(before);
   });
 
   it('rejects a session whose expire_date has passed', async () => {

@@ -1,5 +1,5 @@
 import type { Credential } from '@sluice/django';
-import type { CredentialKind, Identity, Validation, Validator } from '../src/index.ts';
+import type { CredentialKind, Identity, Queryable, Validation, Validator } from '../src/index.ts';
 
 /** A deferred promise: tests hold validations open and release them when they choose. */
 export interface Deferred<T> {
@@ -90,4 +90,18 @@ export function sessionKey(seed: number): string {
 /** A 40-hex DRF token. */
 export function drfToken(seed: number): string {
   return seed.toString(16).padStart(40, 'a');
+}
+
+/** A {@link Queryable} over `pool` that counts the queries it passes on (read `count`). */
+export function countingQueryable(pool: Queryable): Queryable & { readonly count: number } {
+  let count = 0;
+  return {
+    get count() {
+      return count;
+    },
+    query: (text, values) => {
+      count += 1;
+      return pool.query(text, values);
+    },
+  };
 }

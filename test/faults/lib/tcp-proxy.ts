@@ -3,6 +3,7 @@
 // upstream process dying (open connections reset, new ones refused) and `stall(true)` like an
 // upstream that stops answering, while Django itself keeps running.
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { listenOnLoopback } from './util.ts';
 
 export interface TcpProxy {
   readonly port: number;
@@ -59,16 +60,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     upstream.on('error', end);
   });
 
-  const listen = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        const address = server.address();
-        if (address && typeof address === 'object') port = address.port;
-        resolve();
-      });
-    });
+  const listen = async (): Promise<void> => {
+    port = await listenOnLoopback(server, port);
+  };
   await listen();
 
   const kill = async (): Promise<void> => {

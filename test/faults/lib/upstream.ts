@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { forgedIdentityHeaders } from './abuse.ts';
+import { listenOnLoopback } from './util.ts';
 
 export interface UpstreamUser {
   readonly id: number;
@@ -190,16 +191,9 @@ export async function startRecordingUpstream(
   });
 
   let port = options.port ?? 0;
-  const listen = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        const address = server.address();
-        if (address && typeof address === 'object') port = address.port;
-        resolve();
-      });
-    });
+  const listen = async (): Promise<void> => {
+    port = await listenOnLoopback(server, port);
+  };
   await listen();
 
   const kill = async (): Promise<void> => {

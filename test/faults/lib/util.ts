@@ -1,5 +1,22 @@
 // Small helpers shared by the scenarios.
 
+import type { Server } from 'node:net';
+
+/**
+ * Listens on 127.0.0.1:`port` (0 for a free one) and resolves to the port bound; a listen error
+ * (the port taken) rejects instead of being thrown at the server.
+ */
+export function listenOnLoopback(server: Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(address && typeof address === 'object' ? address.port : port);
+    });
+  });
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The parts of the gateway's /sluice/status.json the suite reads. */
