@@ -50,6 +50,21 @@ export interface GatewayConfig {
   readonly cachePepper: string | undefined;
   /** Prefix of every Redis key (cache and semaphore). @default 'sluice:' */
   readonly redisPrefix: string;
+  /**
+   * Longest wait for one session-cache Redis (L2) command. A slower read counts as a miss: the
+   * credential is validated instead, so keep it well under the validator's cost. @default 100
+   */
+  readonly cacheRedisTimeoutMs: number;
+  /**
+   * Longest wait for one distributed-semaphore Redis call. A slower answer counts as Redis being
+   * down: the gateway admits on its local fallback share until Redis answers again. @default 1000
+   */
+  readonly admissionRedisTimeoutMs: number;
+  /**
+   * How long a distributed permit outlives its gateway: renewed while the request runs, so only a
+   * gateway that died holding it makes others wait this long for it. @default 30000
+   */
+  readonly permitLeaseMs: number;
   /** Longest a request waits for a slot before a 503. @default 30000 */
   readonly queueTimeoutMs: number;
   /** Maximum concurrent (in flight + queued) requests per client; 0 disables the cap. @default 0 */
@@ -87,6 +102,12 @@ export interface GatewayConfig {
    * nothing was answered yet) and its admission slot freed. @default 30000
    */
   readonly clientBodyTimeoutMs: number;
+  /**
+   * Longest a client may take to send its request line and headers; the connection is then
+   * answered 408 and closed. Checked every quarter of it (1 s to 30 s), so a connection can
+   * last up to a quarter longer. @default 60000
+   */
+  readonly clientHeadersTimeoutMs: number;
   /** Trust the client's X-Forwarded-* (the gateway sits behind another proxy). @default false */
   readonly trustProxy: boolean;
   /** Send the client's Host to the upstream (Django then builds URLs that point at the gateway). @default true */
@@ -438,6 +459,33 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     'sluice:',
   ),
   field(
+    'cacheRedisTimeoutMs',
+    '--cache-redis-timeout',
+    ['SLUICE_CACHE_REDIS_TIMEOUT'],
+    'duration',
+    durationParser(10, 60_000),
+    'longest wait for one cache Redis command (then a miss: the credential is validated)',
+    '100ms',
+  ),
+  field(
+    'admissionRedisTimeoutMs',
+    '--admission-redis-timeout',
+    ['SLUICE_ADMISSION_REDIS_TIMEOUT'],
+    'duration',
+    durationParser(10, 60_000),
+    'longest wait for one semaphore Redis call (then the local fallback share)',
+    '1s',
+  ),
+  field(
+    'permitLeaseMs',
+    '--permit-lease',
+    ['SLUICE_PERMIT_LEASE'],
+    'duration',
+    durationParser(1_000, 3_600_000),
+    'a distributed permit of a gateway that died returns after this',
+    '30s',
+  ),
+  field(
     'queueMax',
     '--queue-max',
     ['SLUICE_QUEUE_MAX'],
@@ -601,6 +649,15 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     '30s',
   ),
   field(
+    'clientHeadersTimeoutMs',
+    '--client-headers-timeout',
+    ['SLUICE_CLIENT_HEADERS_TIMEOUT'],
+    'duration',
+    durationParser(1_000, 600_000),
+    'longest a client may take to send its request headers (then 408)',
+    '60s',
+  ),
+  field(
     'trustProxy',
     '--trust-proxy',
     ['SLUICE_TRUST_PROXY'],
@@ -732,6 +789,9 @@ export const DEFAULT_CONFIG: GatewayConfig = Object.freeze({
   upstreamApplicationName: '',
   cachePepper: undefined,
   redisPrefix: 'sluice:',
+  cacheRedisTimeoutMs: 100,
+  admissionRedisTimeoutMs: 1_000,
+  permitLeaseMs: 30_000,
   queueMax: 1000,
   queueTimeoutMs: 30_000,
   perClientLimit: 0,
@@ -750,6 +810,7 @@ export const DEFAULT_CONFIG: GatewayConfig = Object.freeze({
   upstreamBodyTimeoutMs: 300_000,
   upstreamKeepAliveMs: 4_000,
   clientBodyTimeoutMs: 30_000,
+  clientHeadersTimeoutMs: 60_000,
   trustProxy: false,
   preserveHost: true,
   shutdownGraceMs: 10_000,
@@ -809,6 +870,15 @@ function checkRedis(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key
 }
 
 function crossCheck(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: string) => string): void {
+  // A lease is renewed every third of its length; a renewal that may take longer could let it lapse.
+  if (config.admissionRedisTimeoutMs * 3 > config.permitLeaseMs) {
+    issues.push({
+      field: 'admissionRedisTimeoutMs',
+      source: sourceOf('admissionRedisTimeoutMs'),
+      value: formatDuration(config.admissionRedisTimeoutMs),
+      reason: `must be at most a third of permitLeaseMs (${formatDuration(config.permitLeaseMs)}), which is how often leases are renewed`,
+    });
+  }
   if (config.dbBudget !== undefined && config.upstreamConnections < config.dbBudget) {
     issues.push({
       field: 'upstreamConnections',

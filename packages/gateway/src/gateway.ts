@@ -304,7 +304,13 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     ...(config.perClientLimit > 0 ? { perKeyLimit: config.perClientLimit } : {}),
   };
   const gate: AdmissionGate = redis
-    ? new RedisSemaphore({ ...gateOptions, redis, prefix: `${config.redisPrefix}admission:` })
+    ? new RedisSemaphore({
+        ...gateOptions,
+        redis,
+        prefix: `${config.redisPrefix}admission:`,
+        leaseMs: config.permitLeaseMs,
+        commandTimeoutMs: config.admissionRedisTimeoutMs,
+      })
     : new Semaphore(gateOptions);
   gate.on('limit', ({ limit, previous }) => {
     logger.info({ limit, previous }, 'admission budget changed');
@@ -364,7 +370,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     validator,
     ttlMs: config.cacheTtlMs,
     l1: { max: config.cacheMax, ttlMs: Math.min(5_000, config.cacheTtlMs) },
-    l2: redis ? { redis, prefix: `${config.redisPrefix}session:` } : false,
+    l2: redis
+      ? { redis, prefix: `${config.redisPrefix}session:`, timeoutMs: config.cacheRedisTimeoutMs }
+      : false,
     now,
     env: EMPTY_ENV,
     ...(pepper === undefined ? {} : { pepper }),
@@ -966,8 +974,18 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     await sizeFromDatabase();
     if (state !== 'running') throw new GatewayError('E_CLOSED', 'the gateway was closed while starting');
     // requestTimeout stays 0: a total time limit would cut slow but healthy uploads; a stalled body
-    // is caught by clientBodyTimeoutMs, stalled headers by headersTimeout.
-    const s = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, handle);
+    // is caught by clientBodyTimeoutMs, stalled headers by headersTimeout, which Node checks every
+    // connectionsCheckingInterval (30 s by default, too coarse for a short headers timeout).
+    const headersTimeout = config.clientHeadersTimeoutMs;
+    const s = createServer(
+      {
+        requestTimeout: 0,
+        headersTimeout,
+        connectionsCheckingInterval: Math.min(30_000, Math.max(1_000, Math.floor(headersTimeout / 4))),
+        keepAliveTimeout: 65_000,
+      },
+      handle,
+    );
     s.on('connect', refuseConnect);
     server = s;
     s.listen(config.listen.port, config.listen.host);

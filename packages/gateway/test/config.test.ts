@@ -112,6 +112,30 @@ describe('loadConfig', () => {
     if (!small.ok) expect(small.issues[0]?.field).toBe('upstreamConnections');
   });
 
+  it('reads the Redis timeouts and the permit lease, and keeps the lease renewable', () => {
+    const ok = loadConfig(['--cache-redis-timeout', '250ms', '--admission-redis-timeout=2s'], {
+      SLUICE_PERMIT_LEASE: '10s',
+    });
+    expect(ok.ok).toBe(true);
+    if (ok.ok) {
+      expect(ok.config.cacheRedisTimeoutMs).toBe(250);
+      expect(ok.config.admissionRedisTimeoutMs).toBe(2_000);
+      expect(ok.config.permitLeaseMs).toBe(10_000);
+    }
+    const tooSlow = loadConfig(['--admission-redis-timeout', '5s'], { SLUICE_PERMIT_LEASE: '10s' });
+    expect(tooSlow.ok).toBe(false);
+    if (!tooSlow.ok) {
+      expect(tooSlow.issues).toHaveLength(1);
+      expect(tooSlow.issues[0]?.field).toBe('admissionRedisTimeoutMs');
+      expect(tooSlow.issues[0]?.reason).toContain('a third of permitLeaseMs');
+    }
+    const outOfRange = loadConfig(['--cache-redis-timeout', '5ms', '--permit-lease', '500ms'], {});
+    expect(outOfRange.ok).toBe(false);
+    if (!outOfRange.ok) {
+      expect(outOfRange.issues.map((i) => i.field).sort()).toEqual(['cacheRedisTimeoutMs', 'permitLeaseMs']);
+    }
+  });
+
   it('needs a database for the reaper and a pepper or secret key with Redis', () => {
     const result = loadConfig(['--session-purge', '--redis-url', 'redis://127.0.0.1:6379'], {});
     expect(result.ok).toBe(false);

@@ -250,3 +250,42 @@ describe('client body idle timeout', () => {
     expect(received).toContain('"bytes":100');
   });
 });
+
+describe('client headers timeout', () => {
+  let gateway: Gateway;
+  let port: number;
+  beforeAll(async () => {
+    gateway = createGateway({
+      upstream: upstreamUrl,
+      listen: '127.0.0.1:0',
+      clientHeadersTimeoutMs: 1_000,
+      logger: memoryLogger().logger,
+    });
+    port = (await gateway.listen()).port;
+  });
+  afterAll(async () => {
+    await gateway.close(500);
+  });
+
+  it('answers 408 and closes a connection whose headers trickle in too slowly', async () => {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+    });
+    socket.on('error', () => undefined);
+    const started = Date.now();
+    const trickle = setInterval(() => socket.write('X'), 200);
+    socket.write('GET /slow-headers HTTP/1.1\r\nHost: gw\r\nX-Trickle: ');
+    await once(socket, 'close');
+    clearInterval(trickle);
+    const ms = Date.now() - started;
+    expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    // headersTimeout 1 s, checked every second: cut between 1 s and about 2 s, not Node's 60-90 s
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(5_000);
+    expect(gateway.status().admission.inFlight).toBe(0);
+  });
+});
