@@ -8,6 +8,7 @@ import { type AccessLogEntry, createGateway } from '../../../packages/gateway/sr
 interface ChildConfig {
   readonly gateway: Record<string, unknown>;
   readonly sampleMs: number;
+  readonly accessLogMax: number;
 }
 
 const raw = process.env.SLUICE_FAULTS_GATEWAY;
@@ -23,13 +24,16 @@ const send = (message: unknown): void => {
 const gateway = createGateway(config.gateway);
 
 // The gateway's own view of every request (status, time spent inside the gateway, error code),
-// kept in a bounded ring for the parent to query.
-const ACCESS_LOG_MAX = 200_000;
+// kept for the parent to query: at most `accessLogMax` entries, trimmed a tenth at a time so a
+// full ring costs no copy per request. It shares the gateway's heap (the soak turns it off).
 const accessLog: [at: number, status: number, durationMs: number, error: string][] = [];
-gateway.on('request', (entry: AccessLogEntry) => {
-  accessLog.push([Date.now(), entry.status, entry.durationMs, entry.error ?? '']);
-  if (accessLog.length > ACCESS_LOG_MAX) accessLog.splice(0, accessLog.length - ACCESS_LOG_MAX);
-});
+if (config.accessLogMax > 0) {
+  const trimTo = Math.floor(config.accessLogMax * 0.9);
+  gateway.on('request', (entry: AccessLogEntry) => {
+    accessLog.push([Date.now(), entry.status, entry.durationMs, entry.error ?? '']);
+    if (accessLog.length > config.accessLogMax) accessLog.splice(0, accessLog.length - trimTo);
+  });
+}
 const address = await gateway.listen();
 send({ type: 'listening', port: address.port });
 

@@ -47,6 +47,12 @@ export interface GatewayProcessOptions {
   readonly gateway: Record<string, unknown>;
   /** RSS / event-loop sampling interval. @default 1000 */
   readonly sampleMs?: number;
+  /**
+   * Most access-log entries the child keeps for {@link GatewayProcess.accessLog} (0: none). The
+   * ring lives in the gateway's own heap, so a memory measurement (the soak) turns it off.
+   * @default 200000
+   */
+  readonly accessLogMax?: number;
   /** @default 60000 */
   readonly startTimeoutMs?: number;
 }
@@ -65,6 +71,7 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
   const config = {
     gateway: { listen: '127.0.0.1:0', logLevel: 'warn', ...options.gateway },
     sampleMs: options.sampleMs ?? 1000,
+    accessLogMax: options.accessLogMax ?? 200_000,
   };
   const child = fork(entry, [], {
     cwd: fileURLToPath(new URL('../../..', import.meta.url)),
