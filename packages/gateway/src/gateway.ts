@@ -369,7 +369,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   const cache = createSessionCache({
     validator,
     ttlMs: config.cacheTtlMs,
-    l1: { max: config.cacheMax, ttlMs: Math.min(5_000, config.cacheTtlMs) },
+    // With Redis, L1 is kept short (5 s) so a lost invalidation message cannot outlive it on this
+    // process; without Redis, L1 is the only tier and invalidations are local: it keeps the full TTL.
+    l1: { max: config.cacheMax, ttlMs: redis ? Math.min(5_000, config.cacheTtlMs) : config.cacheTtlMs },
     l2: redis
       ? { redis, prefix: `${config.redisPrefix}session:`, timeoutMs: config.cacheRedisTimeoutMs }
       : false,

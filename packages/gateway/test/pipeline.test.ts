@@ -134,3 +134,43 @@ describe('circuit breaker and lifecycle', () => {
     expect(isGatewayError(refused, 'E_CLOSED')).toBe(true);
   });
 });
+
+describe('cache lifetime without Redis', () => {
+  it('validates a credential once per cacheTtlMs, not once per L1 lifetime', async () => {
+    let clock = Date.now();
+    let validations = 0;
+    const counting = createServer((req, res) => {
+      if (req.url?.startsWith('/api/users/self')) validations += 1;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 9, username: 'bob', is_active: true }));
+    });
+    counting.listen(0, '127.0.0.1');
+    await once(counting, 'listening');
+    const embedded = createGateway({
+      upstream: `http://127.0.0.1:${(counting.address() as AddressInfo).port}`,
+      listen: '127.0.0.1:0',
+      cacheTtlMs: 60_000,
+      now: () => clock,
+      logger: memoryLogger().logger,
+    });
+    try {
+      const url = `${(await embedded.listen()).url}/api/tasks/1`;
+      const get = async (): Promise<number> => {
+        const res = await fetch(url, { headers: { authorization: `Token ${'b'.repeat(40)}` } });
+        await res.arrayBuffer();
+        return res.status;
+      };
+      expect(await get()).toBe(200);
+      expect(validations).toBe(1);
+      clock += 30_000; // past the 5 s L1 lifetime used with Redis, inside the 60 s TTL
+      expect(await get()).toBe(200);
+      expect(validations).toBe(1);
+      clock += 31_000; // past the TTL: validated again
+      expect(await get()).toBe(200);
+      expect(validations).toBe(2);
+    } finally {
+      await embedded.close(0);
+      counting.close();
+    }
+  });
+});
