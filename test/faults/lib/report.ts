@@ -80,7 +80,14 @@ export function formatReport(results: readonly ScenarioResult[]): string {
     bad: 0,
     survived: 0,
   };
+  // In CI a failed scenario is retried once (vitest.config.ts): every attempt keeps its row.
+  const times = new Map<string, number>();
+  for (const r of results) times.set(r.scenario, (times.get(r.scenario) ?? 0) + 1);
+  const seen = new Map<string, number>();
   for (const r of results) {
+    const attempt = (seen.get(r.scenario) ?? 0) + 1;
+    seen.set(r.scenario, attempt);
+    const scenario = (times.get(r.scenario) ?? 1) > 1 ? `${r.scenario} (attempt ${attempt})` : r.scenario;
     const l = r.load;
     total.sent += l?.sent ?? 0;
     total.ok += l?.ok ?? 0;
@@ -93,7 +100,7 @@ export function formatReport(results: readonly ScenarioResult[]): string {
     if (r.survived) total.survived += 1;
     const c = (v: number | undefined): string => (v === undefined ? '-' : n(v));
     rows.push(
-      `| ${r.group} | ${r.scenario} | ${r.fault} | ${loadCell(l)} | ${c(r.badInputs)} | ${c(l?.ok)} | ${c(l?.unauthorized)} | ${c(l?.shed)} | ${c(l?.other)} | ${c(l?.errors)} | ${c(l?.lost)} | ${r.survived ? 'survived' : '**FAILED**'} | ${r.notes ?? ''} |`,
+      `| ${r.group} | ${scenario} | ${r.fault} | ${loadCell(l)} | ${c(r.badInputs)} | ${c(l?.ok)} | ${c(l?.unauthorized)} | ${c(l?.shed)} | ${c(l?.other)} | ${c(l?.errors)} | ${c(l?.lost)} | ${r.survived ? 'survived' : '**FAILED**'} | ${r.notes ?? ''} |`,
     );
   }
   rows.push(
