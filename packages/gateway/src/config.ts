@@ -51,8 +51,9 @@ export interface GatewayConfig {
   /** Prefix of every Redis key (cache and semaphore). @default 'sluice:' */
   readonly redisPrefix: string;
   /**
-   * Longest wait for one session-cache Redis (L2) command. A slower read counts as a miss: the
-   * credential is validated instead, so keep it well under the validator's cost. @default 100
+   * Longest wait for one session-cache Redis (L2) command (read, write, lock). A slower read
+   * counts as a miss and the credential is validated instead; three failures in a row take L2 out
+   * for a while (its breaker). Keep it well under the validator's cost. @default 100
    */
   readonly cacheRedisTimeoutMs: number;
   /**
@@ -104,8 +105,8 @@ export interface GatewayConfig {
   readonly clientBodyTimeoutMs: number;
   /**
    * Longest a client may take to send its request line and headers; the connection is then
-   * answered 408 and closed. Checked every quarter of it (1 s to 30 s), so a connection can
-   * last up to a quarter longer. @default 60000
+   * answered 408 and closed. Node checks it every quarter of the timeout (clamped to 1-30 s), so
+   * a connection is cut within 1.25x the timeout (within timeout + 1 s below 4 s). @default 60000
    */
   readonly clientHeadersTimeoutMs: number;
   /** Trust the client's X-Forwarded-* (the gateway sits behind another proxy). @default false */
@@ -464,7 +465,7 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     ['SLUICE_CACHE_REDIS_TIMEOUT'],
     'duration',
     durationParser(10, 60_000),
-    'longest wait for one cache Redis command (then a miss: the credential is validated)',
+    'longest wait for one cache Redis command (a slow read is a miss: the credential is validated)',
     '100ms',
   ),
   field(
@@ -482,7 +483,7 @@ export const CONFIG_FIELDS: readonly AnyFieldSpec[] = [
     ['SLUICE_PERMIT_LEASE'],
     'duration',
     durationParser(1_000, 3_600_000),
-    'a distributed permit of a gateway that died returns after this',
+    'a distributed permit of a gateway that died returns after this (>= 3 x --admission-redis-timeout)',
     '30s',
   ),
   field(
@@ -870,13 +871,20 @@ function checkRedis(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key
 }
 
 function crossCheck(config: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: string) => string): void {
-  // A lease is renewed every third of its length; a renewal that may take longer could let it lapse.
-  if (config.admissionRedisTimeoutMs * 3 > config.permitLeaseMs) {
+  // A lease is renewed every third of its length: a renewal that may take longer could let it
+  // lapse. Only the distributed semaphore (Redis) uses either field. The issue names the field the
+  // user set (the lease when both or neither were).
+  if (config.redisUrl !== undefined && config.admissionRedisTimeoutMs * 3 > config.permitLeaseMs) {
+    const blameTimeout =
+      sourceOf('admissionRedisTimeoutMs') !== 'default' && sourceOf('permitLeaseMs') === 'default';
+    const field = blameTimeout ? 'admissionRedisTimeoutMs' : 'permitLeaseMs';
     issues.push({
-      field: 'admissionRedisTimeoutMs',
-      source: sourceOf('admissionRedisTimeoutMs'),
-      value: formatDuration(config.admissionRedisTimeoutMs),
-      reason: `must be at most a third of permitLeaseMs (${formatDuration(config.permitLeaseMs)}), which is how often leases are renewed`,
+      field,
+      source: sourceOf(field),
+      value: formatDuration(blameTimeout ? config.admissionRedisTimeoutMs : config.permitLeaseMs),
+      reason: blameTimeout
+        ? `must be at most a third of permitLeaseMs (${formatDuration(config.permitLeaseMs)}): leases are renewed every third of their length, and a renewal may take this long`
+        : `must be at least 3 x admissionRedisTimeoutMs (${formatDuration(config.admissionRedisTimeoutMs)}): leases are renewed every third of their length, and a renewal may take that long`,
     });
   }
   if (config.dbBudget !== undefined && config.upstreamConnections < config.dbBudget) {

@@ -122,13 +122,23 @@ describe('loadConfig', () => {
       expect(ok.config.admissionRedisTimeoutMs).toBe(2_000);
       expect(ok.config.permitLeaseMs).toBe(10_000);
     }
-    const tooSlow = loadConfig(['--admission-redis-timeout', '5s'], { SLUICE_PERMIT_LEASE: '10s' });
+    const redis = ['--redis-url', 'redis://127.0.0.1:6379', '--cache-pepper', 'p'.repeat(16)];
+    const tooSlow = loadConfig([...redis, '--admission-redis-timeout', '15s'], {});
     expect(tooSlow.ok).toBe(false);
     if (!tooSlow.ok) {
       expect(tooSlow.issues).toHaveLength(1);
       expect(tooSlow.issues[0]?.field).toBe('admissionRedisTimeoutMs');
-      expect(tooSlow.issues[0]?.reason).toContain('a third of permitLeaseMs');
+      expect(tooSlow.issues[0]?.reason).toContain('at most a third of permitLeaseMs (30s)');
     }
+    // a short lease alone is what the user got wrong, not the default timeout
+    const tooShort = loadConfig([...redis, '--permit-lease', '2s'], {});
+    expect(tooShort.ok).toBe(false);
+    if (!tooShort.ok) {
+      expect(tooShort.issues.map((i) => [i.field, i.source])).toEqual([['permitLeaseMs', '--permit-lease']]);
+      expect(tooShort.issues[0]?.reason).toContain('at least 3 x admissionRedisTimeoutMs (1s)');
+    }
+    // without Redis neither is used: nothing to check
+    expect(loadConfig(['--permit-lease', '2s'], {}).ok).toBe(true);
     const outOfRange = loadConfig(['--cache-redis-timeout', '5ms', '--permit-lease', '500ms'], {});
     expect(outOfRange.ok).toBe(false);
     if (!outOfRange.ok) {
