@@ -33,7 +33,14 @@ afterAll(async () => {
   await world?.stop();
 });
 
-test('upstream killed, then restarted: the breaker opens, rejects fast, and recovers through half-open', async () => {
+// One retry: the 5 ms p99 check measured 2.6-4.1 ms on the 2-core machine, close enough that a
+// passing hiccup (a collection, a busy core) could fail it with nothing wrong. The state it
+// leaves is what it starts from (upstream back, breaker closed), and every attempt is reported.
+let killAttempt = 0;
+test('upstream killed, then restarted: the breaker opens, rejects fast, and recovers through half-open', {
+  retry: 1,
+}, async () => {
+  killAttempt += 1;
   const states = sampler(async () => (await gatewayStatus(gateway.url)).breaker, 25);
   const run = startLoad({
     target: gateway.url,
@@ -91,6 +98,7 @@ test('upstream killed, then restarted: the breaker opens, rejects fast, and reco
   recordScenario({
     group: 'fault',
     scenario: 'upstream killed, restarted',
+    attempt: killAttempt,
     fault: 'upstream connections reset and refused for 8 s under load',
     survived:
       opened &&

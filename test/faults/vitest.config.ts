@@ -12,10 +12,6 @@ export default defineConfig({
     include: ['test/faults/**/*.fault.ts'],
     pool: 'forks',
     fileParallelism: false,
-    // In CI (one shot, nobody to rerun it) a failed scenario gets one more attempt: timing checks
-    // such as the 5 ms p99 rejection can trip on a passing hiccup of a 2-core machine. Both
-    // attempts stay in the report, so a retry is never silent.
-    retry: process.env.CI ? 1 : 0,
     testTimeout: 240_000,
     hookTimeout: 120_000,
     globalSetup: ['test/faults/global-setup.ts'],

@@ -22,6 +22,8 @@ export interface ScenarioResult {
   readonly badInputs?: number;
   /** Short facts worth a column: "peak upstream 6 / budget 6", "p99 rejection 1.2 ms". */
   readonly notes?: string;
+  /** Which attempt of a scenario that may be retried (1 for the first); shown from the second on. */
+  readonly attempt?: number;
 }
 
 export function recordScenario(result: ScenarioResult): void {
@@ -80,14 +82,15 @@ export function formatReport(results: readonly ScenarioResult[]): string {
     bad: 0,
     survived: 0,
   };
-  // In CI a failed scenario is retried once (vitest.config.ts): every attempt keeps its row.
-  const times = new Map<string, number>();
-  for (const r of results) times.set(r.scenario, (times.get(r.scenario) ?? 0) + 1);
-  const seen = new Map<string, number>();
+  // A retried scenario keeps a row per recorded attempt; the scenario counts and the survived
+  // tally use its last attempt, the request columns add up every attempt's requests.
+  const last = new Map<string, ScenarioResult>();
+  for (const r of results) last.set(r.scenario, r);
+  let retried = 0;
   for (const r of results) {
-    const attempt = (seen.get(r.scenario) ?? 0) + 1;
-    seen.set(r.scenario, attempt);
-    const scenario = (times.get(r.scenario) ?? 1) > 1 ? `${r.scenario} (attempt ${attempt})` : r.scenario;
+    const attempt = r.attempt ?? 1;
+    if (attempt > 1) retried += 1;
+    const scenario = attempt > 1 ? `${r.scenario} (attempt ${attempt})` : r.scenario;
     const l = r.load;
     total.sent += l?.sent ?? 0;
     total.ok += l?.ok ?? 0;
@@ -97,14 +100,15 @@ export function formatReport(results: readonly ScenarioResult[]): string {
     total.errors += l?.errors ?? 0;
     total.lost += l?.lost ?? 0;
     total.bad += r.badInputs ?? 0;
-    if (r.survived) total.survived += 1;
     const c = (v: number | undefined): string => (v === undefined ? '-' : n(v));
     rows.push(
       `| ${r.group} | ${scenario} | ${r.fault} | ${loadCell(l)} | ${c(r.badInputs)} | ${c(l?.ok)} | ${c(l?.unauthorized)} | ${c(l?.shed)} | ${c(l?.other)} | ${c(l?.errors)} | ${c(l?.lost)} | ${r.survived ? 'survived' : '**FAILED**'} | ${r.notes ?? ''} |`,
     );
   }
+  for (const r of last.values()) if (r.survived) total.survived += 1;
+  const scenarios = `${last.size} scenarios${retried > 0 ? ` (${retried} retried)` : ''}`;
   rows.push(
-    `| **total** | ${results.length} scenarios | ${total.survived}/${results.length} survived | ${n(total.sent)} req | ${n(total.bad)} | ${n(total.ok)} | ${n(total.unauthorized)} | ${n(total.shed)} | ${n(total.other)} | ${n(total.errors)} | ${n(total.lost)} | | |`,
+    `| **total** | ${scenarios} | ${total.survived}/${last.size} survived | ${n(total.sent)} req | ${n(total.bad)} | ${n(total.ok)} | ${n(total.unauthorized)} | ${n(total.shed)} | ${n(total.other)} | ${n(total.errors)} | ${n(total.lost)} | | |`,
   );
   return rows.join('\n');
 }
