@@ -25,7 +25,7 @@ const gateway = createGateway(config.gateway);
 
 // The gateway's own view of every request (status, time spent inside the gateway, error code),
 // kept for the parent to query: at most `accessLogMax` entries, trimmed a tenth at a time so a
-// full ring costs no copy per request. It shares the gateway's heap (the soak turns it off).
+// full ring costs no copy per request. It lives in the gateway's heap (the soak turns it off).
 const accessLog: [at: number, status: number, durationMs: number, error: string][] = [];
 if (config.accessLogMax > 0) {
   const trimTo = Math.floor(config.accessLogMax * 0.9);

@@ -42,25 +42,35 @@ const median = (xs: readonly number[]): number =>
 const pct = (share: number): string => `${share >= 0 ? '+' : ''}${(share * 100).toFixed(1)}%`;
 const mb = (v: number): string => v.toFixed(1);
 
-/** The lowest value of each minute: heap used is a sawtooth, its floor is what survives a collection. */
-function floorPerMinute(points: Points): Points {
-  const floors = new Map<number, number>();
+/**
+ * The lowest value of each minute: heap used is a sawtooth, its floor is what survives a
+ * collection. A minute with under half the samples it should have (the run's first or last,
+ * cut short) is left out: its floor would be too high.
+ */
+function floorPerMinute(points: Points, sampleMs: number): Points {
+  const floors = new Map<number, { v: number; n: number }>();
   for (const [x, v] of points) {
     const minute = Math.floor(x / 60);
-    floors.set(minute, Math.min(v, floors.get(minute) ?? v));
+    const f = floors.get(minute);
+    floors.set(minute, { v: Math.min(v, f?.v ?? v), n: (f?.n ?? 0) + 1 });
   }
-  return [...floors].map(([minute, v]) => [minute * 60 + 30, v] as const);
+  const wanted = 60_000 / sampleMs / 2;
+  return [...floors].filter(([, f]) => f.n >= wanted).map(([minute, f]) => [minute * 60 + 30, f.v] as const);
 }
+
+const signed = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`;
 
 /** Writes the plot and the samples, and returns the verdict with its summary. */
 export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
   const { started, durationMs, rate, totals, exit } = run;
-  const samples = run.samples.filter((s) => s.at >= started);
+  const samples = run.samples.filter((s) => s.at >= started && s.at <= started + durationMs);
   const t = (at: number): number => (at - started) / 1000;
   const rss: Points = samples.map((s) => [t(s.at), s.rss / 2 ** 20] as const);
   const heap: Points = samples.map((s) => [t(s.at), s.heapUsed / 2 ** 20] as const);
   const eld: Points = samples.map((s) => [t(s.at), s.eldP99Ms] as const);
-  const heapFloor = floorPerMinute(heap);
+  const intervals = samples.slice(1).map((s, i) => s.at - (samples[i]?.at ?? s.at));
+  const sampleMs = median(intervals) || 5_000;
+  const heapFloor = floorPerMinute(heap, sampleMs);
 
   // The first quarter is warm-up (JIT, caches and pools filling); the trend is judged on the rest.
   const warmUpS = durationMs / 4000;
@@ -69,10 +79,17 @@ export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
     const settled = points.filter(([x]) => x >= warmUpS);
     const { slope } = trend(settled);
     const level = median(settled.map(([, v]) => v));
-    return { perMin: slope * 60, share: level > 0 ? (slope * settledS) / level : 0, level };
+    return {
+      perMin: slope * 60,
+      share: level > 0 ? (slope * settledS) / level : 0,
+      level,
+      // a line through fewer than 3 points says nothing
+      judged: settled.length >= 3,
+    };
   };
   const rssGrowth = growth(rss);
   const heapGrowth = growth(heapFloor);
+  const judged = rssGrowth.judged && heapGrowth.judged;
   const grew = exit !== undefined || rssGrowth.share > GROWTH_LIMIT || heapGrowth.share > GROWTH_LIMIT;
 
   const sixth = durationMs / 6000;
@@ -81,7 +98,8 @@ export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
     const r = rss.filter(inside).map(([, v]) => v);
     const h = heap.filter(inside).map(([, v]) => v);
     const e = eld.filter(inside).map(([, v]) => v);
-    return `| ${((i * sixth) / 60).toFixed(0)}-${(((i + 1) * sixth) / 60).toFixed(0)} min | ${mb(median(r))} | ${mb(Math.min(...h))} | ${mb(Math.max(...h))} | ${median(e).toFixed(1)} |`;
+    const cell = (xs: number[], f: (xs: number[]) => number): string => (xs.length ? mb(f(xs)) : '-');
+    return `| ${((i * sixth) / 60).toFixed(0)}-${(((i + 1) * sixth) / 60).toFixed(0)} min | ${cell(r, median)} | ${cell(h, (xs) => Math.min(...xs))} | ${cell(h, (xs) => Math.max(...xs))} | ${cell(e, median)} |`;
   });
 
   mkdirSync(artifactsDir, { recursive: true });
@@ -117,11 +135,11 @@ export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
 | --- | --- |
 | duration | ${minutes.toFixed(1)} min at ${rate} req/s |
 | requests | ${totals.sent.toLocaleString('en-US')} (2xx ${totals.ok}, 401 ${totals.unauthorized}, 503 ${totals.shed}, other ${totals.other}, no answer ${totals.errors}, lost ${totals.lost}) |
-| RSS after warm-up | median ${mb(rssGrowth.level)} MB, trend ${rssGrowth.perMin.toFixed(3)} MB/min (${pct(rssGrowth.share)} over ${(settledS / 60).toFixed(1)} min) |
-| heap floor after warm-up | median ${mb(heapGrowth.level)} MB, trend ${heapGrowth.perMin.toFixed(3)} MB/min (${pct(heapGrowth.share)}) |
+| RSS after warm-up | median ${mb(rssGrowth.level)} MB, trend ${signed(rssGrowth.perMin, 3)} MB/min (${pct(rssGrowth.share)} over ${(settledS / 60).toFixed(1)} min) |
+| heap floor after warm-up | median ${mb(heapGrowth.level)} MB, trend ${signed(heapGrowth.perMin, 3)} MB/min (${pct(heapGrowth.share)}) |
 | event-loop delay p99 | median ${median(eld.map(([, v]) => v)).toFixed(1)} ms, worst ${Math.max(0, ...eld.map(([, v]) => v)).toFixed(1)} ms |
 | gateway exit | ${exit ? `${exit.code ?? exit.signal} (it died)` : 'none (closed at the end)'} |
-| verdict | ${grew ? 'GROWTH TREND' : 'no growth trend'} (growth: a trend adding over ${(GROWTH_LIMIT * 100).toFixed(0)}% of the level) |
+| verdict | ${grew ? 'GROWTH TREND' : judged ? 'no growth trend' : 'not judged: too short for a trend (run 5 minutes or more)'} (growth: a trend adding over ${(GROWTH_LIMIT * 100).toFixed(0)}% of the level) |
 | plot | ${svgPath} |
 
 | window | RSS median (MB) | heap low (MB) | heap high (MB) | event-loop p99 median (ms) |
