@@ -9,6 +9,7 @@
 // It owns everything it uses: a PostgreSQL cluster, a Redis, the Django fixture and the gateway.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../../packages/gateway/src/index.ts';
 import {
   type LoadReport,
   type LoadRequest,
@@ -20,11 +21,12 @@ import { startDjangoOnOwnPostgres } from './lib/django-own-postgres.ts';
 import { spawnGateway } from './lib/gateway-process.ts';
 import { reportSoak, type SoakRun } from './lib/soak-report.ts';
 
-function parseDuration(raw: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
-  if (!m) throw new RangeError(`duration should look like 30m, 90s or 1h, got ${JSON.stringify(raw)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
+/** A duration flag in ms (`30m`, `90s`, `5000`); a RangeError names the flag otherwise. */
+function durationOf(flag: string, raw: string): number {
+  const ms = parseDuration(raw);
+  if (ms === undefined)
+    throw new RangeError(`--${flag} should look like 30m, 90s or 1h, got ${JSON.stringify(raw)}`);
+  return ms;
 }
 
 const { values } = parseArgs({
@@ -44,11 +46,14 @@ if (values.report !== undefined) {
   console.log(verdict.text);
   process.exit(verdict.grew || saved.totals.lost > 0 ? 1 : 0);
 }
-const durationMs = parseDuration(values.duration);
+const durationMs = durationOf('duration', values.duration);
 const rate = Number(values.rate);
-const sampleMs = parseDuration(values.sample);
+const sampleMs = durationOf('sample', values.sample);
 if (durationMs < 10_000) throw new RangeError(`--duration should be at least 10s, got ${values.duration}`);
 if (!(rate > 0 && rate <= 5000)) throw new RangeError(`--rate should be in (0, 5000], got ${values.rate}`);
+if (sampleMs < 100 || sampleMs > 60_000) {
+  throw new RangeError(`--sample should be 100ms to 1m, got ${values.sample}`);
+}
 
 const log = (msg: string): void => console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 

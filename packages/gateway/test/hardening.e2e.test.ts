@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGateway, type Gateway } from '../src/index.ts';
+import { createGateway, type Gateway, type GatewayOptions } from '../src/index.ts';
 import { createProxy } from '../src/proxy.ts';
 import { memoryLogger } from './helpers.ts';
 
@@ -98,28 +98,44 @@ afterAll(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
-describe('request targets that are not a path', () => {
-  let gateway: Gateway;
-  let port: number;
+/** A gateway in front of the test upstream for one describe block, listening on a free port. */
+function gatewayFor(options: Omit<GatewayOptions, 'upstream' | 'listen' | 'logger'>): {
+  readonly gateway: Gateway;
+  readonly port: number;
+} {
+  let gateway: Gateway | undefined;
+  let port = 0;
   beforeAll(async () => {
     gateway = createGateway({
+      ...options,
       upstream: upstreamUrl,
       listen: '127.0.0.1:0',
-      dbBudget: 2,
-      upstreamConnections: 2,
       logger: memoryLogger().logger,
     });
     port = (await gateway.listen()).port;
   });
   afterAll(async () => {
-    await gateway.close(500);
+    await gateway?.close(500);
   });
+  return {
+    get gateway(): Gateway {
+      if (!gateway) throw new Error('the gateway starts in beforeAll');
+      return gateway;
+    },
+    get port(): number {
+      return port;
+    },
+  };
+}
+
+describe('request targets that are not a path', () => {
+  const gw = gatewayFor({ dbBudget: 2, upstreamConnections: 2 });
 
   it('answers 200 x `OPTIONS *` with 400 JSON and still forwards normal requests', async () => {
     const before = upstreamRequests;
     for (let batch = 0; batch < 10; batch += 1) {
       const answers = await Promise.all(
-        Array.from({ length: 20 }, () => raw(port, 'OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n')),
+        Array.from({ length: 20 }, () => raw(gw.port, 'OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n')),
       );
       for (const answer of answers) {
         expect(answer).toMatch(/^HTTP\/1\.1 400 /);
@@ -127,12 +143,12 @@ describe('request targets that are not a path', () => {
       }
     }
     for (const target of ['GET *', 'M-SEARCH *', 'GET http://example.test/']) {
-      const answer = await raw(port, `${target} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+      const answer = await raw(gw.port, `${target} HTTP/1.1\r\nHost: gw\r\n\r\n`);
       expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     }
     expect(upstreamRequests).toBe(before);
-    expect(gateway.status().admission.inFlight).toBe(0);
-    const ok = await fetch(`${gateway.address()?.url}/hello`, { signal: AbortSignal.timeout(5_000) });
+    expect(gw.gateway.status().admission.inFlight).toBe(0);
+    const ok = await fetch(`${gw.gateway.address()?.url}/hello`, { signal: AbortSignal.timeout(5_000) });
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ method: 'GET', url: '/hello' });
   });
@@ -163,30 +179,17 @@ describe('the proxy on its own', () => {
 });
 
 describe('CONNECT and Upgrade', () => {
-  let gateway: Gateway;
-  let port: number;
-  beforeAll(async () => {
-    gateway = createGateway({
-      upstream: upstreamUrl,
-      listen: '127.0.0.1:0',
-      dbBudget: 2,
-      logger: memoryLogger().logger,
-    });
-    port = (await gateway.listen()).port;
-  });
-  afterAll(async () => {
-    await gateway.close(500);
-  });
+  const gw = gatewayFor({ dbBudget: 2 });
 
   it('answers CONNECT with 405 JSON and closes the connection', async () => {
-    const answer = await raw(port, 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n');
+    const answer = await raw(gw.port, 'CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n');
     expect(answer).toMatch(/^HTTP\/1\.1 405 /);
     expect(answer).toContain('"code":"E_METHOD_NOT_ALLOWED"');
   });
 
   it('answers an Upgrade request as a plain request instead of dropping it', async () => {
     const { head, body } = await rawOnce(
-      port,
+      gw.port,
       'GET /ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
     );
@@ -196,34 +199,19 @@ describe('CONNECT and Upgrade', () => {
 });
 
 describe('client body idle timeout', () => {
-  let gateway: Gateway;
-  let port: number;
-  beforeAll(async () => {
-    gateway = createGateway({
-      upstream: upstreamUrl,
-      listen: '127.0.0.1:0',
-      dbBudget: 1,
-      queueTimeoutMs: 20_000,
-      clientBodyTimeoutMs: 300,
-      logger: memoryLogger().logger,
-    });
-    port = (await gateway.listen()).port;
-  });
-  afterAll(async () => {
-    await gateway.close(500);
-  });
+  const gw = gatewayFor({ dbBudget: 1, queueTimeoutMs: 20_000, clientBodyTimeoutMs: 300 });
 
   it('answers 408 to a stalled upload and frees its admission slot', async () => {
     const answer = await raw(
-      port,
+      gw.port,
       'POST /upload HTTP/1.1\r\nHost: gw\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n' +
         'x'.repeat(10),
     );
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(answer).toContain('"code":"E_CLIENT_TIMEOUT"');
-    expect(gateway.status().admission.inFlight).toBe(0);
+    expect(gw.gateway.status().admission.inFlight).toBe(0);
     // The only slot (dbBudget 1) is free again.
-    const ok = await fetch(`${gateway.address()?.url}/after`, {
+    const ok = await fetch(`${gw.gateway.address()?.url}/after`, {
       method: 'POST',
       body: 'done',
       signal: AbortSignal.timeout(5_000),
@@ -233,7 +221,7 @@ describe('client body idle timeout', () => {
   });
 
   it('lets an upload that keeps arriving finish', async () => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(gw.port, '127.0.0.1');
     await once(socket, 'connect');
     let received = '';
     socket.setEncoding('utf8');
@@ -252,23 +240,10 @@ describe('client body idle timeout', () => {
 });
 
 describe('client headers timeout', () => {
-  let gateway: Gateway;
-  let port: number;
-  beforeAll(async () => {
-    gateway = createGateway({
-      upstream: upstreamUrl,
-      listen: '127.0.0.1:0',
-      clientHeadersTimeoutMs: 1_000,
-      logger: memoryLogger().logger,
-    });
-    port = (await gateway.listen()).port;
-  });
-  afterAll(async () => {
-    await gateway.close(500);
-  });
+  const gw = gatewayFor({ clientHeadersTimeoutMs: 1_000 });
 
   it('answers 408 and closes a connection whose headers trickle in too slowly', async () => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(gw.port, '127.0.0.1');
     await once(socket, 'connect');
     let received = '';
     socket.setEncoding('utf8');
@@ -286,6 +261,6 @@ describe('client headers timeout', () => {
     // headersTimeout 1 s, checked every second: cut between 1 s and about 2 s, not Node's 60-90 s
     expect(ms).toBeGreaterThanOrEqual(900);
     expect(ms).toBeLessThan(5_000);
-    expect(gateway.status().admission.inFlight).toBe(0);
+    expect(gw.gateway.status().admission.inFlight).toBe(0);
   });
 });

@@ -93,13 +93,15 @@ export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
   const grew = exit !== undefined || rssGrowth.share > GROWTH_LIMIT || heapGrowth.share > GROWTH_LIMIT;
 
   const sixth = durationMs / 6000;
+  // whole minutes when the windows are, else one decimal (a short run)
+  const minutesAt = (seconds: number): string => (seconds / 60).toFixed(sixth % 60 === 0 ? 0 : 1);
   const rows = Array.from({ length: 6 }, (_, i) => {
     const inside = ([x]: readonly [number, number]): boolean => x >= i * sixth && x < (i + 1) * sixth;
     const r = rss.filter(inside).map(([, v]) => v);
     const h = heap.filter(inside).map(([, v]) => v);
     const e = eld.filter(inside).map(([, v]) => v);
     const cell = (xs: number[], f: (xs: number[]) => number): string => (xs.length ? mb(f(xs)) : '-');
-    return `| ${((i * sixth) / 60).toFixed(0)}-${(((i + 1) * sixth) / 60).toFixed(0)} min | ${cell(r, median)} | ${cell(h, (xs) => Math.min(...xs))} | ${cell(h, (xs) => Math.max(...xs))} | ${cell(e, median)} |`;
+    return `| ${minutesAt(i * sixth)}-${minutesAt((i + 1) * sixth)} min | ${cell(r, median)} | ${cell(h, (xs) => Math.min(...xs))} | ${cell(h, (xs) => Math.max(...xs))} | ${cell(e, median)} |`;
   });
 
   mkdirSync(artifactsDir, { recursive: true });
@@ -136,7 +138,7 @@ export function reportSoak(run: SoakRun, writeJson = true): SoakVerdict {
 | duration | ${minutes.toFixed(1)} min at ${rate} req/s |
 | requests | ${totals.sent.toLocaleString('en-US')} (2xx ${totals.ok}, 401 ${totals.unauthorized}, 503 ${totals.shed}, other ${totals.other}, no answer ${totals.errors}, lost ${totals.lost}) |
 | RSS after warm-up | median ${mb(rssGrowth.level)} MB, trend ${signed(rssGrowth.perMin, 3)} MB/min (${pct(rssGrowth.share)} over ${(settledS / 60).toFixed(1)} min) |
-| heap floor after warm-up | median ${mb(heapGrowth.level)} MB, trend ${signed(heapGrowth.perMin, 3)} MB/min (${pct(heapGrowth.share)}) |
+| heap floor after warm-up | ${heapGrowth.judged ? `median ${mb(heapGrowth.level)} MB, trend ${signed(heapGrowth.perMin, 3)} MB/min (${pct(heapGrowth.share)})` : '- (fewer than 3 whole minutes after warm-up)'} |
 | event-loop delay p99 | median ${median(eld.map(([, v]) => v)).toFixed(1)} ms, worst ${Math.max(0, ...eld.map(([, v]) => v)).toFixed(1)} ms |
 | gateway exit | ${exit ? `${exit.code ?? exit.signal} (it died)` : 'none (closed at the end)'} |
 | verdict | ${grew ? 'GROWTH TREND' : judged ? 'no growth trend' : 'not judged: too short for a trend (run 5 minutes or more)'} (growth: a trend adding over ${(GROWTH_LIMIT * 100).toFixed(0)}% of the level) |
