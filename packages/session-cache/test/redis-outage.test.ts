@@ -1,5 +1,6 @@
+import { once } from 'node:events';
 import http, { type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { createPool, type SluicePool } from '@sluice/pool';
 import { type DjangoFixture, type OwnRedis, startDjango, startOwnRedis, waitFor } from '@sluice/test-support';
 import express from 'express';
@@ -24,22 +25,28 @@ let url: string;
 let cache: SessionCache;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 const commands: string[] = [];
-let monitor: Redis | undefined;
+const monitors: Socket[] = [];
 
+/**
+ * Records every command Redis receives (MONITOR) over a plain socket: ioredis's monitor() can
+ * throw "Command queue state error" when monitored lines arrive in the same chunk as MONITOR's
+ * OK, which happens when it starts during a burst of traffic (right after the restart).
+ */
 async function startMonitor(): Promise<void> {
-  const client = new Redis(redis.url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
+  const { port } = new URL(redis.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.on('error', () => {}); // the kill closes it; what it saw is kept
+  let pending = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\r\n');
+    pending = lines.pop() ?? '';
+    // each monitored command is one '+<time> [<db> <client>] "<cmd>" "<arg>" ...' line
+    for (const line of lines) if (line.startsWith('+') && line !== '+OK') commands.push(line);
   });
-  client.on('error', () => {});
-  await client.connect();
-  const m = await client.monitor();
-  m.on('monitor', (_time: string, args: string[]) => {
-    commands.push(args.join(' '));
-  });
-  m.on('error', () => {});
-  monitor = m;
+  await once(socket, 'connect');
+  socket.write('MONITOR\r\n');
+  monitors.push(socket);
 }
 
 beforeAll(async () => {
@@ -75,7 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   agent.destroy();
-  monitor?.disconnect();
+  for (const m of monitors) m.destroy();
   server?.closeAllConnections();
   await new Promise((r) => server?.close(r));
   await cache?.close();
