@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,

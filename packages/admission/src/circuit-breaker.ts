@@ -1,4 +1,4 @@
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import Opossum from 'opossum';
 import { admissionChannels } from './channels.js';
 import { AdmissionError } from './errors.js';

@@ -1,4 +1,4 @@
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
 import { isLimitSource, type LimitSource } from './limit-source.js';

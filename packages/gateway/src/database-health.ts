@@ -1,4 +1,4 @@
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 
 /** `up` (the last probe or sample answered) or `down` (the database did not answer). */
 export type DatabaseHealthState = 'up' | 'down';

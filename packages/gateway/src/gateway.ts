@@ -14,7 +14,7 @@ import {
   Semaphore,
 } from '@sluice/admission';
 import { extractCredential } from '@sluice/django';
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import {
   type ConnectionMonitor,
   monitorConnections,

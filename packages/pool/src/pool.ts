@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';

@@ -1,4 +1,4 @@
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Credential } from '@sluice/django';
-import { TypedEvents } from '@sluice/events';
+import { TypedEvents } from '@sluice/kit';
 import { Cluster, type ClusterNode, type ClusterOptions, Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { credentialKey, keyId } from './credential-key.js';

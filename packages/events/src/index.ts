@@ -1,1 +1,0 @@
-export { type Listener, type ListenerErrorHandler, TypedEvents, warnListenerError } from './typed-events.js';

@@ -1,0 +1,18 @@
+// @sluice/kit: what several Sluice packages need once. Internal: no semver promise to users.
+export { type Listener, type ListenerErrorHandler, TypedEvents, warnListenerError } from './events.js';
+export { Health, type HealthEvents, type HealthOptions, type HealthState } from './health.js';
+export { LinkedList, type ListNode } from './list.js';
+export {
+  checkBoolean,
+  checkChoice,
+  checkFunction,
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkString,
+  optional,
+  show,
+} from './options.js';
+export { checkPathPattern, type PathMatcher, pathMatcher } from './path-matcher.js';
+export { isTimeoutError, TimeoutError, type WithTimeoutOptions, withTimeout } from './timeouts.js';
+export { armWait, type WaitEnd } from './wait.js';
