@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_FIELDS, loadConfig } from '../../packages/gateway/src/index.ts';
+import { envOf, SETTING_KEYS } from '../../packages/gateway/src/config/settings.ts';
+import { loadConfig } from '../../packages/gateway/src/index.ts';
 
 // Docker is not available here: this checks the override's YAML and its settings instead of
 // starting CVAT. PyYAML (Debian's python3-yaml, a dependency of the Django fixture's packages)
@@ -68,7 +69,7 @@ describe('examples/cvat-compose/docker-compose.sluice.yml', () => {
     );
     const given = { SLUICE_CACHE_PEPPER: 'a'.repeat(64) };
     const env = Object.fromEntries(environment.map(([k, v]) => [k, interpolate(String(v), given)]));
-    const known = new Set(CONFIG_FIELDS.flatMap((f) => f.env));
+    const known = new Set(SETTING_KEYS.flatMap((k) => envOf(k)));
     expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
     const result = loadConfig([], env);
     expect(result.ok ? [] : result.issues).toEqual([]);

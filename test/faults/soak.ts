@@ -9,7 +9,7 @@
 // It owns everything it uses: a PostgreSQL cluster, a Redis, the Django fixture and the gateway.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../../packages/gateway/src/index.ts';
+import { parseDuration } from '../../packages/gateway/src/duration.ts';
 import {
   type LoadReport,
   type LoadRequest,

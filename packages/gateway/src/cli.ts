@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // sluice-gateway: reads flags and environment, validates them, starts the gateway, and drains on
 // SIGTERM/SIGINT (a second signal exits at once).
-import { configHelp, loadConfig, redactConfig } from './config.js';
+import { configHelp } from './config/docs.js';
+import { loadConfig, redactConfig } from './config/load.js';
 import { formatIssue, isGatewayConfigError } from './errors.js';
 import { createGateway } from './gateway.js';
 import { GATEWAY_VERSION } from './version.js';

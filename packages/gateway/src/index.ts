@@ -1,26 +1,15 @@
-// The public API of @sluice/gateway: everything else in src/ is internal.
+// The public API of @sluice/gateway: what a user of the gateway needs. Everything else in src/
+// is internal and may change in any release.
+
+export { configHelp } from './config/docs.js';
+export type { ListenAddress } from './config/kinds.js';
+export { type LoadConfigResult, loadConfig, redactConfig, resolveConfig } from './config/load.js';
 export {
-  CONFIG_FIELDS,
-  configHelp,
   DEFAULT_CONFIG,
   type GatewayConfig,
   type GatewayConfigInput,
-  type ListenAddress,
-  type LoadConfigResult,
   type LogLevel,
-  loadConfig,
-  redactConfig,
-  resolveConfig,
-} from './config.js';
-export { type CacheTier, type RequestContext, routeOf } from './context.js';
-export {
-  createDatabaseHealth,
-  type DatabaseHealth,
-  type DatabaseHealthEvents,
-  type DatabaseHealthOptions,
-  type DatabaseHealthState,
-} from './database-health.js';
-export { formatDuration, parseDuration } from './duration.js';
+} from './config/settings.js';
 export {
   type ConfigIssue,
   formatIssue,
@@ -32,52 +21,17 @@ export {
   isGatewayError,
 } from './errors.js';
 export {
-  type AccessLogEntry,
-  CVAT_LOGOUT_PATH,
   createGateway,
   type DrainResult,
-  GATEWAY_APPLICATION_NAME,
   type Gateway,
   type GatewayAddress,
-  type GatewayEvents,
   type GatewayOptions,
-  gatewayChannels,
 } from './gateway.js';
-export {
-  clientAddress,
-  clientResponseHeaders,
-  FORWARDING_HEADERS,
-  HOP_BY_HOP_HEADERS,
-  IDENTITY_HEADER_PREFIXES,
-  IDENTITY_HEADERS,
-  isIdentityHeader,
-  type UpstreamHeaderOptions,
-  upstreamRequestHeaders,
-} from './headers.js';
-export { createLogger, type GatewayLogger } from './logger.js';
-export {
-  createGatewayMetrics,
-  type GatewayMetrics,
-  METRIC_NAMES,
-  type RequestObservation,
-} from './metrics.js';
-export { canonicalPath, checkPathPattern, compilePathPatterns, type PathMatcher } from './path-pattern.js';
-export {
-  classifyUpstreamError,
-  createProxy,
-  type ProxyHandler,
-  type ProxyOptions,
-  type ProxyOutcome,
-  type ProxyReplacement,
-} from './proxy.js';
+export type { GatewayLogger } from './logger.js';
+export { GATEWAY_APPLICATION_NAME, type GatewayEvents } from './parts.js';
+export { type AccessLogEntry, gatewayChannels } from './pipeline.js';
 export { CVAT_PUBLIC_PATHS } from './public-paths.js';
-export {
-  type CheckResult,
-  checkReadiness,
-  type ReadinessCheck,
-  type ReadinessReport,
-  upstreamCheck,
-} from './readiness.js';
+export type { CheckResult, ReadinessReport } from './readiness.js';
 export {
   type ClassifiableRequest,
   createClassifier,
@@ -95,5 +49,4 @@ export type {
   RequestStatus,
   StatusSnapshot,
 } from './status.js';
-export { STATUS_PATH, sendStatusPage } from './status-page.js';
 export { GATEWAY_VERSION } from './version.js';

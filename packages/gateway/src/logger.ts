@@ -1,5 +1,5 @@
 import pino from 'pino';
-import type { LogLevel } from './config.js';
+import type { LogLevel } from './config/settings.js';
 
 /** The logger the gateway writes to: a pino logger (or anything with the same methods). */
 export type GatewayLogger = pino.Logger;

@@ -1,3 +1,4 @@
+import { withTimeout } from '@sluice/kit';
 import type { Dispatcher } from 'undici';
 
 /** One dependency's readiness. */
@@ -49,25 +50,15 @@ export async function checkReadiness(
   const results = await Promise.all(
     checks.map(async (check): Promise<[string, CheckResult]> => {
       const started = performance.now();
-      const controller = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const error = new Error(`no answer within ${timeoutMs} ms`);
-          controller.abort(error);
-          reject(error);
-        }, timeoutMs);
-        timer.unref();
-      });
       try {
-        const detail = await Promise.race([check.run(controller.signal), timeout]);
+        const detail = await withTimeout((signal) => check.run(signal), timeoutMs, {
+          message: `no answer within ${timeoutMs} ms`,
+        });
         const latencyMs = Math.round(performance.now() - started);
         return [check.name, { ok: true, required: check.required, latencyMs, ...(detail ? { detail } : {}) }];
       } catch (error) {
         const latencyMs = Math.round(performance.now() - started);
         return [check.name, { ok: false, required: check.required, latencyMs, error: describeError(error) }];
-      } finally {
-        clearTimeout(timer);
       }
     }),
   );

@@ -1,4 +1,5 @@
-import { canonicalPath, compilePathPatterns } from './path-pattern.js';
+import { pathMatcher } from '@sluice/kit';
+import { canonicalPath } from './request-target.js';
 
 /**
  * The admission class of a request: `bulk` for long exports, downloads and their polling,
@@ -62,7 +63,7 @@ export function createClassifier(
   base: RequestClassifier = cvatClassifier,
 ): RequestClassifier {
   if (bulkPaths.length === 0) return base;
-  const extra = compilePathPatterns(bulkPaths);
+  const extra = pathMatcher(bulkPaths, 'bulkPaths');
   return function classify(request) {
     const path = canonicalPath(request.pathname);
     if (path !== undefined && extra.matches(path)) return 'bulk';

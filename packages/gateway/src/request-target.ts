@@ -23,3 +23,18 @@ export function isOriginFormTarget(target: string | undefined): boolean {
 export function isMethodToken(method: string | undefined): boolean {
   return typeof method === 'string' && METHOD_TOKEN.test(method);
 }
+
+/**
+ * The path as the upstream will route it: percent-decoded. `undefined` when it cannot be decoded
+ * or holds `.`/`..` segments or backslashes, so it never counts as a match of a public path.
+ */
+export function canonicalPath(pathname: string): string | undefined {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return undefined;
+  }
+  if (decoded.includes('\\') || decoded.includes('\0') || /\/\.\.?(\/|$)/.test(decoded)) return undefined;
+  return decoded;
+}

@@ -1,4 +1,9 @@
+import { Cluster } from 'ioredis';
+import type { GatewayConfig } from './config/settings.js';
+import type { GatewayParts } from './parts.js';
+import type { Pipeline } from './pipeline.js';
 import type { RequestClass } from './request-class.js';
+import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -111,4 +116,105 @@ export interface StatusSnapshot {
   readonly database: DatabaseStatus | null;
   readonly redis: RedisStatus | null;
   readonly requests: RequestStatus;
+}
+
+/** The Redis figures of the status page and readiness (`null` without Redis). */
+export function redisStatus({ redis, redisMode }: GatewayParts): RedisStatus | null {
+  if (redis === undefined || redisMode === undefined) return null;
+  return {
+    mode: redisMode,
+    status: redis.status,
+    nodes: redis instanceof Cluster ? redis.nodes('master').length : 1,
+  };
+}
+
+/** What {@link statusSnapshot} reads. */
+export interface StatusSources {
+  readonly config: GatewayConfig;
+  readonly parts: GatewayParts;
+  readonly pipeline: Pipeline;
+  readonly state: StatusSnapshot['state'];
+  readonly startedAt: number;
+  readonly now: () => number;
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+/** The live figures of a gateway: what `/sluice/status.json` answers and the metrics read. */
+export function statusSnapshot(s: StatusSources): StatusSnapshot {
+  const { parts, config } = s;
+  const { gate, cache, monitor, pool, databaseHealth: health, redis } = parts;
+  const sample = monitor?.lastSample;
+  const stats = cache.stats();
+  const looked = stats.l1Hits + stats.l2Hits + stats.misses;
+  const poolStats = pool?.stats();
+  const counts = s.pipeline.counts();
+  return {
+    at: s.now(),
+    startedAt: s.startedAt,
+    version: GATEWAY_VERSION,
+    upstream: config.upstream,
+    state: s.state,
+    admission: {
+      limit: gate.limit,
+      inFlight: gate.inFlight,
+      queued: gate.queued,
+      available: gate.available,
+      limitSource: parts.limitSource,
+      semaphore: redis ? 'redis' : 'local',
+      byClass: counts.byClassNow,
+      rejected: counts.rejected,
+    },
+    breaker: parts.breaker.state,
+    cache: {
+      l1Hits: stats.l1Hits,
+      l2Hits: stats.l2Hits,
+      misses: stats.misses,
+      validatorCalls: stats.validatorCalls,
+      validatorErrors: stats.validatorErrors,
+      hitRatio: looked === 0 ? null : (stats.l1Hits + stats.l2Hits) / looked,
+      l1Size: stats.l1Size,
+      l2State: stats.l2State,
+      validator: parts.validatorKind,
+    },
+    database: pool
+      ? {
+          connections: sample?.total ?? null,
+          maxConnections: sample?.maxConnections ?? null,
+          reservedConnections: sample?.reservedConnections ?? null,
+          byState: { ...(sample?.byState ?? {}) },
+          level: monitor?.level ?? 'ok',
+          sampledAt: sample?.at ?? null,
+          pool: {
+            max: poolStats?.max ?? config.poolMax,
+            total: poolStats?.total ?? 0,
+            idle: poolStats?.idle ?? 0,
+            waiting: poolStats?.waiting ?? 0,
+          },
+          health: health
+            ? {
+                state: health.state === 'down' ? 'down' : 'up',
+                downSince: health.downSince ?? null,
+                outages: health.outages,
+                lastError: health.state === 'down' ? describeError(health.lastError) : null,
+              }
+            : { state: 'unguarded', downSince: null, outages: 0, lastError: null },
+          reaped: parts.reaper ? parts.tallies.reaped : null,
+          purged: parts.purger ? parts.tallies.purged : null,
+        }
+      : null,
+    redis: redisStatus(parts),
+    requests: {
+      total: counts.total,
+      byClass: counts.byClass,
+      byStatus: counts.byStatus,
+      upstreamErrors: counts.upstreamErrors,
+    },
+  };
 }

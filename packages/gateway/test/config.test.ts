@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { configTable } from '../src/config/docs.ts';
+import { envOf, flagOf, SETTING_KEYS } from '../src/config/settings.ts';
 import {
-  CONFIG_FIELDS,
   CVAT_PUBLIC_PATHS,
   configHelp,
   DEFAULT_CONFIG,
@@ -175,10 +177,26 @@ describe('loadConfig', () => {
 
   it('documents every field in --help', () => {
     const help = configHelp();
-    for (const field of CONFIG_FIELDS) {
-      expect(help).toContain(field.flag);
-      for (const env of field.env) expect(help).toContain(env);
+    for (const key of SETTING_KEYS) {
+      expect(help).toContain(flagOf(key));
+      for (const env of envOf(key)) expect(help).toContain(env);
     }
+  });
+
+  it("keeps the README's settings table identical to the one the settings make", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const start = readme.indexOf('<!-- settings:start -->');
+    const end = readme.indexOf('<!-- settings:end -->');
+    expect(start, 'README has the settings markers').toBeGreaterThan(-1);
+    // Run `pnpm docs:settings` to regenerate the table after changing a setting.
+    expect(readme.slice(start + '<!-- settings:start -->'.length, end).trim()).toBe(configTable());
+  });
+
+  it('ignores a leading --, as `pnpm start -- --flag` passes it, and suggests the flag meant', () => {
+    const passed = loadConfig(['--', '--db-budget', '40'], {});
+    expect(passed.ok && passed.config.dbBudget).toBe(40);
+    const typo = loadConfig(['--db-budgte', '40'], {});
+    expect(typo.ok ? '' : typo.issues[0]?.reason).toContain('did you mean --db-budget?');
   });
 });
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Validator } from '@sluice/session-cache';
 import { type OwnPostgres, startOwnPostgres, waitFor } from '@sluice/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabaseHealth, createGateway, type Gateway } from '../src/index.ts';
+import { createGateway, type Gateway } from '../src/index.ts';
 import { memoryLogger } from './helpers.ts';
 
 // A PostgreSQL the suite owns and crashes (SIGKILL of every server process), a small Node upstream
@@ -201,85 +201,5 @@ describe('database outage (database mode)', () => {
     } finally {
       await unguarded.close(1_000);
     }
-  });
-});
-
-describe('createDatabaseHealth', () => {
-  it('goes down on a failed probe, probes while down and comes up on the first answer', async () => {
-    let reachable = true;
-    let probes = 0;
-    const health = createDatabaseHealth({
-      probe: async () => {
-        probes += 1;
-        if (!reachable) throw new Error('ECONNREFUSED');
-      },
-      probeIntervalMs: 10,
-      probeTimeoutMs: 100,
-    });
-    try {
-      health.suspect(new Error('first'));
-      await waitFor(() => probes === 1, { timeoutMs: 5_000 });
-      expect(health.state).toBe('up');
-      reachable = false;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      health.suspect(new Error('second'));
-      await waitFor(() => health.state === 'down', { timeoutMs: 5_000 });
-      await waitFor(() => probes >= 4, { timeoutMs: 5_000 });
-      expect(health.state).toBe('down');
-      reachable = true;
-      await waitFor(() => health.state === 'up', { timeoutMs: 5_000 });
-      expect(health.outages).toBe(1);
-      expect(health.downSince).toBeUndefined();
-    } finally {
-      await health.close();
-    }
-  });
-
-  it('fails a probe that hangs past probeTimeoutMs', async () => {
-    const health = createDatabaseHealth({
-      probe: (signal) =>
-        new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
-      probeIntervalMs: 1_000,
-      probeTimeoutMs: 20,
-    });
-    try {
-      health.suspect(new Error('stalled'));
-      await waitFor(() => health.state === 'down', { timeoutMs: 5_000 });
-      expect(String(health.lastError)).toMatch(/did not answer within 20 ms/);
-    } finally {
-      await health.close();
-    }
-  });
-
-  it('check() probes at once, even within the probe interval, and resolves with the verdict', async () => {
-    let reachable = true;
-    let probes = 0;
-    const health = createDatabaseHealth({
-      probe: async () => {
-        probes += 1;
-        if (!reachable) throw new Error('ECONNREFUSED');
-      },
-      probeIntervalMs: 60_000,
-      probeTimeoutMs: 1_000,
-    });
-    try {
-      expect(await health.check(new Error('500'))).toBe('up');
-      reachable = false;
-      // suspect() alone would wait out the interval: check() does not.
-      expect(await health.check(new Error('500'))).toBe('down');
-      expect(probes).toBe(2);
-      expect(health.outages).toBe(1);
-      // While down it answers from the state, without a probe of its own.
-      expect(await health.check(new Error('500'))).toBe('down');
-      expect(probes).toBe(2);
-    } finally {
-      await health.close();
-    }
-  });
-
-  it('validates its options', () => {
-    expect(() =>
-      createDatabaseHealth({ probe: async () => undefined, probeIntervalMs: 0, probeTimeoutMs: 10 }),
-    ).toThrow(/probeIntervalMs/);
   });
 });

@@ -1,7 +1,8 @@
 import { createPool } from '@sluice/pool';
 import { type DjangoFixture, freePort, startDjango, waitFor } from '@sluice/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AccessLogEntry, createGateway, type Gateway, METRIC_NAMES } from '../src/index.ts';
+import { type AccessLogEntry, createGateway, type Gateway } from '../src/index.ts';
+import { METRIC_NAMES } from '../src/metrics.ts';
 import { memoryLogger, recordRequests } from './helpers.ts';
 
 // End to end against the real Django fixture (gunicorn + PostgreSQL), the gateway embedded:

@@ -3,13 +3,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { waitFor } from '@sluice/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AccessLogEntry,
-  createGateway,
-  type Gateway,
-  IDENTITY_HEADERS,
-  isGatewayError,
-} from '../src/index.ts';
+import { IDENTITY_HEADERS } from '../src/headers.ts';
+import { type AccessLogEntry, createGateway, type Gateway, isGatewayError } from '../src/index.ts';
 import { memoryLogger, recordRequests } from './helpers.ts';
 
 // A small real upstream that speaks CVAT's /api/users/self for one token and records every

@@ -1,13 +1,9 @@
+import { pathMatcher as compilePathPatterns } from '@sluice/kit';
 import { describe, expect, it } from 'vitest';
-import {
-  CVAT_PUBLIC_PATHS,
-  canonicalPath,
-  compilePathPatterns,
-  createClassifier,
-  cvatClassifier,
-  isIdentityHeader,
-  routeOf,
-} from '../src/index.ts';
+import { routeOf } from '../src/context.ts';
+import { isIdentityHeader } from '../src/headers.ts';
+import { CVAT_PUBLIC_PATHS, createClassifier, cvatClassifier } from '../src/index.ts';
+import { canonicalPath } from '../src/request-target.ts';
 
 const get = (pathname: string, search = '') => ({ method: 'GET', pathname, search });
 

@@ -152,3 +152,36 @@ test('Health: failures count to the threshold; suspect() probes; check() waits f
   expect(health.state).toBe('up');
   await health.close();
 });
+
+test('Health: a probe that hangs past probeTimeoutMs fails; check() probes within the interval; down answers from state', async () => {
+  const hung = new Health({
+    name: 'database',
+    probe: (signal) =>
+      new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+    probeIntervalMs: 1_000,
+    probeTimeoutMs: 20,
+  });
+  await expect(hung.check(new Error('stalled'))).resolves.toBe('down');
+  expect(String(hung.lastError)).toMatch(/database did not answer within 20 ms/);
+  await hung.close();
+
+  let probes = 0;
+  let reachable = true;
+  const health = new Health({
+    name: 'database',
+    probe: async () => {
+      probes += 1;
+      if (!reachable) throw new Error('ECONNREFUSED');
+    },
+    probeIntervalMs: 60_000,
+  });
+  expect(await health.check(new Error('500'))).toBe('up');
+  reachable = false;
+  expect(await health.check(new Error('500'))).toBe('down');
+  expect(await health.check(new Error('500'))).toBe('down');
+  expect(probes).toBe(2);
+  expect(() => new Health({ name: 'x', probeIntervalMs: 0 })).toThrow(
+    /probeIntervalMs should be an integer between 1/,
+  );
+  await health.close();
+});

@@ -1,0 +1,268 @@
+// The value kinds of the gateway's settings: how a flag or environment string is parsed, how a
+// value given in code is checked, and how a value is shown in --help and the README.
+import { checkPathPattern } from '@sluice/kit';
+import { formatDuration, parseDuration } from '../duration.js';
+import { parseRedisUrl } from '../redis-client.js';
+
+/** A parsed value, or why it is refused. */
+export type Parsed<T> = { readonly value: T } | { readonly reason: string };
+
+/** How one kind of value is read, checked and shown. */
+export interface Kind<T> {
+  /** The placeholder in --help and the README (`<duration>`); booleans have none. */
+  readonly label: string;
+  readonly boolean?: true;
+  /** Repeatable flag, comma-separated environment variable. */
+  readonly list?: true;
+  /** Parses one flag or environment string. */
+  parse(raw: string): Parsed<T>;
+  /** Checks a value given in code. */
+  check(value: unknown): Parsed<T>;
+  /** The value as a user would type it. */
+  show(value: T): string;
+}
+
+const ok = <T>(value: T): Parsed<T> => ({ value });
+const refuse = (reason: string): Parsed<never> => ({ reason });
+
+/** A kind whose values given in code are checked by `check`, and whose strings are `check`ed as parsed by `read`. */
+function kind<T>(
+  label: string,
+  read: (raw: string) => Parsed<unknown>,
+  check: (value: unknown) => Parsed<T>,
+  show: (value: T) => string = String,
+): Kind<T> {
+  return {
+    label,
+    parse: (raw) => {
+      const r = read(raw);
+      return 'reason' in r ? r : check(r.value);
+    },
+    check,
+    show,
+  };
+}
+
+/** An integer in `[min, max]`. */
+export function int(min: number, max: number): Kind<number> {
+  return kind(
+    '<int>',
+    (raw) => (/^-?\d+$/.test(raw.trim()) ? ok(Number(raw)) : refuse('must be an integer')),
+    (v) =>
+      typeof v !== 'number' || !Number.isInteger(v)
+        ? refuse('must be an integer')
+        : v < min || v > max
+          ? refuse(`must be between ${min} and ${max}`)
+          : ok(v),
+  );
+}
+
+/** A number in `[min, max)`: a share. */
+export function share(min: number, maxExclusive: number): Kind<number> {
+  return kind(
+    `<${min}..${maxExclusive}>`,
+    (raw) => (/^\d*\.?\d+$/.test(raw.trim()) ? ok(Number(raw)) : refuse('must be a number')),
+    (v) =>
+      typeof v !== 'number' || !Number.isFinite(v)
+        ? refuse('must be a number')
+        : v < min || v >= maxExclusive
+          ? refuse(`must be >= ${min} and < ${maxExclusive}`)
+          : ok(v),
+  );
+}
+
+/** Milliseconds in `[minMs, maxMs]`; strings like `500ms`, `30s`, `5m`, `1h` or a number of ms. */
+export function duration(minMs: number, maxMs: number): Kind<number> {
+  return kind(
+    '<duration>',
+    (raw) => {
+      const ms = parseDuration(raw);
+      return ms === undefined ? refuse('expected a duration like 500ms, 30s, 5m or a number of ms') : ok(ms);
+    },
+    (v) =>
+      typeof v !== 'number' || !Number.isInteger(v)
+        ? refuse('must be an integer of milliseconds')
+        : v < minMs || v > maxMs
+          ? refuse(`must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)}`)
+          : ok(v),
+    formatDuration,
+  );
+}
+
+/** Bytes in `[min, max]`; strings like `64k`, `10m`, `1g` (binary units) or a number of bytes. */
+export function bytes(min: number, max: number): Kind<number> {
+  const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+  return kind(
+    '<size>',
+    (raw) => {
+      const m = /^(\d+)\s*([kmg]?)i?b?$/i.exec(raw.trim());
+      return m
+        ? ok(Number(m[1]) * (units[(m[2] ?? '').toLowerCase()] ?? 1))
+        : refuse('expected a size like 64k, 10m, 1g or a number of bytes');
+    },
+    (v) =>
+      typeof v !== 'number' || !Number.isSafeInteger(v)
+        ? refuse('must be an integer number of bytes')
+        : v < min || v > max
+          ? refuse(`must be between ${showBytes(min)} and ${showBytes(max)}`)
+          : ok(v),
+    showBytes,
+  );
+}
+
+function showBytes(n: number): string {
+  for (const [unit, size] of [
+    ['g', 1024 ** 3],
+    ['m', 1024 ** 2],
+    ['k', 1024],
+  ] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return String(n);
+}
+
+/** A boolean: `true/false`, `yes/no`, `on/off`, `1/0`; a flag alone means true, `--no-x` false. */
+export const bool: Kind<boolean> = {
+  label: '',
+  boolean: true,
+  parse(raw) {
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return ok(true);
+    if (['0', 'false', 'no', 'off'].includes(v)) return ok(false);
+    return refuse('expected true/false, yes/no, on/off or 1/0');
+  },
+  check: (v) => (typeof v === 'boolean' ? ok(v) : refuse('must be a boolean')),
+  show: String,
+};
+
+/** A string accepted by `test` (which returns why not, or undefined). */
+export function text(
+  label: string,
+  test: (value: string) => string | undefined = () => undefined,
+): Kind<string> {
+  return kind(
+    label,
+    ok,
+    (v) => {
+      if (typeof v !== 'string') return refuse('must be a string');
+      const reason = test(v);
+      return reason === undefined ? ok(v) : refuse(reason);
+    },
+    (v) => (v === '' ? "''" : v),
+  );
+}
+
+/** One of `choices`. */
+export function choice<T extends string>(choices: readonly T[]): Kind<T> {
+  return kind(
+    `<${choices.join('|')}>`,
+    (raw) => ok(raw.trim().toLowerCase()),
+    (v) =>
+      typeof v === 'string' && (choices as readonly string[]).includes(v)
+        ? ok(v as T)
+        : refuse(`must be one of ${choices.join(', ')}`),
+  );
+}
+
+/** `kind`, or nothing. */
+export function maybe<T>(inner: Kind<T>): Kind<T | undefined> {
+  return {
+    ...inner,
+    parse: (raw) => inner.parse(raw),
+    check: (v) => (v === undefined ? ok(undefined) : inner.check(v)),
+    show: (v) => (v === undefined ? '(none)' : inner.show(v)),
+  };
+}
+
+/** A list of `item`s: a repeatable flag, a comma-separated environment variable, an array in code. */
+export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
+  const check = (v: unknown): Parsed<readonly T[]> => {
+    if (!Array.isArray(v)) return refuse('must be an array');
+    const out: T[] = [];
+    for (const entry of v) {
+      const r = item.check(entry);
+      if ('reason' in r) return refuse(`${JSON.stringify(entry)} ${r.reason}`);
+      out.push(r.value);
+    }
+    return ok(Object.freeze(out));
+  };
+  return {
+    label,
+    list: true,
+    parse: (raw) =>
+      check(
+        raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      ),
+    check,
+    show: (v) => (v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ')),
+  };
+}
+
+/** A URL with one of `protocols`; with `originOnly`, no path, query or credentials (normalised to the origin). */
+export function url(protocols: readonly string[], originOnly: boolean): Kind<string> {
+  return text('<url>', (raw) => {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      return `is not a URL (expected ${protocols.map((p) => `${p}//...`).join(' or ')})`;
+    }
+    if (!protocols.includes(u.protocol))
+      return `protocol ${u.protocol} is not one of ${protocols.join(', ')}`;
+    if (originOnly && (u.pathname !== '/' || u.search || u.hash)) return 'must be an origin, without a path';
+    if (originOnly && (u.username || u.password)) return 'must not carry credentials';
+    return undefined;
+  });
+}
+
+/** An origin URL, normalised (`http://h:8080/` -> `http://h:8080`). */
+export function origin(protocols: readonly string[]): Kind<string> {
+  const inner = url(protocols, true);
+  const normalise = (r: Parsed<string>): Parsed<string> => ('reason' in r ? r : ok(new URL(r.value).origin));
+  return { ...inner, parse: (raw) => normalise(inner.parse(raw)), check: (v) => normalise(inner.check(v)) };
+}
+
+/** A Redis URL (several comma-separated hosts are Redis Cluster seed nodes). */
+export const redisUrl: Kind<string> = text('<url>', (raw) => {
+  const parsed = parseRedisUrl(raw);
+  return 'reason' in parsed ? parsed.reason : undefined;
+});
+
+/** An absolute path pattern (see the kit's `pathMatcher`). */
+export const pathPattern: Kind<string> = text('<path>', checkPathPattern);
+
+/** Where to listen: `host:port`, `[ipv6]:port` or `port`; `{ host, port }` in code. */
+export interface ListenAddress {
+  readonly host: string;
+  /** 0 picks a free port (read it back from `gateway.address()`). */
+  readonly port: number;
+}
+
+function parseListen(raw: string): Parsed<ListenAddress> {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(raw) ?? /^()()(\d+)$/.exec(raw);
+  if (!match) return refuse('expected host:port, [ipv6]:port or port');
+  const port = Number(match[3]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return refuse('port must be 0..65535');
+  const host = match[1] ?? match[2] ?? '';
+  return ok({ host: host === '' ? '127.0.0.1' : host, port });
+}
+
+/** A listen address. */
+export const listen: Kind<ListenAddress> = {
+  label: '<host:port>',
+  parse: parseListen,
+  check(v) {
+    if (typeof v === 'string') return parseListen(v);
+    if (typeof v !== 'object' || v === null) return refuse('expected "host:port" or { host, port }');
+    const { host, port } = v as { host?: unknown; port?: unknown };
+    if (typeof host !== 'string' || host === '') return refuse('host must be a non-empty string');
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      return refuse('port must be an integer 0..65535');
+    }
+    return ok({ host, port });
+  },
+  show: (v) => `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}`,
+};

@@ -1,0 +1,414 @@
+// Every setting of the gateway, declared once: its kind, default, documentation and group. The
+// configuration type, the defaults, the flags and environment variables, `--help` and the
+// README's table are all derived from this list (see load.ts and docs.ts).
+import { CVAT_PUBLIC_PATHS } from '../public-paths.js';
+import {
+  bool,
+  choice,
+  duration,
+  int,
+  type Kind,
+  type ListenAddress,
+  list,
+  listen,
+  maybe,
+  origin,
+  pathPattern,
+  redisUrl,
+  share,
+  text,
+  url,
+} from './kinds.js';
+
+/** Sections of `--help` and the README table. */
+export type SettingGroup =
+  | 'basics'
+  | 'database'
+  | 'redis'
+  | 'admission'
+  | 'cache'
+  | 'upstream'
+  | 'clients'
+  | 'operations';
+
+/** One setting. `flag` and `env` are derived from its key unless given. */
+export interface Setting<T> {
+  readonly kind: Kind<T>;
+  readonly default: T;
+  /** One line: what it does. */
+  readonly doc: string;
+  readonly group: SettingGroup;
+  /** How the default reads in docs, when `kind.show(default)` would not say it. */
+  readonly defaultText?: string;
+  /** The flag without `--`, when not the key in kebab case (without a trailing `Ms`). */
+  readonly flag?: string;
+  /** Extra environment variables read after `SLUICE_<FLAG>` (e.g. `DATABASE_URL`). */
+  readonly aliases?: readonly string[];
+  /** The environment variable, when not `SLUICE_<FLAG>`. */
+  readonly env?: string;
+  /** Never echoed: `<redacted>` in errors, passwords removed from URLs. */
+  readonly secret?: true;
+  /** A list flag whose values extend the default instead of replacing it (from the CLI only). */
+  readonly extendsDefault?: true;
+}
+
+const setting = <T>(s: Setting<T>): Setting<T> => s;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** pino's level names, plus `silent`. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const MAX_DURATION = 86_400_000;
+const cookieName = text('<name>', (v) =>
+  /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? undefined : 'is not a valid cookie name',
+);
+
+/** The settings, in the order `--help` lists them within a group. */
+export const SETTINGS = {
+  upstream: setting({
+    kind: origin(['http:', 'https:']),
+    default: 'http://127.0.0.1:8080',
+    doc: 'the Django/CVAT server (an origin, no path)',
+    group: 'basics',
+  }),
+  listen: setting<ListenAddress>({
+    kind: listen,
+    default: Object.freeze({ host: '127.0.0.1', port: 8090 }),
+    doc: 'address to listen on (`host:port`, `[ipv6]:port` or `port`)',
+    group: 'basics',
+  }),
+  databaseUrl: setting({
+    kind: maybe(url(['postgres:', 'postgresql:'], false)),
+    default: undefined,
+    doc: "the upstream's PostgreSQL: database validation, budget sizing, monitor",
+    group: 'basics',
+    aliases: ['DATABASE_URL'],
+    secret: true,
+  }),
+  redisUrl: setting({
+    kind: maybe(redisUrl),
+    default: undefined,
+    doc: 'Redis: shared L2 cache, distributed semaphore; several comma-separated hosts only with `--redis-cluster`',
+    group: 'basics',
+    aliases: ['REDIS_URL'],
+    secret: true,
+  }),
+  secretKey: setting({
+    kind: maybe(text('<key>', (v) => (v === '' ? 'must not be empty' : undefined))),
+    default: undefined,
+    doc: "Django's `SECRET_KEY`: verifies session signatures and the auth hash",
+    group: 'basics',
+    aliases: ['DJANGO_SECRET_KEY'],
+    secret: true,
+  }),
+  logLevel: setting<LogLevel>({
+    kind: choice(LOG_LEVELS),
+    default: 'info',
+    doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`',
+    group: 'basics',
+    aliases: ['LOG_LEVEL'],
+  }),
+
+  upstreamApplicationName: setting({
+    kind: text('<name>', (v) =>
+      Buffer.byteLength(v) <= 63 ? undefined : 'must be at most 63 bytes (PostgreSQL truncates longer names)',
+    ),
+    default: '',
+    doc: "`application_name` of the upstream's database connections (budget sizing, reaper)",
+    group: 'database',
+    defaultText: "'' (Django sets none)",
+  }),
+  dbBudget: setting({
+    kind: maybe(int(1, 100_000)),
+    default: undefined,
+    doc: 'most concurrent upstream requests (each holds a Django database connection)',
+    group: 'database',
+    defaultText: 'from the database, else 20',
+  }),
+  dbReserve: setting({
+    kind: int(0, 100_000),
+    default: 10,
+    doc: 'connections left to others when the budget comes from `max_connections`',
+    group: 'database',
+  }),
+  poolMax: setting({
+    kind: int(1, 1_000),
+    default: 4,
+    doc: "size of the gateway's own database pool (validator, monitor, reaper, purge)",
+    group: 'database',
+  }),
+  monitorIntervalMs: setting({
+    kind: duration(100, 3_600_000),
+    default: 5_000,
+    doc: 'database connection sampling interval',
+    group: 'database',
+  }),
+  databaseGuard: setting({
+    kind: bool,
+    default: true,
+    doc: 'with a database: answer `503 E_DATABASE_UNAVAILABLE` to requests that need it while it is unreachable',
+    group: 'database',
+  }),
+  databaseProbeIntervalMs: setting({
+    kind: duration(50, 60_000),
+    default: 500,
+    doc: 'while the database is unreachable, how often it is probed (each probe within `--ready-timeout`)',
+    group: 'database',
+  }),
+  reaper: setting({
+    kind: bool,
+    default: false,
+    doc: "terminate the upstream's connections idle longer than `--reaper-idle` (its database only)",
+    group: 'database',
+  }),
+  reaperIdleMs: setting({
+    kind: duration(1_000, MAX_DURATION),
+    default: 300_000,
+    doc: 'idle time after which a connection is reaped',
+    group: 'database',
+  }),
+  reaperIntervalMs: setting({
+    kind: duration(1_000, MAX_DURATION),
+    default: 60_000,
+    doc: 'how often the reaper runs',
+    group: 'database',
+  }),
+  sessionPurge: setting({
+    kind: bool,
+    default: false,
+    doc: 'delete expired `django_session` rows in short batches',
+    group: 'database',
+  }),
+  sessionPurgeIntervalMs: setting({
+    kind: duration(1_000, 604_800_000),
+    default: 3_600_000,
+    doc: 'how often expired sessions are purged',
+    group: 'database',
+  }),
+
+  redisCluster: setting({
+    kind: bool,
+    default: false,
+    doc: '`--redis-url` is a Redis Cluster: its comma-separated hosts are seed nodes',
+    group: 'redis',
+  }),
+  redisPrefix: setting({
+    kind: text('<prefix>', (v) =>
+      /^[A-Za-z0-9:_.-]{1,64}$/.test(v) ? undefined : 'must be 1-64 characters of A-Z a-z 0-9 : _ . -',
+    ),
+    default: 'sluice:',
+    doc: 'prefix of every Redis key',
+    group: 'redis',
+  }),
+  cacheRedisTimeoutMs: setting({
+    kind: duration(10, 60_000),
+    default: 100,
+    doc: 'longest wait for one session-cache Redis command; a slower read is a miss and the credential is validated instead',
+    group: 'redis',
+  }),
+  admissionRedisTimeoutMs: setting({
+    kind: duration(10, 60_000),
+    default: 1_000,
+    doc: 'longest wait for one semaphore Redis call; slower counts as Redis down (local fallback share); at most a third of `--permit-lease`',
+    group: 'redis',
+  }),
+  permitLeaseMs: setting({
+    kind: duration(1_000, 3_600_000),
+    default: 30_000,
+    doc: 'lease of a distributed permit, renewed while its request runs: a gateway that dies holding permits gives them back after this',
+    group: 'redis',
+  }),
+
+  queueMax: setting({
+    kind: int(0, 1_000_000),
+    default: 1000,
+    doc: 'most requests waiting for a slot (then 503)',
+    group: 'admission',
+  }),
+  queueTimeoutMs: setting({
+    kind: duration(1, 3_600_000),
+    default: 30_000,
+    doc: 'longest wait for a slot (then 503)',
+    group: 'admission',
+  }),
+  perClientLimit: setting({
+    kind: int(0, 1_000_000),
+    default: 0,
+    doc: 'most concurrent requests per client (user id, else address); 0: no cap',
+    group: 'admission',
+  }),
+  interactiveReserve: setting({
+    kind: share(0, 1),
+    default: 0.2,
+    doc: 'share of the budget bulk requests can never take',
+    group: 'admission',
+  }),
+  publicPaths: setting<readonly string[]>({
+    kind: list('<path>', pathPattern),
+    default: CVAT_PUBLIC_PATHS,
+    doc: 'paths needing no credential (repeatable; the CLI adds them to the defaults)',
+    group: 'admission',
+    defaultText: "CVAT's",
+    flag: 'public-path',
+    env: 'SLUICE_PUBLIC_PATHS',
+    extendsDefault: true,
+  }),
+  bulkPaths: setting<readonly string[]>({
+    kind: list('<path>', pathPattern),
+    default: Object.freeze([]),
+    doc: 'extra paths admitted as bulk (repeatable)',
+    group: 'admission',
+    flag: 'bulk-path',
+    env: 'SLUICE_BULK_PATHS',
+  }),
+
+  cachePepper: setting({
+    kind: maybe(
+      text('<secret>', (v) => (Buffer.byteLength(v) >= 16 ? undefined : 'must be at least 16 bytes')),
+    ),
+    default: undefined,
+    doc: 'secret of the cache keys (>= 16 bytes; the same on every gateway sharing Redis)',
+    group: 'cache',
+    defaultText: 'derived from `--secret-key`',
+    secret: true,
+  }),
+  sessionCookieName: setting({
+    kind: cookieName,
+    default: 'sessionid',
+    doc: "Django's `SESSION_COOKIE_NAME`",
+    group: 'cache',
+    flag: 'session-cookie',
+  }),
+  cacheTtlMs: setting({
+    kind: duration(1_000, MAX_DURATION),
+    default: 60_000,
+    doc: 'how long a validated credential stays cached (never past the session expiry)',
+    group: 'cache',
+  }),
+  cacheMax: setting({
+    kind: int(1, 10_000_000),
+    default: 10_000,
+    doc: 'most credentials in the in-process cache',
+    group: 'cache',
+  }),
+  introspectionPath: setting({
+    kind: pathPattern,
+    default: '/api/users/self',
+    doc: 'upstream path that validates a credential without a database',
+    group: 'cache',
+  }),
+
+  upstreamHealthPath: setting({
+    kind: pathPattern,
+    default: '/api/server/about',
+    doc: 'upstream path `/readyz` probes',
+    group: 'upstream',
+  }),
+  upstreamConnections: setting({
+    kind: int(1, 100_000),
+    default: 128,
+    doc: 'most keep-alive connections to the upstream (>= the budget)',
+    group: 'upstream',
+  }),
+  upstreamConnectTimeoutMs: setting({
+    kind: duration(1, 600_000),
+    default: 5_000,
+    doc: 'TCP connect timeout (then 502)',
+    group: 'upstream',
+  }),
+  upstreamHeadersTimeoutMs: setting({
+    kind: duration(1, MAX_DURATION),
+    default: 120_000,
+    doc: 'longest wait for response headers (then 504)',
+    group: 'upstream',
+  }),
+  upstreamBodyTimeoutMs: setting({
+    kind: duration(1, MAX_DURATION),
+    default: 300_000,
+    doc: 'longest silence inside a response body (then the connection is cut)',
+    group: 'upstream',
+  }),
+  upstreamKeepAliveMs: setting({
+    kind: duration(1, 3_600_000),
+    default: 4_000,
+    doc: "idle upstream connections are closed after this; keep it below the upstream's keep-alive",
+    group: 'upstream',
+  }),
+  preserveHost: setting({
+    kind: bool,
+    default: true,
+    doc: "send the client's `Host` upstream",
+    group: 'upstream',
+  }),
+
+  clientBodyTimeoutMs: setting({
+    kind: duration(1, 3_600_000),
+    default: 30_000,
+    doc: 'longest silence while a client sends its request body (then 408 and the slot is freed)',
+    group: 'clients',
+  }),
+  clientHeadersTimeoutMs: setting({
+    kind: duration(1_000, 600_000),
+    default: 60_000,
+    doc: 'longest a client may take to send its request line and headers (then 408)',
+    group: 'clients',
+  }),
+  trustProxy: setting({
+    kind: bool,
+    default: false,
+    doc: "behind another proxy: extend the client's `X-Forwarded-*` instead of replacing them",
+    group: 'clients',
+  }),
+
+  shutdownGraceMs: setting({
+    kind: duration(0, 3_600_000),
+    default: 10_000,
+    doc: 'on SIGTERM, how long in-flight requests may take',
+    group: 'operations',
+  }),
+  readyTimeoutMs: setting({
+    kind: duration(1, 60_000),
+    default: 2_000,
+    doc: 'timeout of each `/readyz` probe',
+    group: 'operations',
+  }),
+} as const;
+
+/** The keys of the configuration. */
+export type SettingKey = keyof typeof SETTINGS;
+
+/**
+ * The gateway's resolved configuration: one field per setting (see the README's table or
+ * `sluice-gateway --help`). Durations are milliseconds.
+ */
+export type GatewayConfig = {
+  readonly [K in SettingKey]: (typeof SETTINGS)[K] extends Setting<infer T> ? T : never;
+};
+
+/** What `createGateway()` accepts: any subset of {@link GatewayConfig}; `listen` may be `'host:port'`. */
+export type GatewayConfigInput = {
+  -readonly [K in SettingKey]?: (K extends 'listen' ? ListenAddress | string : GatewayConfig[K]) | undefined;
+};
+
+const kebab = (key: string): string => key.replace(/Ms$/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** The flag of a setting, with `--`. */
+export function flagOf(key: SettingKey): string {
+  const s: Setting<unknown> = SETTINGS[key];
+  return `--${s.flag ?? kebab(key)}`;
+}
+
+/** The environment variables of a setting, in the order they are read. */
+export function envOf(key: SettingKey): readonly string[] {
+  const s: Setting<unknown> = SETTINGS[key];
+  const own = s.env ?? `SLUICE_${(s.flag ?? kebab(key)).toUpperCase().replaceAll('-', '_')}`;
+  return [own, ...(s.aliases ?? [])];
+}
+
+/** Every setting key, in declaration order. */
+export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** The defaults, as a complete configuration. */
+export const DEFAULT_CONFIG: GatewayConfig = Object.freeze(
+  Object.fromEntries(SETTING_KEYS.map((k) => [k, SETTINGS[k].default])),
+) as GatewayConfig;

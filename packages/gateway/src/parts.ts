@@ -1,0 +1,386 @@
+// Wiring: the configuration turned into the components the gateway is made of (upstream
+// connections, database pool and its background work, Redis, the admission gate and breaker,
+// the validators and the session cache), and their closing, in one place.
+import { createHmac } from 'node:crypto';
+import {
+  type AdmissionGate,
+  CircuitBreaker,
+  type DatabaseBudget,
+  databaseBudget,
+  RedisSemaphore,
+  Semaphore,
+} from '@sluice/admission';
+import { Health, type TypedEvents, withTimeout } from '@sluice/kit';
+import {
+  type ConnectionMonitor,
+  monitorConnections,
+  type Reaper,
+  type SessionPurger,
+  type SluicePool,
+  schedulePurge,
+  scheduleReaper,
+  sharedPool,
+} from '@sluice/pool';
+import {
+  compositeValidator,
+  createSessionCache,
+  djangoDatabaseValidator,
+  introspectionValidator,
+  type SessionCache,
+  type Validator,
+} from '@sluice/session-cache';
+import type { Cluster, Redis } from 'ioredis';
+import { Pool } from 'undici';
+import type { GatewayConfig } from './config/settings.js';
+import type { GatewayLogger } from './logger.js';
+import { createRedisClient, type RedisMode } from './redis-client.js';
+import type { BreakerState } from './status.js';
+
+/** `application_name` of the gateway's own database connections. */
+export const GATEWAY_APPLICATION_NAME = 'sluice-gateway';
+
+/** The database's reachability and the gateway's view of it (`databaseGuard`). */
+export type DatabaseState = 'up' | 'down';
+
+/** Events of a gateway; `on()` returns the unsubscribe function. */
+export interface GatewayEvents {
+  /** A request ended (the access log line). */
+  request: import('./pipeline.js').AccessLogEntry;
+  /** `close()` began: no new connections, in-flight requests finishing. */
+  draining: { readonly inFlight: number; readonly graceMs: number };
+  /** Everything is closed. */
+  closed: { readonly completed: number; readonly cutOff: number };
+  /** The admission budget changed (database sample, configuration). */
+  limit: { readonly limit: number; readonly previous: number };
+  /** The upstream circuit breaker changed state. */
+  breaker: { readonly from: BreakerState; readonly to: BreakerState };
+  /** The database stopped answering (`down`) or answers again (`up`); only with `databaseGuard`. */
+  database: { readonly state: DatabaseState; readonly downForMs: number | undefined };
+}
+
+/** What {@link buildParts} takes besides the configuration. */
+export interface PartsOptions {
+  readonly logger: GatewayLogger;
+  readonly events: TypedEvents<GatewayEvents>;
+  readonly now: () => number;
+  /** Replaces the validators the gateway would build. */
+  readonly validator?: Validator | undefined;
+}
+
+/** The components of a gateway. */
+export interface GatewayParts {
+  readonly dispatcher: Pool;
+  readonly pool: SluicePool | undefined;
+  readonly redis: Redis | Cluster | undefined;
+  readonly redisMode: RedisMode | undefined;
+  readonly gate: AdmissionGate;
+  readonly breaker: CircuitBreaker;
+  readonly cache: SessionCache;
+  readonly validatorKind: 'database' | 'introspection' | 'custom';
+  readonly monitor: ConnectionMonitor | undefined;
+  /** The database guard (`databaseGuard` with a database). */
+  readonly databaseHealth: Health | undefined;
+  readonly reaper: Reaper | undefined;
+  readonly purger: SessionPurger | undefined;
+  /** Where the admission limit comes from. */
+  readonly limitSource: 'configured' | 'database' | 'default';
+  /** Totals since start: connections reaped, sessions purged. */
+  readonly tallies: { reaped: number; purged: number };
+  /** Samples the database once and follows its budget (with a database and no `dbBudget`). */
+  sizeFromDatabase(): Promise<void>;
+  /** Closes everything but the upstream connections (the lifecycle drains those). */
+  close(): Promise<void>;
+}
+
+/** The default admission limit without a database or a configured budget. */
+export const DEFAULT_LIMIT = 20;
+
+function deriveSecret(label: string, secretKey: string): string {
+  return createHmac('sha256', secretKey).update(`sluice-gateway:${label}`).digest('base64url');
+}
+
+/**
+ * Builds every component from the configuration: embedded (no database, no Redis) it is an
+ * in-process cache, introspection through the upstream and a local semaphore; with a database,
+ * database validation, the budget from `max_connections`, the monitor, the guard, the reaper and
+ * the purge when enabled; with Redis, the shared L2 and the distributed semaphore.
+ */
+export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts {
+  const { logger, events } = o;
+  const dispatcher = new Pool(config.upstream, {
+    connections: config.upstreamConnections,
+    connectTimeout: config.upstreamConnectTimeoutMs,
+    headersTimeout: config.upstreamHeadersTimeoutMs,
+    bodyTimeout: config.upstreamBodyTimeoutMs,
+    keepAliveTimeout: config.upstreamKeepAliveMs,
+    pipelining: 1,
+  });
+
+  const pool =
+    config.databaseUrl === undefined
+      ? undefined
+      : sharedPool({
+          connectionString: config.databaseUrl,
+          max: config.poolMax,
+          applicationName: GATEWAY_APPLICATION_NAME,
+          acquireTimeoutMs: config.readyTimeoutMs * 2,
+          statementTimeoutMs: 10_000,
+          idleInTransactionTimeoutMs: 10_000,
+        });
+  pool?.on('error', ({ error }) => logger.warn({ err: error }, 'database pool error'));
+
+  const redisMode: RedisMode | undefined =
+    config.redisUrl === undefined ? undefined : config.redisCluster ? 'cluster' : 'single';
+  // One client shared by the L2 cache and the semaphore; each duplicates it for its subscriber.
+  const redis =
+    config.redisUrl === undefined
+      ? undefined
+      : createRedisClient({
+          url: config.redisUrl,
+          cluster: config.redisCluster,
+          connectionName: GATEWAY_APPLICATION_NAME,
+          connectTimeoutMs: 2_000,
+        });
+  let redisDown = false;
+  redis?.on('error', (error) => {
+    if (!redisDown) logger.warn({ err: error }, 'redis unreachable; the gateway carries on without it');
+    redisDown = true;
+  });
+  redis?.on('ready', () => {
+    if (redisDown) logger.info('redis reachable again');
+    redisDown = false;
+  });
+
+  // --- admission ------------------------------------------------------------------------------
+  const limitSource = config.dbBudget !== undefined ? 'configured' : pool ? 'database' : 'default';
+  const initialLimit = config.dbBudget ?? DEFAULT_LIMIT;
+  const gateOptions = {
+    limit: initialLimit,
+    maxQueue: config.queueMax,
+    queueTimeoutMs: config.queueTimeoutMs,
+    interactiveReserve: config.interactiveReserve,
+    drainTimeoutMs: config.shutdownGraceMs,
+    name: 'upstream',
+    ...(config.perClientLimit > 0 ? { perKeyLimit: config.perClientLimit } : {}),
+  };
+  const gate: AdmissionGate = redis
+    ? new RedisSemaphore({
+        ...gateOptions,
+        redis,
+        prefix: `${config.redisPrefix}admission:`,
+        leaseMs: config.permitLeaseMs,
+        commandTimeoutMs: config.admissionRedisTimeoutMs,
+      })
+    : new Semaphore(gateOptions);
+  gate.on('limit', ({ limit, previous }) => {
+    logger.info({ limit, previous }, 'admission budget changed');
+    events.emit('limit', { limit, previous });
+  });
+  const breaker = new CircuitBreaker({ name: 'upstream', resetTimeoutMs: 5_000 });
+  breaker.on('state', ({ from, to }) => {
+    logger.warn({ from, to }, 'upstream circuit breaker changed state');
+    events.emit('breaker', { from, to });
+  });
+
+  // --- validators and the session cache -------------------------------------------------------
+  let validations = 0;
+  const introspection = (): Validator => {
+    const remote = introspectionValidator({
+      url: new URL(config.introspectionPath, config.upstream),
+      timeoutMs: Math.min(config.upstreamHeadersTimeoutMs, 10_000),
+      cookieName: config.sessionCookieName,
+    });
+    // Each introspection call costs the upstream a database connection: it takes an admission slot,
+    // under a key of its own (validations are not one client, so no per-client cap applies).
+    return {
+      kinds: remote.kinds,
+      async validate(credential, { signal }) {
+        validations += 1;
+        const permit = await gate.acquire({
+          key: `sluice:validator:${validations}`,
+          priority: 'interactive',
+          signal,
+        });
+        try {
+          return await remote.validate(credential, { signal });
+        } finally {
+          permit.release('ignore');
+        }
+      },
+    };
+  };
+  let validator: Validator;
+  let validatorKind: GatewayParts['validatorKind'];
+  if (o.validator) {
+    validator = o.validator;
+    validatorKind = 'custom';
+  } else if (pool) {
+    const database = djangoDatabaseValidator({
+      pool,
+      ...(config.secretKey === undefined ? {} : { secretKey: config.secretKey }),
+    });
+    const remote = introspection();
+    validator = compositeValidator({ session: database, token: database, bearer: remote, basic: remote });
+    validatorKind = 'database';
+  } else {
+    validator = introspection();
+    validatorKind = 'introspection';
+  }
+  const pepper =
+    config.cachePepper ??
+    (config.secretKey === undefined ? undefined : deriveSecret('cache-pepper', config.secretKey));
+  const cache = createSessionCache({
+    validator,
+    ttlMs: config.cacheTtlMs,
+    // With Redis, L1 is kept short (5 s) so a lost invalidation message cannot outlive it on this
+    // process; without Redis, L1 is the only tier and invalidations are local: it keeps the full TTL.
+    l1: { max: config.cacheMax, ttlMs: redis ? Math.min(5_000, config.cacheTtlMs) : config.cacheTtlMs },
+    l2: redis
+      ? { redis, prefix: `${config.redisPrefix}session:`, timeoutMs: config.cacheRedisTimeoutMs }
+      : false,
+    now: o.now,
+    env: {},
+    ...(pepper === undefined ? {} : { pepper }),
+  });
+  cache.on('l2:down', ({ error }) =>
+    logger.warn({ err: error }, 'session cache L2 (Redis) down: L1 and validator only'),
+  );
+  cache.on('l2:up', ({ downForMs }) => logger.info({ downForMs }, 'session cache L2 (Redis) back'));
+
+  // --- database background work ---------------------------------------------------------------
+  const tallies = { reaped: 0, purged: 0 };
+  let monitor: ConnectionMonitor | undefined;
+  let databaseHealth: Health | undefined;
+  let reaper: Reaper | undefined;
+  let purger: SessionPurger | undefined;
+  let budget: DatabaseBudget | undefined;
+  if (pool) {
+    const m = monitorConnections({
+      pool,
+      intervalMs: config.monitorIntervalMs,
+      warnAt: 0.8,
+      criticalAt: 0.95,
+    });
+    monitor = m;
+    m.onThreshold(({ level, previous, usage }) =>
+      logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
+    );
+    m.onError((error) => logger.warn({ err: error }, 'connection monitor sample failed'));
+    if (config.databaseGuard) {
+      const guard = new Health({
+        name: 'database',
+        probe: (signal) => pool.query('SELECT 1', [], { signal, timeoutMs: config.readyTimeoutMs }),
+        probeIntervalMs: config.databaseProbeIntervalMs,
+        probeTimeoutMs: config.readyTimeoutMs,
+        now: o.now,
+      });
+      m.onSample(() => guard.success());
+      m.onError((error) => guard.suspect(error));
+      pool.on('error', ({ error }) => guard.suspect(error));
+      guard.on('down', ({ error }) => {
+        logger.error({ err: error }, 'database unreachable: requests that need it are answered 503');
+        events.emit('database', { state: 'down', downForMs: undefined });
+      });
+      guard.on('up', ({ downForMs }) => {
+        if (downForMs === undefined) return;
+        logger.info({ downForMs }, 'database reachable again');
+        events.emit('database', { state: 'up', downForMs });
+      });
+      databaseHealth = guard;
+    }
+    if (config.reaper) {
+      // Only the upstream's own database: other databases on the server are someone else's.
+      const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
+      const r = scheduleReaper({
+        pool,
+        applicationName: config.upstreamApplicationName,
+        ...(database === '' ? {} : { database }),
+        idleForMs: config.reaperIdleMs,
+        intervalMs: config.reaperIntervalMs,
+        onDenied: 'report',
+      });
+      r.onReap((result) => {
+        tallies.reaped += result.reaped.length;
+        if (result.reaped.length > 0 || result.denied.length > 0) {
+          logger.info(
+            { reaped: result.reaped.length, denied: result.denied.length, deferred: result.deferred },
+            'reaped idle upstream connections',
+          );
+        }
+      });
+      r.onError((error) => logger.warn({ err: error }, 'reaper run failed'));
+      reaper = r;
+    }
+    if (config.sessionPurge) {
+      const p = schedulePurge({ pool, intervalMs: config.sessionPurgeIntervalMs });
+      p.onPurge(({ deleted, ms }) => {
+        tallies.purged += deleted;
+        if (deleted > 0) logger.info({ deleted, ms }, 'purged expired sessions');
+      });
+      p.onError((error) => logger.warn({ err: error }, 'session purge failed'));
+      purger = p;
+    }
+  }
+
+  async function sizeFromDatabase(): Promise<void> {
+    if (!monitor || limitSource !== 'database') return;
+    const m = monitor;
+    try {
+      await withTimeout(() => m.sampleNow(), config.readyTimeoutMs * 2, {
+        message: 'first sample timed out',
+      });
+    } catch (error) {
+      logger.warn(
+        { err: error, limit: initialLimit },
+        'database not sampled yet; budget starts at the default',
+      );
+    }
+    budget = databaseBudget({
+      monitor: m,
+      applicationNames: [GATEWAY_APPLICATION_NAME, config.upstreamApplicationName],
+      reserve: config.dbReserve + config.poolMax,
+      floor: 1,
+      ceiling: config.upstreamConnections,
+      ...(m.lastSample ? {} : { initial: initialLimit }),
+    });
+    if (budget.current !== gate.limit) gate.setLimit(budget.current);
+    budget.onChange((limit) => gate.setLimit(limit));
+  }
+
+  async function close(): Promise<void> {
+    const results = await Promise.allSettled([
+      gate.close(),
+      breaker.close(),
+      cache.close(),
+      reaper?.close(),
+      purger?.close(),
+      monitor?.close(),
+      databaseHealth?.close(),
+    ]);
+    budget?.close();
+    await pool
+      ?.close()
+      .catch((error: unknown) => logger.warn({ err: error }, 'closing the database pool failed'));
+    if (redis) await redis.quit().catch(() => redis.disconnect());
+    for (const r of results) if (r.status === 'rejected') logger.warn({ err: r.reason }, 'close step failed');
+  }
+
+  return {
+    dispatcher,
+    pool,
+    redis,
+    redisMode,
+    gate,
+    breaker,
+    cache,
+    validatorKind,
+    monitor,
+    databaseHealth,
+    reaper,
+    purger,
+    limitSource,
+    tallies,
+    sizeFromDatabase,
+    close,
+  };
+}
