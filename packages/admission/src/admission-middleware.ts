@@ -85,6 +85,12 @@ export interface AdmissionMiddleware {
   readonly breakerState: CircuitState | undefined;
   /** Subscribes to an event; returns the unsubscribe function. */
   on<E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void): () => void;
+  /**
+   * Releases the slot of an admitted response now, before the response ends: for a proxy that has
+   * the upstream's whole answer and now only waits for the client to read it. Later calls and
+   * the response's end do nothing more.
+   */
+  release(res: ServerResponse): void;
   /** Closes the gate and the breaker if `admission()` built them (yours stay open). Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -339,6 +345,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       value: <E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void) =>
         events.on(event, listener),
     },
+    release: { value: (res: ServerResponse) => onResponseEnd.call(res) },
     close: { value: close },
     [Symbol.asyncDispose]: { value: close },
   }) as AdmissionMiddleware;

@@ -31,6 +31,8 @@ export interface RequestContext {
   strippedIdentityHeaders: number;
   /** The client's address (set when the request arrives: the socket is gone by the time it is logged). */
   client: string;
+  /** Gives the request's admission slot back (set while it holds one). */
+  releaseSlot: (() => void) | undefined;
 }
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
@@ -54,6 +56,7 @@ export function requestContext(req: IncomingMessage): RequestContext {
       credentialVouched: false,
       strippedIdentityHeaders: 0,
       client: '',
+      releaseSlot: undefined,
     };
     contexts.set(req, context);
   }

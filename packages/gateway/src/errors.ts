@@ -10,7 +10,8 @@
  * | `E_SHUTTING_DOWN` | 503 | the gateway is draining and takes no new requests |
  * | `E_DATABASE_UNAVAILABLE` | 503 | the upstream's database does not answer; the request needs it (retry after `Retry-After`) |
  * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent (e.g. a target that is not a path, like `OPTIONS *`) |
- * | `E_CLIENT_TIMEOUT` | 408 | the client stopped sending its request body for `clientBodyTimeoutMs` |
+ * | `E_CLIENT_TIMEOUT` | 408 | the client stopped sending its request body (`clientBodyTimeoutMs`, `clientMinRate`) |
+ * | `E_BODY_TOO_LARGE` | 413 | the request body is larger than `maxBodySize` |
  * | `E_METHOD_NOT_ALLOWED` | 405 | `CONNECT` (the gateway is not a forward proxy) |
  * | `E_INTERNAL` | 500 | a bug in the gateway |
  * | `E_CLOSED` | - | `listen()` after `close()` |
@@ -24,6 +25,7 @@ export type GatewayErrorCode =
   | 'E_DATABASE_UNAVAILABLE'
   | 'E_BAD_REQUEST'
   | 'E_CLIENT_TIMEOUT'
+  | 'E_BODY_TOO_LARGE'
   | 'E_METHOD_NOT_ALLOWED'
   | 'E_INTERNAL'
   | 'E_CLOSED';
@@ -38,6 +40,7 @@ export const gatewayErrorStatus: Readonly<Record<GatewayErrorCode, number | unde
   E_DATABASE_UNAVAILABLE: 503,
   E_BAD_REQUEST: 400,
   E_CLIENT_TIMEOUT: 408,
+  E_BODY_TOO_LARGE: 413,
   E_METHOD_NOT_ALLOWED: 405,
   E_INTERNAL: 500,
   E_CLOSED: undefined,

@@ -176,6 +176,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       pipeline.handle,
     );
     s.on('connect', refuseConnect);
+    // `Expect: 100-continue` comes to the pipeline too: it sends 100 once it wants the body
+    // (after authentication), not the server before anything was checked.
+    s.on('checkContinue', pipeline.handle);
     server = s;
     s.listen(config.listen.port, config.listen.host);
     await Promise.race([

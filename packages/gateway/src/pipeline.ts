@@ -16,7 +16,9 @@ import { sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayEvents, GatewayParts } from './parts.js';
-import { createProxy, type ProxyReplacement } from './proxy.js';
+import { createProxy, type ProxyReplacement } from './proxy/forward.js';
+import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
+import type { Spool } from './proxy/spool.js';
 import type { RequestClass, RequestClassifier } from './request-class.js';
 import { canonicalPath, isOriginFormTarget } from './request-target.js';
 
@@ -93,6 +95,13 @@ export interface PipelineOptions {
   readonly onIdleWhileDraining: () => void;
   /** The gateway's own endpoints: true when it answered `pathname`. */
   readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse, next: Next) => boolean;
+}
+
+/** Sends `100 Continue` when the client waits for it (the server leaves that to the gateway). */
+function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
+  const expect = req.headers.expect;
+  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !res.headersSent)
+    res.writeContinue();
 }
 
 /** Classifies the status for counters: '2xx' ... '5xx' (499 counts as '4xx'). */
@@ -181,6 +190,13 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     bodyTimeoutMs: config.upstreamBodyTimeoutMs,
     clientBodyTimeoutMs: config.clientBodyTimeoutMs,
+    clientSendTimeoutMs: config.clientSendTimeoutMs,
+    clientMinRate: config.clientMinRate,
+    responseBuffering: config.responseBuffering
+      ? { memoryBytes: config.bufferMemory, maxBytes: config.maxResponseBuffer, tempDir: config.tempDir }
+      : false,
+    // The upstream is done with the request: its slot goes back, whatever the client still reads.
+    onUpstreamDone: (req) => requestContext(req).releaseSlot?.(),
     onResponseStart(req, statusCode) {
       const r = req as SluiceRequest;
       // A 5xx may be the upstream failing on its database: check it (at most once per probe interval).
@@ -262,6 +278,33 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     }
   }
 
+  const bodyLimits = {
+    memoryBytes: config.bufferMemory,
+    maxBytes: config.maxBodySize,
+    tempDir: config.tempDir,
+    idleMs: config.clientBodyTimeoutMs,
+    minRate: config.clientMinRate,
+  };
+
+  /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
+  function refuseBody(res: ServerResponse, ctx: RequestContext, error: BodyError): void {
+    ctx.errorCode = error.code;
+    if (error.code === 'E_CLIENT_ABORTED') return;
+    ctx.errorCause = error.message;
+    res.shouldKeepAlive = false;
+    if (error.code === 'E_BODY_TOO_LARGE') {
+      sendJsonError(res, 413, error.code, `The request body is larger than ${config.maxBodySize} bytes.`, {
+        connection: 'close',
+      });
+    } else if (res.headersSent) {
+      res.destroy();
+    } else {
+      sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
+        connection: 'close',
+      });
+    }
+  }
+
   function refuse(
     req: IncomingMessage,
     res: ServerResponse,
@@ -299,11 +342,12 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       search: q === -1 ? '' : url.slice(q + 1),
     });
     const counts = byClassNow[ctx.requestClass];
-    let phase: 'before' | 'queued' | 'admitted' = 'before';
+    let phase: 'before' | 'queued' | 'admitted' | 'released' = 'before';
     active += 1;
     res.once('close', () => {
       if (phase === 'queued') counts.queued -= 1;
       else if (phase === 'admitted') counts.inFlight -= 1;
+      ctx.releaseSlot = undefined;
       finishRequest(req, res, ctx, true);
     });
     if (!o.running()) {
@@ -324,11 +368,9 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     }
 
     const needsDb = needsDatabase(pathname);
-    const admit = (authError?: unknown): void => {
-      if (authError !== undefined) {
-        next(authError);
-        return;
-      }
+    const bufferBody = config.requestBuffering && hasBody(req);
+    let spool: Spool | undefined;
+    const admit = (): void => {
       phase = 'queued';
       counts.queued += 1;
       const queuedAt = performance.now();
@@ -337,6 +379,13 @@ export function createPipeline(o: PipelineOptions): Pipeline {
           counts.queued -= 1;
           counts.inFlight += 1;
           phase = 'admitted';
+          ctx.releaseSlot = () => {
+            ctx.releaseSlot = undefined;
+            if (phase !== 'admitted') return;
+            phase = 'released';
+            counts.inFlight -= 1;
+            admissionMiddleware.release(res);
+          };
         }
         if (admitError !== undefined) {
           next(admitError);
@@ -346,7 +395,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         // The database may have gone while the request was queued.
         if (needsDb && refuseWhileDatabaseDown(res, ctx)) return;
         if (!o.running()) res.shouldKeepAlive = false;
-        proxy(req, res).then((outcome) => {
+        if (!bufferBody) continueIfExpected(req, res);
+        proxy(req, res, spool).then((outcome) => {
           if (outcome.error && outcome.errorCode !== 'E_CLIENT_ABORTED') {
             logger.debug(
               { reqId: ctx.id, route: ctx.route, code: outcome.errorCode, cause: ctx.errorCause },
@@ -356,15 +406,44 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         }, next);
       });
     };
+    const receive = (authError?: unknown): void => {
+      if (authError !== undefined) {
+        next(authError);
+        return;
+      }
+      if (!bufferBody) {
+        admit();
+        return;
+      }
+      if (declaredTooLarge(req, config.maxBodySize)) {
+        refuseBody(res, ctx, new BodyError('E_BODY_TOO_LARGE', 'declared too large'));
+        return;
+      }
+      continueIfExpected(req, res);
+      receiveBody(req, bodyLimits).then(
+        (received) => {
+          if (res.destroyed) {
+            void received.destroy();
+            return;
+          }
+          spool = received;
+          admit();
+        },
+        (error: unknown) => {
+          if (error instanceof BodyError) refuseBody(res, ctx, error);
+          else next(error);
+        },
+      );
+    };
     if (!needsDb) {
       ctx.cacheTier = 'public';
-      admit();
+      receive();
       return;
     }
     if (refuseWhileDatabaseDown(res, ctx)) return;
     // The middleware records the tier that answered as `req.sluice.cache` (read when the request ends).
     ctx.cacheTier = 'none';
-    cacheMiddleware(req, res, admit);
+    cacheMiddleware(req, res, receive);
   }
 
   function gatewayError(error: unknown, req: IncomingMessage, res: ServerResponse): void {

@@ -4,7 +4,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway, type GatewayOptions } from '../src/index.ts';
-import { createProxy } from '../src/proxy.ts';
+import { createProxy } from '../src/proxy/forward.ts';
 import { memoryLogger } from './helpers.ts';
 
 // Requests that must be answered and must never pin an upstream connection or an admission slot:
@@ -199,7 +199,7 @@ describe('CONNECT and Upgrade', () => {
 });
 
 describe('client body idle timeout', () => {
-  const gw = gatewayFor({ dbBudget: 1, queueTimeoutMs: 20_000, clientBodyTimeoutMs: 300 });
+  const gw = gatewayFor({ dbBudget: 1, queueTimeoutMs: 20_000, clientBodyTimeoutMs: 300, clientMinRate: 0 });
 
   it('answers 408 to a stalled upload and frees its admission slot', async () => {
     const answer = await raw(

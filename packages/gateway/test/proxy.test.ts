@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createProxy, type ProxyOutcome } from '../src/proxy.ts';
+import { createProxy, type ProxyOutcome } from '../src/proxy/forward.ts';
 
 // A small real HTTP upstream (not a mock): it records what it receives and answers per path.
 type Route = (req: IncomingMessage, res: ServerResponse) => void;

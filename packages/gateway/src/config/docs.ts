@@ -17,6 +17,7 @@ const GROUP_TITLES: Record<SettingGroup, string> = {
   cache: 'Session cache',
   upstream: 'Upstream',
   clients: 'Clients',
+  buffering: 'Buffering',
   operations: 'Operations',
 };
 

@@ -1,9 +1,11 @@
 // Every setting of the gateway, declared once: its kind, default, documentation and group. The
 // configuration type, the defaults, the flags and environment variables, `--help` and the
 // README's table are all derived from this list (see load.ts and docs.ts).
+import { tmpdir } from 'node:os';
 import { CVAT_PUBLIC_PATHS } from '../public-paths.js';
 import {
   bool,
+  bytes,
   choice,
   duration,
   int,
@@ -29,6 +31,7 @@ export type SettingGroup =
   | 'cache'
   | 'upstream'
   | 'clients'
+  | 'buffering'
   | 'operations';
 
 /** One setting. `flag` and `env` are derived from its key unless given. */
@@ -353,11 +356,61 @@ export const SETTINGS = {
     doc: 'longest a client may take to send its request line and headers (then 408)',
     group: 'clients',
   }),
+  clientSendTimeoutMs: setting({
+    kind: duration(1, 3_600_000),
+    default: 60_000,
+    doc: 'longest a client may leave its answer unread while data waits for it (then the connection is cut)',
+    group: 'clients',
+  }),
+  clientMinRate: setting({
+    kind: bytes(0, 1024 ** 3),
+    default: 1024,
+    doc: 'slowest average, in bytes per second, a client may send its body or read its answer once its timeout has passed (a trickle is cut); 0: no minimum',
+    group: 'clients',
+  }),
   trustProxy: setting({
     kind: bool,
     default: false,
     doc: "behind another proxy: extend the client's `X-Forwarded-*` instead of replacing them",
     group: 'clients',
+  }),
+
+  requestBuffering: setting({
+    kind: bool,
+    default: true,
+    doc: 'receive a request body in full (memory, then a temp file) before it takes a slot, as nginx does; off: stream it while holding the slot',
+    group: 'buffering',
+  }),
+  responseBuffering: setting({
+    kind: bool,
+    default: true,
+    doc: "take the upstream's answer at the upstream's pace (memory, then a temp file) and free its slot before the client has read it; off: stream it while holding the slot",
+    group: 'buffering',
+  }),
+  bufferMemory: setting({
+    kind: bytes(1024, 64 * 1024 ** 2),
+    default: 64 * 1024,
+    doc: 'per request body and per answer, bytes kept in memory before a temp file is used',
+    group: 'buffering',
+  }),
+  maxBodySize: setting({
+    kind: bytes(1024, 64 * 1024 ** 3),
+    default: 1024 ** 3,
+    doc: "largest request body (then 413); CVAT's own nginx allows 1 GiB",
+    group: 'buffering',
+  }),
+  maxResponseBuffer: setting({
+    kind: bytes(1024, 64 * 1024 ** 3),
+    default: 1024 ** 3,
+    doc: 'most bytes of one answer held for a slow client; past it the upstream waits for the client (and keeps its slot)',
+    group: 'buffering',
+  }),
+  tempDir: setting({
+    kind: text('<dir>', (v) => (v.startsWith('/') ? undefined : 'must be an absolute path')),
+    default: tmpdir(),
+    doc: 'where buffer files go; each is unlinked as soon as it is made, so nothing is left behind, even after a crash',
+    group: 'buffering',
+    defaultText: 'the system temp directory',
   }),
 
   shutdownGraceMs: setting({
