@@ -1,9 +1,12 @@
 // The public API of @sluice/pool: everything else in src/ is internal.
+export { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 export { poolChannels } from './channels.js';
 export { isConnectionError } from './connection-errors.js';
 export { isPoolError, PoolError, type PoolErrorCode, poolErrorStatus } from './errors.js';
 export type { LatencySummary } from './latency-window.js';
 export {
+  type ApplicationActivity,
+  activityOf,
   type ConnectionMonitor,
   type ConnectionSample,
   type MonitorOptions,
@@ -11,6 +14,15 @@ export {
   type ThresholdEvent,
 } from './monitor.js';
 export type { PoolOptions } from './options.js';
+export {
+  type DetectPgBouncerOptions,
+  detectPgBouncer,
+  monitorPgBouncer,
+  type PgBouncerInfo,
+  type PgBouncerMonitor,
+  type PgBouncerMonitorOptions,
+  type PgBouncerSample,
+} from './pgbouncer.js';
 export { createPool } from './pool.js';
 export {
   type PurgeBatch,

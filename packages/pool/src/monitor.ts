@@ -1,10 +1,36 @@
-import { TypedEvents } from '@sluice/kit';
+import {
+  checkFunction,
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkString,
+  optional,
+  TypedEvents,
+} from '@sluice/kit';
+import { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 import { poolChannels } from './channels.js';
-import { PoolError } from './errors.js';
 import { Repeater } from './repeater.js';
 import { clientBackendSql, type Queryable } from './server-budget.js';
 import { type ConnectionLevel, nextLevel } from './thresholds.js';
-import { checkFunction, checkInteger, checkNumber, checkObject, describe } from './validate.js';
+
+/**
+ * What the backends of one application are doing. `busy` (`active + idleInTransaction`) is what
+ * it holds for work in flight; `waiting` is the part of `active` blocked on a lock.
+ */
+export interface ApplicationActivity {
+  /** Client backends of the application. */
+  total: number;
+  /** `state = 'active'` (running a statement, including those waiting on a lock). */
+  active: number;
+  /** `state = 'idle'`: connected, doing nothing. */
+  idle: number;
+  /** `idle in transaction` and `idle in transaction (aborted)`: holding a transaction open. */
+  idleInTransaction: number;
+  /** Active and waiting on a lock (`wait_event_type = 'Lock'`); part of `active`. */
+  waiting: number;
+  /** `active + idleInTransaction`. */
+  busy: number;
+}
 
 /** One look at `pg_stat_activity`, taken with a single query. */
 export interface ConnectionSample {
@@ -20,6 +46,8 @@ export interface ConnectionSample {
   byState: Record<string, number>;
   /** Client backends by `application_name` (`''` when unset). */
   byApplication: Record<string, number>;
+  /** What each application's backends are doing (same keys as `byApplication`). */
+  activityByApplication: Record<string, ApplicationActivity>;
   /** Client backends by database. */
   byDatabase: Record<string, number>;
   /** For each application with idle connections, how long its oldest one has been idle, ms. */
@@ -39,7 +67,7 @@ export interface ThresholdEvent {
 export interface MonitorOptions {
   /** Where the sampling query runs (a SluicePool, or anything with `query`). */
   pool: Queryable;
-  /** Time between the end of one sample and the start of the next, ms. */
+  /** Time between the end of one sample and the start of the next, ms (250 ms is fine: one cheap query). */
   intervalMs: number;
   /** Usage (fraction of `max_connections` minus reserved) at which the level becomes `warn`. */
   warnAt: number;
@@ -50,11 +78,11 @@ export interface MonitorOptions {
    * hovering at a threshold does not flap.
    * @default 0.05
    */
-  hysteresis?: number;
+  hysteresis?: number | undefined;
   /** Count only backends connected to this database. @default every database on the server */
-  database?: string;
+  database?: string | undefined;
   /** Clock for `sample.at`. @default Date.now */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
 
 /** A running connection monitor. */
@@ -71,17 +99,11 @@ export interface ConnectionMonitor {
   onSample(listener: (sample: ConnectionSample) => void): () => void;
   /** Called when the level changes; returns the unsubscribe function. */
   onThreshold(listener: (event: ThresholdEvent) => void): () => void;
-  /** Called when a sample fails; returns the unsubscribe function. */
+  /** Called when a sample fails (without a listener: one process warning per failing streak). */
   onError(listener: (error: unknown) => void): () => void;
   /** Stops sampling (waits for a sample in flight). Idempotent. Does not close the pool. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-interface MonitorEvents {
-  sample: ConnectionSample;
-  threshold: ThresholdEvent;
-  error: unknown;
 }
 
 interface SampleRow {
@@ -91,20 +113,23 @@ interface SampleRow {
   app: string | null;
   db: string | null;
   n: number | null;
+  waiting: number | null;
   oldest_idle_ms: number | null;
 }
 
+// One pass over pg_stat_activity, grouped by (state, application, database).
 const SAMPLE_SQL = `
 SELECT current_setting('max_connections')::int AS mc,
        (current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true), '0')::int) AS rc,
-       a.state, a.app, a.db, a.n, a.oldest_idle_ms
+       a.state, a.app, a.db, a.n, a.waiting, a.oldest_idle_ms
   FROM (SELECT 1) AS one
   LEFT JOIN (
     SELECT coalesce(state, 'unknown') AS state,
            coalesce(application_name, '') AS app,
            coalesce(datname, '') AS db,
            count(*)::int AS n,
+           (count(*) FILTER (WHERE wait_event_type = 'Lock'))::int AS waiting,
            (max(extract(epoch FROM clock_timestamp() - state_change) * 1000)
               FILTER (WHERE state = 'idle'))::float8 AS oldest_idle_ms
       FROM pg_stat_activity
@@ -113,156 +138,141 @@ SELECT current_setting('max_connections')::int AS mc,
      GROUP BY 1, 2, 3
   ) AS a ON true`;
 
+const idleActivity = (): ApplicationActivity => ({
+  total: 0,
+  active: 0,
+  idle: 0,
+  idleInTransaction: 0,
+  waiting: 0,
+  busy: 0,
+});
+
+/**
+ * The activity of every application in `sample` that matches one of `patterns`, summed (an
+ * exact name, a prefix ending in `*` such as `'cvat:worker:*'`, or a RegExp).
+ *
+ * @example
+ * ```ts
+ * const { busy, waiting } = activityOf(monitor.lastSample!, ['cvat:server', 'cvat:worker:*']);
+ * ```
+ */
+export function activityOf(
+  sample: Pick<ConnectionSample, 'activityByApplication'>,
+  patterns: ApplicationPattern | readonly ApplicationPattern[],
+): ApplicationActivity {
+  const matchers = (Array.isArray(patterns) ? patterns : [patterns]).map((p) => applicationMatcher(p));
+  const sum = idleActivity();
+  for (const [app, activity] of Object.entries(sample.activityByApplication)) {
+    if (!matchers.some((matches) => matches(app))) continue;
+    for (const key of Object.keys(sum) as (keyof ApplicationActivity)[]) sum[key] += activity[key];
+  }
+  return sum;
+}
+
 /**
  * Samples `pg_stat_activity` every `intervalMs` with one query: client backends against
- * `max_connections`, counts by state, application and database, and the oldest idle connection
+ * `max_connections`, counts by state, application and database, what each application's backends
+ * are doing (active, idle, idle in transaction, waiting on a lock), and the oldest idle connection
  * per application. Raises `warn`/`critical` with hysteresis. The first sample is taken at once.
  * Seeing other roles' sessions in full needs `pg_monitor` (or `pg_read_all_stats`).
  *
  * @throws {TypeError | RangeError} on invalid options
  * @example
  * ```ts
- * await using monitor = monitorConnections({ pool, intervalMs: 5000, warnAt: 0.7, criticalAt: 0.9 });
+ * await using monitor = monitorConnections({ pool, intervalMs: 250, warnAt: 0.7, criticalAt: 0.9 });
  * monitor.onThreshold(({ level, usage }) => log.warn({ level, usage }, 'postgres connections'));
+ * monitor.onSample((s) => gate.follow(activityOf(s, 'cvat:server').busy));
  * ```
  */
 export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
-  return new Monitor(options);
-}
+  checkObject('options', options);
+  checkObject('pool', options.pool);
+  checkFunction('pool.query', options.pool.query);
+  const intervalMs = checkInteger('intervalMs', options.intervalMs, 10, 86_400_000);
+  const warnAt = checkNumber('warnAt', options.warnAt, 0, 10, true);
+  const criticalAt = checkNumber('criticalAt', options.criticalAt, 0, 10, true);
+  if (criticalAt < warnAt) {
+    throw new RangeError(`criticalAt should be at least warnAt (${warnAt}), got ${criticalAt}`);
+  }
+  const thresholds = {
+    warnAt,
+    criticalAt,
+    hysteresis: optional(options.hysteresis, 0.05, (v) => checkNumber('hysteresis', v, 0, warnAt)),
+  };
+  const database = optional(options.database, null, (v) => checkString('database', v));
+  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v));
+  const { pool } = options;
+  let level: ConnectionLevel = 'ok';
+  let usage: number | undefined;
 
-class Monitor implements ConnectionMonitor {
-  readonly #pool: Queryable;
-  readonly #database: string | null;
-  readonly #now: () => number;
-  readonly #thresholds: { warnAt: number; criticalAt: number; hysteresis: number };
-  readonly #events = new TypedEvents<MonitorEvents>();
-  readonly #repeater: Repeater<ConnectionSample>;
-  #closing: Promise<void> | undefined;
-  #last: ConnectionSample | undefined;
-  #usage: number | undefined;
-  #level: ConnectionLevel = 'ok';
-  #failing = false;
-
-  constructor(o: MonitorOptions) {
-    const where = 'monitorConnections';
-    checkObject(where, 'options', o);
-    checkObject(where, 'pool', o.pool);
-    checkFunction(where, 'pool.query', o.pool.query);
-    const intervalMs = checkInteger(where, 'intervalMs', o.intervalMs, 10, 86_400_000);
-    const warnAt = checkNumber(where, 'warnAt', o.warnAt, Number.MIN_VALUE, 10);
-    const criticalAt = checkNumber(where, 'criticalAt', o.criticalAt, Number.MIN_VALUE, 10);
-    if (criticalAt < warnAt) {
-      throw new RangeError(`${where}: criticalAt should be at least warnAt (${warnAt}), got ${criticalAt}`);
-    }
-    const hysteresis = checkNumber(where, 'hysteresis', o.hysteresis ?? 0.05, 0, warnAt);
-    if (o.database !== undefined && (typeof o.database !== 'string' || o.database === '')) {
-      throw new TypeError(`${where}: database should be a non-empty string, got ${describe(o.database)}`);
-    }
-    if (o.now !== undefined) checkFunction(where, 'now', o.now);
-    this.#pool = o.pool;
-    this.#database = o.database ?? null;
-    this.#now = o.now ?? Date.now;
-    this.#thresholds = { warnAt, criticalAt, hysteresis };
-    this.#repeater = new Repeater(
-      () => this.#sample(),
-      intervalMs,
-      (sample) => this.#observe(sample),
-      (error) => this.#fail(error),
-    );
-    this.#repeater.start(0);
-  }
-
-  get lastSample(): ConnectionSample | undefined {
-    return this.#last;
-  }
-  get level(): ConnectionLevel {
-    return this.#level;
-  }
-  get usage(): number | undefined {
-    return this.#usage;
-  }
-
-  async sampleNow(): Promise<ConnectionSample> {
-    if (this.#closing) throw new PoolError('E_POOL_CLOSED', 'the connection monitor is closed');
-    return this.#repeater.runNow();
-  }
-
-  onSample(listener: (sample: ConnectionSample) => void): () => void {
-    return this.#events.on('sample', listener);
-  }
-  onThreshold(listener: (event: ThresholdEvent) => void): () => void {
-    return this.#events.on('threshold', listener);
-  }
-  onError(listener: (error: unknown) => void): () => void {
-    return this.#events.on('error', listener);
-  }
-
-  close(): Promise<void> {
-    this.#closing ??= this.#repeater.close();
-    return this.#closing;
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #sample(): Promise<ConnectionSample> {
-    const { rows } = await this.#pool.query<SampleRow & Record<string, unknown>>(SAMPLE_SQL, [
-      this.#database,
-    ]);
+  const sample = async (): Promise<ConnectionSample> => {
+    const { rows } = await pool.query<SampleRow & Record<string, unknown>>(SAMPLE_SQL, [database]);
     const first = rows[0];
     if (!first) throw new Error('the pg_stat_activity sample returned no row');
-    const sample: ConnectionSample = {
-      at: this.#now(),
+    const s: ConnectionSample = {
+      at: now(),
       maxConnections: first.mc,
       reservedConnections: first.rc,
       total: 0,
       byState: {},
       byApplication: {},
+      activityByApplication: {},
       byDatabase: {},
       oldestIdleMsByApplication: {},
     };
-    for (const row of rows) {
-      if (row.n === null || row.state === null || row.app === null || row.db === null) continue;
-      sample.total += row.n;
-      sample.byState[row.state] = (sample.byState[row.state] ?? 0) + row.n;
-      sample.byApplication[row.app] = (sample.byApplication[row.app] ?? 0) + row.n;
-      sample.byDatabase[row.db] = (sample.byDatabase[row.db] ?? 0) + row.n;
-      if (row.oldest_idle_ms !== null) {
-        const idle = Math.max(0, Math.round(row.oldest_idle_ms));
-        sample.oldestIdleMsByApplication[row.app] = Math.max(
-          sample.oldestIdleMsByApplication[row.app] ?? 0,
-          idle,
-        );
+    for (const { n, state, app, db, waiting, oldest_idle_ms } of rows) {
+      if (n === null || state === null || app === null || db === null) continue;
+      s.total += n;
+      s.byState[state] = (s.byState[state] ?? 0) + n;
+      s.byApplication[app] = (s.byApplication[app] ?? 0) + n;
+      s.byDatabase[db] = (s.byDatabase[db] ?? 0) + n;
+      const activity = s.activityByApplication[app] ?? idleActivity();
+      s.activityByApplication[app] = activity;
+      activity.total += n;
+      if (state === 'active') activity.active += n;
+      else if (state === 'idle') activity.idle += n;
+      else if (state.startsWith('idle in transaction')) activity.idleInTransaction += n;
+      activity.waiting += waiting ?? 0;
+      activity.busy = activity.active + activity.idleInTransaction;
+      if (oldest_idle_ms !== null) {
+        const idle = Math.max(0, Math.round(oldest_idle_ms));
+        s.oldestIdleMsByApplication[app] = Math.max(s.oldestIdleMsByApplication[app] ?? 0, idle);
       }
     }
-    return sample;
-  }
+    return s;
+  };
 
-  #observe(sample: ConnectionSample): void {
-    this.#failing = false;
-    const budget = Math.max(1, sample.maxConnections - sample.reservedConnections);
-    const usage = sample.total / budget;
-    this.#last = sample;
-    this.#usage = usage;
-    if (poolChannels.sample.hasSubscribers) poolChannels.sample.publish(sample);
-    this.#events.emit('sample', sample);
-    const previous = this.#level;
-    const level = nextLevel(previous, usage, this.#thresholds);
-    if (level !== previous) {
-      this.#level = level;
-      this.#events.emit('threshold', { level, previous, sample, usage });
-    }
-  }
-
-  #fail(error: unknown): void {
-    if (this.#events.has('error')) {
-      this.#events.emit('error', error);
-    } else if (!this.#failing) {
-      const reason = error instanceof Error ? error.message : String(error);
-      process.emitWarning(`connection monitor: sampling pg_stat_activity failed: ${reason}`, {
-        code: 'SLUICE_MONITOR_SAMPLE_FAILED',
-      });
-    }
-    this.#failing = true;
-  }
+  const repeater = new Repeater({
+    task: sample,
+    intervalMs,
+    firstRunMs: 0,
+    name: 'connection monitor: sampling pg_stat_activity',
+    warningCode: 'SLUICE_MONITOR_SAMPLE_FAILED',
+  });
+  const thresholdEvents = new TypedEvents<{ threshold: ThresholdEvent }>();
+  repeater.events.on('result', (s) => {
+    usage = s.total / Math.max(1, s.maxConnections - s.reservedConnections);
+    if (poolChannels.sample.hasSubscribers) poolChannels.sample.publish(s);
+    const previous = level;
+    level = nextLevel(previous, usage, thresholds);
+    if (level === previous) return;
+    thresholdEvents.emit('threshold', { level, previous, sample: s, usage });
+  });
+  return {
+    get lastSample() {
+      return repeater.last;
+    },
+    get level() {
+      return level;
+    },
+    get usage() {
+      return usage;
+    },
+    sampleNow: () => repeater.runNow(),
+    onSample: (listener) => repeater.events.on('result', listener),
+    onThreshold: (listener) => thresholdEvents.on('threshold', listener),
+    onError: (listener) => repeater.events.on('error', listener),
+    close: () => repeater.close(),
+    [Symbol.asyncDispose]: () => repeater.close(),
+  };
 }

@@ -1,58 +1,83 @@
-import { checkFunction, checkInteger, checkObject, describe } from './validate.js';
+import {
+  checkChoice,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  checkString,
+  optional,
+  show,
+} from '@sluice/kit';
 
 /** Options of {@link createPool} and {@link sharedPool}. */
 export interface PoolOptions {
   /** `postgres://user:password@host:port/database?...`, as `pg` understands it. */
   connectionString: string;
-  /** Hard ceiling of server connections this pool opens. Required. */
+  /** Hard ceiling of server connections this pool opens (`pg.Pool`'s `max`). Required. */
   max: number;
   /**
-   * How many acquires may wait for a connection; one more fails at once with `E_POOL_EXHAUSTED`.
+   * How many acquires may wait while all `max` connections are busy; one more fails at once with
+   * `E_POOL_EXHAUSTED`.
    * @default 1000
    */
-  maxWaiting?: number;
+  maxWaiting?: number | undefined;
   /**
-   * How long an acquire may take in all (queue plus connect) before it fails with `E_POOL_TIMEOUT`.
+   * How long an acquire may take in all (queue plus connect) before it fails with
+   * `E_POOL_TIMEOUT` (`pg.Pool`'s `connectionTimeoutMillis`); an acquire's own `timeoutMs` may
+   * only shorten it.
    * @default 10000
    */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
   /**
    * `application_name` of every connection, what `pg_stat_activity` shows (at most 63 bytes).
    * @default 'sluice'
    */
-  applicationName?: string;
+  applicationName?: string | undefined;
   /** Server-side `statement_timeout` of every connection, ms; 0 turns it off. Unset: the server's. */
-  statementTimeoutMs?: number;
+  statementTimeoutMs?: number | undefined;
   /** Server-side `idle_in_transaction_session_timeout`, ms; 0 turns it off. Unset: the server's. */
-  idleInTransactionTimeoutMs?: number;
+  idleInTransactionTimeoutMs?: number | undefined;
+  /**
+   * How the two server-side timeouts reach the server. `'startup'`: as startup parameters of every
+   * connection. `'transaction'`: never at startup; `SET LOCAL` at the start of every
+   * `withTransaction` (PgBouncer in transaction mode refuses unknown startup parameters).
+   * `'auto'`: startup parameters until a server refuses them ("unsupported startup parameter",
+   * PgBouncer), then `'transaction'` for the life of the pool (the refused connect is retried).
+   * @default 'auto'
+   */
+  serverTimeouts?: 'auto' | 'startup' | 'transaction' | undefined;
+  /**
+   * Client-side backstop on every statement (`pg`'s `query_timeout`), ms; 0 turns it off. A
+   * statement that outlives it fails, and its connection is destroyed, not reused.
+   * @default statementTimeoutMs + 1000 when statementTimeoutMs > 0, else 0
+   */
+  queryTimeoutMs?: number | undefined;
   /**
    * An idle connection is closed after this long; 0 keeps idle connections open.
    * @default 10000
    */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: number | undefined;
   /**
    * A connection is closed (when next idle) once it is this old; 0 turns it off.
    * @default 1800
    */
-  maxLifetimeSeconds?: number;
+  maxLifetimeSeconds?: number | undefined;
   /**
    * A client checked out longer than this fires `leak` (once per checkout); 0 turns it off.
    * @default 60000
    */
-  leakDetectionMs?: number;
+  leakDetectionMs?: number | undefined;
   /**
-   * How long opening one server connection may take (`pg`'s `connectionTimeoutMillis`, set on
-   * each client); at most `acquireTimeoutMs`.
+   * How long opening one server connection may take; at most `acquireTimeoutMs`.
    * @default acquireTimeoutMs
    */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /**
    * `close()` waits this long for checked-out clients, then closes their connections anyway.
    * @default 5000
    */
-  closeTimeoutMs?: number;
-  /** Clock for leak timing and event timestamps (epoch ms). @default Date.now */
-  now?: () => number;
+  closeTimeoutMs?: number | undefined;
+  /** Clock for leak timing (epoch ms). @default Date.now */
+  now?: (() => number) | undefined;
 }
 
 /** {@link PoolOptions} with every default filled in. */
@@ -64,6 +89,8 @@ export interface ResolvedPoolOptions {
   readonly applicationName: string;
   readonly statementTimeoutMs: number | undefined;
   readonly idleInTransactionTimeoutMs: number | undefined;
+  readonly serverTimeouts: 'auto' | 'startup' | 'transaction';
+  readonly queryTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly maxLifetimeSeconds: number;
   readonly leakDetectionMs: number;
@@ -72,95 +99,44 @@ export interface ResolvedPoolOptions {
   readonly now: () => number;
 }
 
-const WHERE = 'createPool';
 const DAY_MS = 86_400_000;
+const INT32 = 2_147_483_647;
 
 /** Validates options and resolves defaults; throws TypeError/RangeError naming the option. */
-export function resolvePoolOptions(options: PoolOptions, where = WHERE): ResolvedPoolOptions {
-  checkObject(where, 'options', options);
-  const { connectionString } = options;
-  if (typeof connectionString !== 'string' || connectionString.trim() === '') {
-    throw new TypeError(
-      `${where}: connectionString should be a non-empty string, got ${describe(connectionString)}`,
-    );
-  }
-  if (options.max === undefined) {
-    throw new TypeError(`${where}: max is required (the hard ceiling of server connections), got undefined`);
-  }
-  const max = checkInteger(where, 'max', options.max, 1, 10_000);
-  const maxWaiting = checkInteger(where, 'maxWaiting', options.maxWaiting ?? 1000, 0, 1_000_000);
-  const acquireTimeoutMs = checkInteger(
-    where,
-    'acquireTimeoutMs',
-    options.acquireTimeoutMs ?? 10_000,
-    1,
-    DAY_MS,
-  );
-  const applicationName = options.applicationName ?? 'sluice';
-  if (typeof applicationName !== 'string' || applicationName === '') {
-    throw new TypeError(
-      `${where}: applicationName should be a non-empty string, got ${describe(applicationName)}`,
-    );
-  }
+export function resolvePoolOptions(o: PoolOptions): ResolvedPoolOptions {
+  checkObject('options', o);
+  const ms = (name: keyof PoolOptions, fallback: number, min = 0, max = DAY_MS): number =>
+    optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
+  const applicationName = optional(o.applicationName, 'sluice', (v) => checkString('applicationName', v));
   if (Buffer.byteLength(applicationName) > 63 || !/^[\x20-\x7e]+$/.test(applicationName)) {
     throw new RangeError(
-      `${where}: applicationName should be at most 63 printable ASCII characters (PostgreSQL truncates longer names), got ${describe(applicationName)}`,
+      `applicationName should be at most 63 printable ASCII characters (PostgreSQL truncates longer names), got ${show(applicationName)}`,
     );
   }
-  const statementTimeoutMs =
-    options.statementTimeoutMs === undefined
-      ? undefined
-      : checkInteger(where, 'statementTimeoutMs', options.statementTimeoutMs, 0, 2_147_483_647);
-  const idleInTransactionTimeoutMs =
-    options.idleInTransactionTimeoutMs === undefined
-      ? undefined
-      : checkInteger(
-          where,
-          'idleInTransactionTimeoutMs',
-          options.idleInTransactionTimeoutMs,
-          0,
-          2_147_483_647,
-        );
-  const idleTimeoutMs = checkInteger(where, 'idleTimeoutMs', options.idleTimeoutMs ?? 10_000, 0, DAY_MS);
-  const maxLifetimeSeconds = checkInteger(
-    where,
-    'maxLifetimeSeconds',
-    options.maxLifetimeSeconds ?? 1800,
-    0,
-    DAY_MS / 1000,
+  const acquireTimeoutMs = ms('acquireTimeoutMs', 10_000, 1);
+  const statementTimeoutMs = optional(o.statementTimeoutMs, undefined, (v) =>
+    checkInteger('statementTimeoutMs', v, 0, INT32),
   );
-  const leakDetectionMs = checkInteger(
-    where,
-    'leakDetectionMs',
-    options.leakDetectionMs ?? 60_000,
-    0,
-    DAY_MS,
-  );
-  // An acquire that finds a free slot waits only for the connect: keeping connectTimeoutMs within
-  // acquireTimeoutMs keeps every acquire within acquireTimeoutMs.
-  const connectTimeoutMs = checkInteger(
-    where,
-    'connectTimeoutMs',
-    options.connectTimeoutMs ?? acquireTimeoutMs,
-    1,
-    acquireTimeoutMs,
-  );
-  const closeTimeoutMs = checkInteger(where, 'closeTimeoutMs', options.closeTimeoutMs ?? 5000, 0, DAY_MS);
-  const now = options.now ?? Date.now;
-  checkFunction(where, 'now', now);
   return {
-    connectionString,
-    max,
-    maxWaiting,
+    connectionString: checkString('connectionString', o.connectionString),
+    max: checkInteger('max', o.max, 1, 10_000),
+    maxWaiting: ms('maxWaiting', 1000, 0, 1_000_000),
     acquireTimeoutMs,
     applicationName,
     statementTimeoutMs,
-    idleInTransactionTimeoutMs,
-    idleTimeoutMs,
-    maxLifetimeSeconds,
-    leakDetectionMs,
-    connectTimeoutMs,
-    closeTimeoutMs,
-    now,
+    idleInTransactionTimeoutMs: optional(o.idleInTransactionTimeoutMs, undefined, (v) =>
+      checkInteger('idleInTransactionTimeoutMs', v, 0, INT32),
+    ),
+    serverTimeouts: optional(o.serverTimeouts, 'auto', (v) =>
+      checkChoice('serverTimeouts', v, ['auto', 'startup', 'transaction'] as const),
+    ),
+    queryTimeoutMs: ms('queryTimeoutMs', statementTimeoutMs ? statementTimeoutMs + 1000 : 0, 0, INT32),
+    idleTimeoutMs: ms('idleTimeoutMs', 10_000),
+    maxLifetimeSeconds: ms('maxLifetimeSeconds', 1800, 0, DAY_MS / 1000),
+    leakDetectionMs: ms('leakDetectionMs', 60_000),
+    // Within acquireTimeoutMs, so an acquire that finds room waits no longer than its bound.
+    connectTimeoutMs: ms('connectTimeoutMs', acquireTimeoutMs, 1, acquireTimeoutMs),
+    closeTimeoutMs: ms('closeTimeoutMs', 5000),
+    now: optional(o.now, Date.now, (v) => checkFunction<() => number>('now', v)),
   };
 }

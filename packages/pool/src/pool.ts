@@ -1,15 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import { TypedEvents } from '@sluice/kit';
+import { armWait, checkChoice, checkInteger, show, TypedEvents } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
-import { DeadlineQueue, type Expiring } from './deadline-queue.js';
 import { PoolError, type PoolErrorCode } from './errors.js';
 import { LatencyWindow } from './latency-window.js';
 import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from './options.js';
-import { registerPool, unregisterPool } from './registry.js';
 import { readServerBudget } from './server-budget.js';
-import { GateEntry, SlotGate } from './slot-gate.js';
 import type {
   AcquireOptions,
   PoolEvents,
@@ -20,13 +17,12 @@ import type {
   VerifyOptions,
   VerifyResult,
 } from './types.js';
-import { checkChoice, checkInteger } from './validate.js';
 
 /**
- * Creates a bounded pool around `pg.Pool`: at most `max` server connections, at most
- * `maxWaiting` queued acquires (one more fails at once with `E_POOL_EXHAUSTED`), every acquire
- * bounded by `acquireTimeoutMs`, leak detection, and an `'error'` listener on the underlying
- * pool so a dying idle connection never crashes the process.
+ * Creates a bounded pool on `pg.Pool`'s documented API: at most `max` server connections, at most
+ * `maxWaiting` acquires waiting (one more fails at once with `E_POOL_EXHAUSTED`), every acquire
+ * bounded by `acquireTimeoutMs` (and by its own `timeoutMs`/`signal`), leak detection, and
+ * `'error'` listeners so a dying connection, idle or checked out, never crashes the process.
  *
  * @throws {TypeError | RangeError} when an option is missing or out of range (the message names it)
  * @example
@@ -52,84 +48,29 @@ interface AcquireSite {
 
 type AcquireDone = (error: Error | undefined, checkout: Checkout | undefined) => void;
 
+/** One acquire handed to `pg.Pool#connect`; once `settled`, a client it still gets goes straight back. */
+interface Acquire {
+  readonly site: AcquireSite | undefined;
+  readonly started: number;
+  readonly timeoutMs: number;
+  /** It came while all `max` connections were busy: it counts as waiting. */
+  readonly queued: boolean;
+  readonly done: AcquireDone;
+  settled: boolean;
+  retried: boolean;
+  disarm: (() => void) | undefined;
+}
+
 /** One checked-out client. */
-class Checkout {
-  leaked = false;
-  released = false;
+interface Checkout {
+  readonly client: pg.PoolClient;
+  readonly acquiredAt: number;
+  readonly site: AcquireSite | undefined;
   /** The SQL of a `pool.query()` checkout. */
-  query: string | undefined = undefined;
-  broken: Error | undefined = undefined;
-
-  constructor(
-    readonly client: pg.PoolClient,
-    readonly pgRelease: (err?: Error | boolean) => void,
-    readonly acquiredAt: number,
-    readonly site: AcquireSite | undefined,
-    readonly pid: number | undefined,
-  ) {}
-}
-
-/** What a {@link Waiter} calls back into (closures made once per pool, not per acquire). */
-interface WaiterHost {
-  connect(waiter: Waiter): void;
-  giveUp(waiter: Waiter, code: 'E_POOL_TIMEOUT' | 'E_POOL_ABORTED' | 'E_POOL_CLOSED'): void;
-}
-
-/**
- * An acquire that could not take a slot at once, or that carries its own timeout or signal.
- * It waits in the slot queue, then connects; its deadline covers both.
- */
-class Waiter extends GateEntry implements Expiring {
-  dlPrev: Expiring | undefined = undefined;
-  dlNext: Expiring | undefined = undefined;
-  inDeadlines = false;
-  settled = false;
-  /** Its own timer, only when it has a custom timeout (default ones share the pool's). */
-  timer: NodeJS.Timeout | undefined = undefined;
-
-  constructor(
-    readonly host: WaiterHost,
-    readonly site: AcquireSite | undefined,
-    readonly started: number,
-    readonly deadline: number,
-    readonly timeoutMs: number,
-    readonly signal: AbortSignal | undefined,
-    readonly done: AcquireDone,
-  ) {
-    super();
-  }
-
-  grant(): void {
-    this.host.connect(this);
-  }
-  cancel(): void {
-    this.host.giveUp(this, 'E_POOL_CLOSED');
-  }
-  expire(): void {
-    this.host.giveUp(this, 'E_POOL_TIMEOUT');
-  }
-  /** The signal's abort listener (an EventListener object: no closure). */
-  handleEvent(): void {
-    this.host.giveUp(this, 'E_POOL_ABORTED');
-  }
-}
-
-/** A pg.Client class whose every instance gives up connecting after `timeoutMs`. */
-function clientWithConnectTimeout(timeoutMs: number): typeof pg.Client {
-  return class SluiceClient extends pg.Client {
-    constructor(config?: string | pg.ClientConfig) {
-      super(
-        typeof config === 'string'
-          ? { connectionString: config, connectionTimeoutMillis: timeoutMs }
-          : { ...config, connectionTimeoutMillis: timeoutMs },
-      );
-    }
-  };
-}
-
-function processId(client: pg.ClientBase): number | undefined {
-  const pid = (client as unknown as { processID?: unknown }).processID;
-  return typeof pid === 'number' ? pid : undefined;
+  query: string | undefined;
+  broken: Error | undefined;
+  released: boolean;
+  leaked: boolean;
 }
 
 const ISOLATION = {
@@ -138,27 +79,64 @@ const ISOLATION = {
   serializable: 'SERIALIZABLE',
 } as const;
 
+const inTransaction = (client: pg.ClientBase): boolean => {
+  const status = client.getTransactionStatus();
+  return status === 'T' || status === 'E';
+};
+
+/**
+ * The pool's connections: `connect()` also reads the server's `pg_backend_pid()` (one round trip
+ * per connection, before pg.Pool hands the client out), the documented way to learn the pid.
+ */
+class SluiceClient extends pg.Client {
+  backendPid: number | undefined;
+
+  override connect(): Promise<pg.Client>;
+  override connect(callback: (error: Error | undefined) => void): void;
+  override connect(callback?: (error: Error | undefined) => void): Promise<pg.Client> | undefined {
+    const connected = super
+      .connect()
+      .then(() => this.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+      .then(
+        ({ rows }) => {
+          this.backendPid = rows[0]?.pid;
+          return this;
+        },
+        (error: unknown) => {
+          this.end().catch(() => undefined); // pg.Pool drops a client whose connect failed, unclosed
+          throw error;
+        },
+      );
+    if (!callback) return connected;
+    connected.then(() => callback(undefined), callback);
+    return undefined;
+  }
+}
+
+const pidOf = (client: pg.ClientBase): number | undefined => (client as SluiceClient).backendPid;
+
+/** PgBouncer's answer to a startup parameter it does not know (e.g. `statement_timeout`). */
+const isStartupRefusal = (error: unknown): boolean =>
+  error instanceof Error && /unsupported startup parameter/i.test(error.message);
+
 /** The {@link SluicePool} implementation behind {@link createPool}. */
 class BoundedPool implements SluicePool {
   readonly #o: ResolvedPoolOptions;
   readonly #pg: pg.Pool;
-  readonly #gate: SlotGate;
   readonly #events = new TypedEvents<PoolEvents>();
-  readonly #checkouts = new Map<pg.PoolClient, Checkout>();
-  readonly #pids = new Set<number>();
+  readonly #checkouts = new Map<pg.ClientBase, Checkout>();
+  /** Acquires in flight, so close() can fail them; the order of service is pg.Pool's. */
+  readonly #pending = new Set<Acquire>();
+  /** Server connections opened and not yet fully closed. */
+  readonly #clients = new Set<pg.ClientBase>();
   readonly #discarded = new WeakSet<pg.ClientBase>();
-  readonly #deadlines = new DeadlineQueue();
-  readonly #host: WaiterHost;
-  /** One release function per physical client, reused across checkouts. */
-  readonly #releasers = new WeakMap<pg.PoolClient, (err?: Error | boolean) => void>();
-  /** The 'error' listener of every checked-out client (`this` is the client). */
-  readonly #onCheckedOutError: (this: pg.PoolClient, error: Error) => void;
   readonly #waits = new LatencyWindow(1024);
   readonly #sweepTimer: NodeJS.Timeout | undefined;
+  /** Server timeouts sent as startup parameters; emptied once a server refuses them. */
+  #startup: pg.ClientConfig = {};
   #closing: Promise<void> | undefined;
-  /** Server connections opened and not yet fully closed. */
-  #open = 0;
   #allRemoved: (() => void) | undefined;
+  #queued = 0;
   #acquired = 0;
   #leaked = 0;
   #exhausted = 0;
@@ -168,60 +146,66 @@ class BoundedPool implements SluicePool {
 
   constructor(o: ResolvedPoolOptions) {
     this.#o = o;
-    this.#gate = new SlotGate(o.max, o.maxWaiting);
-    const config: pg.PoolConfig = {
+    if (o.serverTimeouts !== 'transaction') {
+      if (o.statementTimeoutMs !== undefined) this.#startup.statement_timeout = o.statementTimeoutMs;
+      if (o.idleInTransactionTimeoutMs !== undefined) {
+        this.#startup.idle_in_transaction_session_timeout = o.idleInTransactionTimeoutMs;
+      }
+    }
+    const pool = this;
+    this.#pg = new pg.Pool({
       connectionString: o.connectionString,
       max: o.max,
       application_name: o.applicationName,
       idleTimeoutMillis: o.idleTimeoutMs,
       maxLifetimeSeconds: o.maxLifetimeSeconds,
-      // The connect timeout is set on each client rather than on pg.Pool: pg.Pool would arm a
-      // timer for every checkout of an idle client too. Queue waits are bounded here instead.
-      Client: clientWithConnectTimeout(o.connectTimeoutMs),
-    };
-    if (o.statementTimeoutMs !== undefined) config.statement_timeout = o.statementTimeoutMs;
-    if (o.idleInTransactionTimeoutMs !== undefined) {
-      config.idle_in_transaction_session_timeout = o.idleInTransactionTimeoutMs;
-    }
-    this.#pg = new pg.Pool(config);
-    const pool = this;
-    this.#onCheckedOutError = function onCheckedOutError(this: pg.PoolClient, error: Error): void {
-      const co = pool.#checkouts.get(this);
-      if (co) pool.#markBroken(co, error);
-    };
-    this.#host = {
-      connect: (waiter) => this.#connectWaiter(waiter),
-      giveUp: (waiter, code) => this.#giveUp(waiter, code),
-    };
+      // Bounds both the wait in pg.Pool's queue and a new connection: acquireTimeoutMs in all.
+      connectionTimeoutMillis: o.acquireTimeoutMs,
+      ...(o.queryTimeoutMs > 0 ? { query_timeout: o.queryTimeoutMs } : {}),
+      // pg.Pool's documented custom Client: the connect timeout of one connection, and the server
+      // timeouts for as long as the server accepts them as startup parameters.
+      Client: class extends SluiceClient {
+        constructor(config?: pg.ClientConfig) {
+          super({ ...config, ...pool.#startup, connectionTimeoutMillis: o.connectTimeoutMs });
+        }
+      },
+    });
     // Without this listener an idle client's error (server restart, pg_terminate_backend) is an
     // unhandled 'error' event and kills the process. pg.Pool has already dropped the client.
     this.#pg.on('error', (error, client) => {
       // A client this pool already discarded may still report its socket closing: counted once.
-      if (!this.#discarded.has(client)) this.#clientError(error, 'idle', processId(client));
+      if (!this.#discarded.has(client)) this.#clientError(error, 'idle', pidOf(client));
     });
     this.#pg.on('connect', (client) => {
-      // A checked-out client whose connection dies emits 'error', and with no listener that
-      // throws. This listener stays for the client's life (no add/remove per checkout); it acts
-      // only while the client is checked out; pg.Pool's own listener handles idle clients.
-      client.on('error', this.#onCheckedOutError);
-      const pid = processId(client);
-      this.#open += 1;
-      if (pid !== undefined) this.#pids.add(pid);
-      this.#events.emit('connect', { pid });
+      this.#clients.add(client);
+      // pg.Pool listens for errors only while a client is idle; a checked-out client's error with
+      // no listener would throw. This one stays for the client's life and acts while it is out.
+      client.on('error', (error) => {
+        const co = this.#checkouts.get(client);
+        if (co) this.#markBroken(co, error);
+      });
+      this.#events.emit('connect', { pid: pidOf(client) });
+    });
+    this.#pg.on('release', (error, client) => {
+      const co = this.#checkouts.get(client);
+      if (!co) return; // an acquire that gave up, handing its client straight back
+      co.released = true;
+      this.#checkouts.delete(client);
+      if (error) {
+        this.#destroyed += 1;
+        this.#discarded.add(client);
+      }
     });
     this.#pg.on('remove', (client) => {
-      const pid = processId(client);
-      this.#open -= 1;
-      if (pid !== undefined) this.#pids.delete(pid);
-      this.#events.emit('remove', { pid });
-      if (this.#open === 0) this.#allRemoved?.();
+      this.#clients.delete(client);
+      this.#events.emit('remove', { pid: pidOf(client) });
+      if (this.#clients.size === 0) this.#allRemoved?.();
     });
     if (o.leakDetectionMs > 0) {
       const every = Math.min(1000, Math.max(10, Math.floor(o.leakDetectionMs / 4)));
       this.#sweepTimer = setInterval(() => this.#sweepLeaks(), every);
       this.#sweepTimer.unref();
     }
-    registerPool(this);
   }
 
   get max(): number {
@@ -237,7 +221,7 @@ class BoundedPool implements SluicePool {
     return this.#checkouts.size;
   }
   get waitingCount(): number {
-    return this.#gate.waiting;
+    return this.#queued;
   }
   get applicationName(): string {
     return this.#o.applicationName;
@@ -260,34 +244,23 @@ class BoundedPool implements SluicePool {
           return;
         }
         co.query = text;
+        const done = (error: Error | undefined, result?: pg.QueryResult<R>): void => {
+          if (error && isConnectionError(error)) this.#markBroken(co, error);
+          this.#release(co);
+          if (error) reject(error);
+          else resolve(result as pg.QueryResult<R>);
+        };
         try {
-          co.client.query<R>(text, values as unknown[], (error, result) =>
-            this.#queryDone(co, error, result, resolve, reject),
-          );
+          co.client.query<R>(text, values as unknown[], (error, result) => done(error ?? undefined, result));
         } catch (error) {
-          this.#queryDone(co, toError(error), undefined, resolve, reject);
+          done(toError(error));
         }
       });
     });
   }
 
-  /** Ends a `query()`: releases exactly once (destroying a broken client), then settles. */
-  #queryDone<R extends pg.QueryResultRow>(
-    co: Checkout,
-    error: Error | null | undefined,
-    result: pg.QueryResult<R> | undefined,
-    resolve: (result: pg.QueryResult<R>) => void,
-    reject: (error: unknown) => void,
-  ): void {
-    if (error && isConnectionError(error)) this.#markBroken(co, error);
-    this.#release(co);
-    if (error) reject(error);
-    else resolve(result as pg.QueryResult<R>);
-  }
-
   async connect(options?: AcquireOptions): Promise<pg.PoolClient> {
-    const co = await this.#acquire(this.#captureSite(this.connect), options);
-    return co.client;
+    return (await this.#acquire(this.#captureSite(this.connect), options)).client;
   }
 
   async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: AcquireOptions): Promise<T> {
@@ -311,20 +284,17 @@ class BoundedPool implements SluicePool {
     const co = await this.#acquire(this.#captureSite(this.withTransaction), options);
     const { client } = co;
     try {
-      await client.query(begin);
+      await client.query(begin + this.#localTimeouts());
       const result = await fn(client);
       await client.query('COMMIT');
       this.#release(co);
       return result;
     } catch (error) {
       if (isConnectionError(error)) this.#markBroken(co, toError(error));
-      const status = client.getTransactionStatus();
-      if (!co.broken && (status === 'T' || status === 'E')) {
-        try {
-          await client.query('ROLLBACK');
-        } catch (rollbackError) {
+      if (!co.broken && !co.released && inTransaction(client)) {
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
           this.#markBroken(co, toError(rollbackError));
-        }
+        });
       }
       this.#release(co);
       throw error;
@@ -337,7 +307,7 @@ class BoundedPool implements SluicePool {
       total: this.#pg.totalCount,
       idle: this.#pg.idleCount,
       active: this.#checkouts.size,
-      waiting: this.#gate.waiting,
+      waiting: this.#queued,
       maxWaiting: this.#o.maxWaiting,
       leaked: this.#leaked,
       acquired: this.#acquired,
@@ -350,13 +320,11 @@ class BoundedPool implements SluicePool {
   }
 
   async verify(options?: VerifyOptions): Promise<VerifyResult> {
-    const onMisfit = checkChoice('verify', 'onMisfit', options?.onMisfit ?? 'warn', [
-      'warn',
-      'throw',
-    ] as const);
+    const onMisfit = checkChoice('onMisfit', options?.onMisfit ?? 'warn', ['warn', 'throw'] as const);
     const server = await this.withClient((client) => readServerBudget(client, this.backendPids()));
     const budget = server.maxConnections - server.reservedConnections;
     const free = budget - server.otherBackends;
+    const name = this.#o.applicationName;
     const result: VerifyResult = {
       maxConnections: server.maxConnections,
       reservedConnections: server.reservedConnections,
@@ -368,24 +336,21 @@ class BoundedPool implements SluicePool {
     };
     if (!result.fits) {
       const message =
-        `pool '${this.#o.applicationName}' max ${this.#o.max} does not fit the server's budget of ${budget} ` +
+        `pool '${name}' max ${this.#o.max} does not fit the server's budget of ${budget} ` +
         `connections (max_connections ${server.maxConnections} - reserved ${server.reservedConnections})`;
       if (onMisfit === 'throw') throw new PoolError('E_POOL_MISFIT', message);
       this.#warn({ code: 'E_POOL_MISFIT', message, result });
     } else if (!result.fitsNow) {
-      this.#warn({
-        code: 'E_POOL_TIGHT',
-        message:
-          `pool '${this.#o.applicationName}' max ${this.#o.max} exceeds the ${Math.max(0, free)} connections free ` +
-          `now (${server.otherBackends} of ${budget} are used by other clients)`,
-        result,
-      });
+      const message =
+        `pool '${name}' max ${this.#o.max} exceeds the ${Math.max(0, free)} connections free ` +
+        `now (${server.otherBackends} of ${budget} are used by other clients)`;
+      this.#warn({ code: 'E_POOL_TIGHT', message, result });
     }
     return result;
   }
 
   backendPids(): number[] {
-    return [...this.#pids];
+    return [...this.#clients].flatMap((client) => pidOf(client) ?? []);
   }
 
   on<E extends keyof PoolEvents>(event: E, listener: (payload: PoolEvents[E]) => void): () => void {
@@ -403,28 +368,23 @@ class BoundedPool implements SluicePool {
 
   async #shutdown(): Promise<void> {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
-    this.#gate.cancelAll();
+    for (const a of [...this.#pending]) {
+      this.#settle(a);
+      a.done(this.#failure('E_POOL_CLOSED', 'the pool closed while the acquire waited'), undefined);
+    }
     const ended = this.#pg.end();
-    if (this.#checkouts.size > 0) {
-      const force = setTimeout(() => {
-        for (const co of [...this.#checkouts.values()]) {
-          this.#release(
-            co,
-            new PoolError('E_POOL_CLOSED', 'the pool closed while this client was checked out'),
-          );
-        }
-      }, this.#o.closeTimeoutMs);
-      force.unref();
-      try {
-        await ended;
-      } finally {
-        clearTimeout(force);
-      }
-    } else {
+    const force = setTimeout(() => {
+      const error = new PoolError('E_POOL_CLOSED', 'the pool closed while this client was checked out');
+      for (const co of [...this.#checkouts.values()]) co.client.release(error);
+    }, this.#o.closeTimeoutMs);
+    force.unref();
+    try {
       await ended;
+    } finally {
+      clearTimeout(force);
     }
     // pg.end() resolves once no client is left in the pool; their sockets close a moment later.
-    if (this.#open > 0) {
+    if (this.#clients.size > 0) {
       await new Promise<void>((resolve) => {
         const bound = setTimeout(resolve, this.#o.closeTimeoutMs);
         bound.unref();
@@ -434,7 +394,6 @@ class BoundedPool implements SluicePool {
         };
       });
     }
-    unregisterPool(this);
   }
 
   // --- acquire / release -------------------------------------------------------------------
@@ -446,127 +405,116 @@ class BoundedPool implements SluicePool {
   }
 
   /**
-   * The acquire, callback style (the hot path of `query()` allocates one promise in all, as
-   * `pg.Pool#query` does). `done` is called exactly once.
+   * The acquire, callback style (`query()` allocates one promise in all, as `pg.Pool#query`
+   * does). `done` is called exactly once. pg.Pool's queue orders the waiters and bounds them by
+   * `acquireTimeoutMs`; a shorter timeout or a signal is armed here, and an acquire that gives up
+   * is settled at once: pg.Pool hands the connection it gets later straight back.
    */
   #acquireThen(site: AcquireSite | undefined, options: AcquireOptions | undefined, done: AcquireDone): void {
     if (this.#closing) {
       done(this.#failure('E_POOL_CLOSED', 'the pool is closed'), undefined);
       return;
     }
-    const started = performance.now();
-    if (options === undefined && this.#gate.tryTake()) {
-      // Fast path: a slot is free and nobody waits; the client's own connect timeout bounds it.
-      this.#pg.connect((error, client) => {
-        if (error || !client) {
-          this.#gate.release();
-          done(this.#connectFailure(error), undefined);
-        } else {
-          done(undefined, this.#checkout(client, site, started));
-        }
-      });
-      return;
-    }
     let timeoutMs = this.#o.acquireTimeoutMs;
     const signal = options?.signal;
-    try {
-      if (options?.timeoutMs !== undefined) {
-        timeoutMs = checkInteger('acquire', 'timeoutMs', options.timeoutMs, 1, 86_400_000);
+    if (options !== undefined) {
+      try {
+        if (options.timeoutMs !== undefined) {
+          timeoutMs = checkInteger('timeoutMs', options.timeoutMs, 1, this.#o.acquireTimeoutMs);
+        }
+        if (signal !== undefined && !(signal instanceof AbortSignal)) {
+          throw new TypeError(`signal should be an AbortSignal, got ${show(signal)}`);
+        }
+      } catch (error) {
+        done(error as Error, undefined);
+        return;
       }
-      if (signal !== undefined && !(signal instanceof AbortSignal)) {
-        throw new TypeError('acquire: signal should be an AbortSignal');
+      if (signal?.aborted) {
+        done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
+        return;
       }
-    } catch (error) {
-      done(error as Error, undefined);
+    }
+    const queued = this.#pg.idleCount === 0 && this.#pg.totalCount >= this.#o.max;
+    if (queued && this.#queued >= this.#o.maxWaiting) {
+      const message = `all ${this.#o.max} connections are in use and ${this.#o.maxWaiting} acquires are already waiting`;
+      done(this.#failure('E_POOL_EXHAUSTED', message), undefined);
       return;
     }
-    if (signal?.aborted) {
-      done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
-      return;
-    }
-    const waiter = new Waiter(this.#host, site, started, started + timeoutMs, timeoutMs, signal, done);
-    if (timeoutMs === this.#o.acquireTimeoutMs) {
-      this.#deadlines.add(waiter);
-    } else {
-      waiter.timer = setTimeout(() => this.#giveUp(waiter, 'E_POOL_TIMEOUT'), timeoutMs);
-    }
-    signal?.addEventListener('abort', waiter, { once: true });
-    if (this.#gate.tryTake()) {
-      this.#connectWaiter(waiter);
-    } else if (!this.#gate.enqueue(waiter)) {
-      this.#settle(waiter);
-      done(
-        this.#failure(
-          'E_POOL_EXHAUSTED',
-          `all ${this.#o.max} connections are in use and ${this.#o.maxWaiting} acquires are already waiting`,
-        ),
-        undefined,
-      );
-    }
-  }
-
-  /** A waiter holds a slot now: open (or take) a connection for it. */
-  #connectWaiter(waiter: Waiter): void {
-    this.#pg.connect((error, client) => {
-      if (error || !client) {
-        this.#gate.release();
-        const failure = this.#connectFailure(error);
-        if (waiter.settled) return;
-        this.#settle(waiter);
-        waiter.done(failure, undefined);
-      } else if (waiter.settled) {
-        // It gave up while connecting: hand the client and the slot straight back.
-        client.release();
-        this.#gate.release();
-      } else {
-        this.#settle(waiter);
-        waiter.done(undefined, this.#checkout(client, waiter.site, waiter.started));
-      }
-    });
-  }
-
-  /** A waiter's timeout, abort or the pool's close: it leaves, holding nothing. */
-  #giveUp(waiter: Waiter, code: 'E_POOL_TIMEOUT' | 'E_POOL_ABORTED' | 'E_POOL_CLOSED'): void {
-    if (waiter.settled) return;
-    this.#settle(waiter);
-    // Still queued: leave the queue. Connecting: #connectWaiter sees `settled` and returns the client.
-    this.#gate.remove(waiter);
-    const error =
-      code === 'E_POOL_TIMEOUT'
-        ? this.#failure(code, `no connection within ${waiter.timeoutMs} ms`)
-        : code === 'E_POOL_ABORTED'
-          ? this.#failure(code, 'the acquire was aborted', waiter.signal?.reason)
-          : this.#failure(code, 'the pool closed while the acquire was queued');
-    waiter.done(error, undefined);
-  }
-
-  #settle(waiter: Waiter): void {
-    waiter.settled = true;
-    this.#deadlines.remove(waiter);
-    if (waiter.timer) clearTimeout(waiter.timer);
-    waiter.signal?.removeEventListener('abort', waiter);
-  }
-
-  #checkout(client: pg.PoolClient, site: AcquireSite | undefined, started: number): Checkout {
-    const co = new Checkout(
-      client,
-      client.release,
-      this.#sweepTimer ? this.#o.now() : 0,
+    const a: Acquire = {
       site,
-      processId(client),
-    );
-    let release = this.#releasers.get(client);
-    if (!release) {
-      release = (err?: Error | boolean): void => {
-        const current = this.#checkouts.get(client);
-        if (current) this.#release(current, err);
-      };
-      this.#releasers.set(client, release);
+      started: performance.now(),
+      timeoutMs,
+      queued,
+      done,
+      settled: false,
+      retried: false,
+      disarm: undefined,
+    };
+    if (queued) this.#queued += 1;
+    this.#pending.add(a);
+    if (signal !== undefined || timeoutMs < this.#o.acquireTimeoutMs) {
+      a.disarm = armWait(timeoutMs < this.#o.acquireTimeoutMs ? timeoutMs : undefined, signal, (why) => {
+        this.#settle(a);
+        done(
+          why === 'timeout'
+            ? this.#failure('E_POOL_TIMEOUT', `no connection within ${timeoutMs} ms`)
+            : this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal?.reason),
+          undefined,
+        );
+      });
     }
-    client.release = release;
+    this.#pg.connect((error, client) => this.#connected(a, error, client));
+  }
+
+  #connected(a: Acquire, error: Error | undefined, client: pg.PoolClient | undefined): void {
+    if (a.settled) {
+      client?.release(); // it gave up (timeout, abort, close): its work never runs
+      return;
+    }
+    if (client) {
+      this.#settle(a);
+      a.done(undefined, this.#checkout(client, a));
+      return;
+    }
+    if (isStartupRefusal(error) && this.#o.serverTimeouts === 'auto' && !a.retried && !this.#closing) {
+      // PgBouncer: from now on the server timeouts go with each transaction; connect again.
+      this.#startup = {};
+      a.retried = true;
+      this.#pg.connect((retryError, retryClient) => this.#connected(a, retryError, retryClient));
+      return;
+    }
+    this.#settle(a);
+    if (this.#closing) a.done(this.#failure('E_POOL_CLOSED', 'the pool is closed'), undefined);
+    // pg.Pool's own timer ended it: the pool's acquireTimeoutMs has passed.
+    else if (performance.now() - a.started >= a.timeoutMs - 1) {
+      a.done(this.#failure('E_POOL_TIMEOUT', `no connection within ${a.timeoutMs} ms`, error), undefined);
+    } else {
+      this.#clientError(toError(error), 'connect', undefined);
+      const reason = error instanceof Error ? error.message : String(error);
+      a.done(this.#failure('E_POOL_CONNECT', `could not open a connection: ${reason}`, error), undefined);
+    }
+  }
+
+  #settle(a: Acquire): void {
+    a.settled = true;
+    a.disarm?.();
+    this.#pending.delete(a);
+    if (a.queued) this.#queued -= 1;
+  }
+
+  #checkout(client: pg.PoolClient, a: Acquire): Checkout {
+    const co: Checkout = {
+      client,
+      acquiredAt: this.#sweepTimer ? this.#o.now() : 0,
+      site: a.site,
+      query: undefined,
+      broken: undefined,
+      released: false,
+      leaked: false,
+    };
     this.#checkouts.set(client, co);
     this.#acquired += 1;
-    const waitMs = performance.now() - started;
+    const waitMs = performance.now() - a.started;
     this.#waits.add(waitMs);
     if (poolChannels.acquire.hasSubscribers) {
       poolChannels.acquire.publish({ applicationName: this.#o.applicationName, waitMs });
@@ -574,35 +522,33 @@ class BoundedPool implements SluicePool {
     return co;
   }
 
-  /** Returns the client exactly once; destroys it when broken or left inside a transaction. */
-  #release(co: Checkout, err?: Error | boolean): void {
+  /** Returns the client unless its holder did; destroys it when broken or inside a transaction. */
+  #release(co: Checkout): void {
     if (co.released) return;
-    co.released = true;
-    this.#checkouts.delete(co.client);
-    let destroy: Error | boolean | undefined = err || co.broken;
-    if (!destroy) {
-      const status = co.client.getTransactionStatus();
-      if (status === 'T' || status === 'E') destroy = new Error('client released inside an open transaction');
-    }
-    if (destroy) {
-      // pg drops the client from its count at once, so a waiter granted next opens a new one.
-      this.#destroyed += 1;
-      this.#discarded.add(co.client);
-      co.pgRelease(destroy);
-      this.#gate.release();
-    } else {
-      // Grant first: a waiter's pg.connect() then finds pg full and queues inside pg, and pg's
-      // own release below hands it this client synchronously (no idle round trip, no tick).
-      this.#gate.release();
-      co.pgRelease();
-    }
+    co.client.release(
+      co.broken ??
+        (inTransaction(co.client) ? new Error('client released inside an open transaction') : undefined),
+    );
   }
 
   /** Records, once per checkout, that its connection broke; release() will destroy it. */
   #markBroken(co: Checkout, error: Error): void {
     if (co.broken) return;
     co.broken = error;
-    this.#clientError(error, 'checked-out', co.pid);
+    this.#clientError(error, 'checked-out', pidOf(co.client));
+  }
+
+  /** `SET LOCAL` of the server timeouts that do not go at startup (one round trip with BEGIN). */
+  #localTimeouts(): string {
+    const { statementTimeoutMs: st, idleInTransactionTimeoutMs: it } = this.#o;
+    let sql = '';
+    if (st !== undefined && this.#startup.statement_timeout === undefined) {
+      sql += `; SET LOCAL statement_timeout = ${st}`;
+    }
+    if (it !== undefined && this.#startup.idle_in_transaction_session_timeout === undefined) {
+      sql += `; SET LOCAL idle_in_transaction_session_timeout = ${it}`;
+    }
+    return sql;
   }
 
   #failure(code: PoolErrorCode, message: string, cause?: unknown): PoolError {
@@ -616,12 +562,6 @@ class BoundedPool implements SluicePool {
       `${this.#o.applicationName}: ${message}`,
       cause === undefined ? undefined : { cause },
     );
-  }
-
-  #connectFailure(error: unknown): PoolError {
-    this.#clientError(toError(error), 'connect', undefined);
-    const reason = error instanceof Error ? error.message : String(error);
-    return this.#failure('E_POOL_CONNECT', `could not open a connection: ${reason}`, error);
   }
 
   #clientError(error: Error, phase: 'idle' | 'checked-out' | 'connect', pid: number | undefined): void {
@@ -650,11 +590,11 @@ class BoundedPool implements SluicePool {
       this.#leaked += 1;
       const event = {
         applicationName: this.#o.applicationName,
-        pid: co.pid,
+        pid: pidOf(co.client),
         acquiredAt: co.acquiredAt,
         heldMs,
         stack: co.site?.stack,
-        query: co.query === undefined ? undefined : co.query.slice(0, 500),
+        query: co.query?.slice(0, 500),
       };
       if (poolChannels.leak.hasSubscribers) poolChannels.leak.publish(event);
       this.#events.emit('leak', event);
@@ -670,15 +610,14 @@ class BoundedPool implements SluicePool {
 function beginStatement(options: TransactionOptions | undefined): string {
   let sql = 'BEGIN';
   if (options?.isolationLevel !== undefined) {
-    const level = checkChoice('withTransaction', 'isolationLevel', options.isolationLevel, [
+    const level = checkChoice('isolationLevel', options.isolationLevel, [
       'read committed',
       'repeatable read',
       'serializable',
     ] as const);
     sql += ` ISOLATION LEVEL ${ISOLATION[level]}`;
   }
-  if (options?.readOnly === true) sql += ' READ ONLY';
-  return sql;
+  return options?.readOnly === true ? `${sql} READ ONLY` : sql;
 }
 
 function toError(error: unknown): Error {

@@ -1,10 +1,9 @@
-import { TypedEvents } from '@sluice/kit';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { checkFunction, checkInteger, checkObject, optional, show } from '@sluice/kit';
+import pg from 'pg';
 import { poolChannels } from './channels.js';
-import { PoolError } from './errors.js';
 import { Repeater } from './repeater.js';
-import { quoteColumn, quoteTable } from './sql-identifier.js';
 import type { SluicePool } from './types.js';
-import { checkFunction, checkInteger, checkObject } from './validate.js';
 
 /** The pool a purge works through. */
 export type PurgePool = Pick<SluicePool, 'withTransaction'>;
@@ -24,23 +23,23 @@ export interface PurgeOptions {
   /** Where the deletes run. */
   pool: PurgePool;
   /** The session table, optionally schema-qualified. @default 'django_session' */
-  table?: string;
+  table?: string | undefined;
   /** The expiry column (timestamp with time zone). @default 'expire_date' */
-  expireColumn?: string;
+  expireColumn?: string | undefined;
   /** Rows per batch; each batch is its own short transaction. @default 1000 */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** At most this many batches per run. @default 100 */
-  maxBatches?: number;
+  maxBatches?: number | undefined;
   /** `lock_timeout` of each batch transaction, ms. @default 1000 */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /** `statement_timeout` of each batch transaction, ms. @default 30000 */
-  statementTimeoutMs?: number;
+  statementTimeoutMs?: number | undefined;
   /** Pause between batches, ms, to leave room for other work. @default 0 */
-  pauseMs?: number;
+  pauseMs?: number | undefined;
   /** Stops between batches when aborted; resolves with what was deleted so far. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Called after every batch. */
-  onBatch?: (batch: PurgeBatch) => void;
+  onBatch?: ((batch: PurgeBatch) => void) | undefined;
 }
 
 interface ResolvedPurge {
@@ -55,14 +54,27 @@ interface ResolvedPurge {
   readonly onBatch: ((batch: PurgeBatch) => void) | undefined;
 }
 
-function resolvePurge(o: PurgeOptions, where: string): ResolvedPurge {
-  checkObject(where, 'options', o);
-  checkObject(where, 'pool', o.pool);
-  checkFunction(where, 'pool.withTransaction', o.pool.withTransaction);
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+
+/** `pg.escapeIdentifier` of each dot-separated part, which must each be a plain identifier. */
+function quote(name: string, value: unknown, parts: number): string {
+  const split = typeof value === 'string' ? value.split('.') : [];
+  if (split.length < 1 || split.length > parts || !split.every((p) => IDENTIFIER.test(p))) {
+    const what = parts === 1 ? 'a plain SQL identifier' : 'a table name or schema.table';
+    throw new TypeError(`${name} should be ${what}, got ${show(value)}`);
+  }
+  return split.map((p) => pg.escapeIdentifier(p)).join('.');
+}
+
+function resolvePurge(o: PurgeOptions): ResolvedPurge {
+  checkObject('options', o);
+  checkObject('pool', o.pool);
+  checkFunction('pool.withTransaction', o.pool.withTransaction);
   const table = o.table ?? 'django_session';
-  const qTable = quoteTable(where, 'table', table);
-  const qColumn = quoteColumn(where, 'expireColumn', o.expireColumn ?? 'expire_date');
-  if (o.onBatch !== undefined) checkFunction(where, 'onBatch', o.onBatch);
+  const qTable = quote('table', table, 2);
+  const qColumn = quote('expireColumn', o.expireColumn ?? 'expire_date', 1);
+  const ms = (name: 'lockTimeoutMs' | 'statementTimeoutMs' | 'pauseMs', fallback: number, min: number) =>
+    optional(o[name], fallback, (v) => checkInteger(name, v, min, 3_600_000));
   return {
     pool: o.pool,
     table,
@@ -72,18 +84,12 @@ function resolvePurge(o: PurgeOptions, where: string): ResolvedPurge {
       `DELETE FROM ${qTable} WHERE ctid = ANY(ARRAY(` +
       `SELECT ctid FROM ${qTable} WHERE ${qColumn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) ` +
       `AND ${qColumn} < now()`,
-    batchSize: checkInteger(where, 'batchSize', o.batchSize ?? 1000, 1, 100_000),
-    maxBatches: checkInteger(where, 'maxBatches', o.maxBatches ?? 100, 1, 1_000_000),
-    lockTimeoutMs: checkInteger(where, 'lockTimeoutMs', o.lockTimeoutMs ?? 1000, 1, 3_600_000),
-    statementTimeoutMs: checkInteger(
-      where,
-      'statementTimeoutMs',
-      o.statementTimeoutMs ?? 30_000,
-      1,
-      3_600_000,
-    ),
-    pauseMs: checkInteger(where, 'pauseMs', o.pauseMs ?? 0, 0, 3_600_000),
-    onBatch: o.onBatch,
+    batchSize: optional(o.batchSize, 1000, (v) => checkInteger('batchSize', v, 1, 100_000)),
+    maxBatches: optional(o.maxBatches, 100, (v) => checkInteger('maxBatches', v, 1, 1_000_000)),
+    lockTimeoutMs: ms('lockTimeoutMs', 1000, 1),
+    statementTimeoutMs: ms('statementTimeoutMs', 30_000, 1),
+    pauseMs: ms('pauseMs', 0, 0),
+    onBatch: optional(o.onBatch, undefined, (v) => checkFunction<(b: PurgeBatch) => void>('onBatch', v)),
   };
 }
 
@@ -99,7 +105,7 @@ function resolvePurge(o: PurgeOptions, where: string): ResolvedPurge {
  * ```
  */
 export async function purgeExpiredSessions(options: PurgeOptions): Promise<number> {
-  return purge(resolvePurge(options, 'purgeExpiredSessions'), options.signal);
+  return purge(resolvePurge(options), options.signal);
 }
 
 async function purge(o: ResolvedPurge, signal: AbortSignal | undefined): Promise<number> {
@@ -119,22 +125,12 @@ async function purge(o: ResolvedPurge, signal: AbortSignal | undefined): Promise
     deleted += count;
     o.onBatch?.({ batch: batches, deleted: count, ms: performance.now() - started });
     if (count < o.batchSize) break;
-    if (o.pauseMs > 0 && batches < o.maxBatches) await pause(o.pauseMs, signal);
+    if (o.pauseMs > 0 && batches < o.maxBatches) {
+      await sleep(o.pauseMs, undefined, { signal }).catch(() => undefined); // an abort ends the pause
+    }
   }
   if (poolChannels.purge.hasSubscribers) poolChannels.purge.publish({ table: o.table, deleted, batches });
   return deleted;
-}
-
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** Options of {@link schedulePurge}: a purge run every `intervalMs`. */
@@ -153,11 +149,11 @@ export interface PurgeRun {
 export interface SessionPurger {
   /** Rows deleted by the most recent run. */
   readonly lastDeleted: number | undefined;
-  /** Runs now (or joins the run in flight); resolves with the rows deleted. */
+  /** Runs now (or joins the run in flight); resolves with the rows deleted. @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<number>;
   /** Called after every run. */
   onPurge(listener: (run: PurgeRun) => void): () => void;
-  /** Called when a run fails. */
+  /** Called when a run fails (without a listener: one process warning per failing streak). */
   onError(listener: (error: unknown) => void): () => void;
   /** Stops the timer, stops a run in flight after its current batch, and waits for it. Idempotent. */
   close(): Promise<void>;
@@ -176,51 +172,27 @@ export interface SessionPurger {
  * ```
  */
 export function schedulePurge(options: ScheduledPurgeOptions): SessionPurger {
-  const resolved = resolvePurge(options, 'schedulePurge');
-  const intervalMs = checkInteger('schedulePurge', 'intervalMs', options.intervalMs, 10, 86_400_000);
-  const events = new TypedEvents<{ purge: PurgeRun; error: unknown }>();
-  const stop = new AbortController();
-  let last: number | undefined;
-  let closing: Promise<void> | undefined;
-  let started = 0;
-  const repeater = new Repeater(
-    () => {
-      started = performance.now();
-      return purge(resolved, stop.signal);
+  const resolved = resolvePurge(options);
+  const intervalMs = checkInteger('intervalMs', options.intervalMs, 10, 86_400_000);
+  const repeater = new Repeater<PurgeRun>({
+    task: async (signal) => {
+      const started = performance.now();
+      const deleted = await purge(resolved, signal);
+      return { deleted, ms: performance.now() - started };
     },
     intervalMs,
-    (deleted) => {
-      last = deleted;
-      events.emit('purge', { deleted, ms: performance.now() - started });
-    },
-    (error) => {
-      if (events.has('error')) events.emit('error', error);
-      else
-        process.emitWarning(error instanceof Error ? error.message : String(error), {
-          code: 'SLUICE_PURGE_FAILED',
-        });
-    },
-  );
-  repeater.start(intervalMs);
+    firstRunMs: intervalMs,
+    name: 'session purge',
+    warningCode: 'SLUICE_PURGE_FAILED',
+  });
   return {
     get lastDeleted() {
-      return last;
+      return repeater.last?.deleted;
     },
-    async runNow() {
-      if (closing) throw new PoolError('E_POOL_CLOSED', 'the session purger is closed');
-      return repeater.runNow();
-    },
-    onPurge: (listener) => events.on('purge', listener),
-    onError: (listener) => events.on('error', listener),
-    close() {
-      if (!closing) {
-        stop.abort();
-        closing = repeater.close();
-      }
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return this.close();
-    },
+    runNow: async () => (await repeater.runNow()).deleted,
+    onPurge: (listener) => repeater.events.on('result', listener),
+    onError: (listener) => repeater.events.on('error', listener),
+    close: () => repeater.close(),
+    [Symbol.asyncDispose]: () => repeater.close(),
   };
 }

@@ -1,42 +1,62 @@
-import { TypedEvents } from '@sluice/kit';
+import {
+  checkBoolean,
+  checkChoice,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  checkString,
+  optional,
+  show,
+} from '@sluice/kit';
 import pg from 'pg';
+import { type ApplicationPattern, applicationMatcher, likeApplication } from './application-pattern.js';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
-import { processBackendPids } from './registry.js';
 import { Repeater } from './repeater.js';
 import { clientBackendSql } from './server-budget.js';
 import type { SluicePool } from './types.js';
-import { checkInteger, checkObject, describe } from './validate.js';
 
 /** The pool a reaper works through: it runs its queries there and never touches its backends. */
 export type ReaperPool = Pick<SluicePool, 'query' | 'backendPids' | 'applicationName'>;
 
 /** Options of {@link reapIdleConnections}. */
 export interface ReapOptions {
-  /** Where the reaper's queries run; this pool's (and every Sluice pool's in this process) backends are never reaped. */
+  /** Where the reaper's queries run; this pool's backends (and its application name) are never reaped. */
   pool: ReaperPool;
   /**
-   * Whose connections: an exact `application_name` (e.g. `'cvat:server'`) or a pattern. `''`
-   * matches connections that set none (Django's default) and then requires `database`.
+   * Whose connections: an exact `application_name` (`'cvat:server'`), a prefix ending in `*`
+   * (`'cvat:worker:*'`) or a RegExp. `''` (connections that set none, Django's default) and `'*'`
+   * require `database`.
    */
-  applicationName: string | RegExp;
-  /** Only connections idle at least this long, ms. */
+  applicationName: ApplicationPattern;
+  /** Only connections idle at least this long (since `pg_stat_activity.state_change`), ms. */
   idleForMs: number;
-  /** Report what would be terminated, terminate nothing. @default false */
-  dryRun?: boolean;
-  /** At most this many terminations per run (oldest idle first). @default 10 */
-  maxPerRun?: number;
-  /** Also reap `idle in transaction` sessions (their transaction is rolled back). @default false */
-  includeIdleInTransaction?: boolean;
   /** Only connections to this database. @default every database */
-  database?: string;
+  database?: string | undefined;
+  /**
+   * Only connections whose last statement (`pg_stat_activity.query`) matches: a SQL `LIKE`
+   * pattern (`'%FROM "django_session"%'`) or a RegExp. Seeing other roles' statements needs
+   * `pg_read_all_stats`. @default any statement
+   */
+  lastQuery?: string | RegExp | undefined;
+  /**
+   * How many idle connections of the application to leave alone, asked before every run: the most
+   * recently active ones are kept, whatever their idle time. The gateway passes its requests in
+   * flight, so a connection serving one between two statements is never the one reaped.
+   * @default () => 0
+   */
+  keep?: (() => number) | undefined;
+  /** Report what would be terminated, terminate nothing. @default false */
+  dryRun?: boolean | undefined;
+  /** At most this many terminations per run (oldest idle first). @default 10 */
+  maxPerRun?: number | undefined;
   /**
    * What to do when matching connections could not be seen or signalled for lack of privilege:
    * `'throw'` a {@link ReapPrivilegeError} (after reaping what it could), or only `'report'` them
    * in `result.denied`.
    * @default 'throw'
    */
-  onDenied?: 'throw' | 'report';
+  onDenied?: 'throw' | 'report' | undefined;
 }
 
 /** One connection the reaper terminated (or, in a dry run, would have). */
@@ -45,8 +65,9 @@ export interface ReapedBackend {
   readonly applicationName: string;
   readonly database: string;
   readonly user: string;
+  /** Always `'idle'`: nothing else is ever reaped. */
   readonly state: string;
-  /** How long it had been in its state when reaped, ms. */
+  /** How long it had been idle when reaped, ms. */
   readonly idleMs: number;
 }
 
@@ -65,6 +86,8 @@ export interface ReapResult {
   readonly dryRun: boolean;
   /** Terminated connections (in a dry run: those that would have been). */
   readonly reaped: ReapedBackend[];
+  /** Idle connections left alone because of `keep`. */
+  readonly kept: number;
   /** Eligible connections left for a later run because of `maxPerRun`. */
   readonly deferred: number;
   /** Matching connections this role could not see or signal. */
@@ -97,16 +120,20 @@ interface CandidateRow {
   db: string;
   usr: string;
   state: string | null;
-  idle_ms: number | null;
+  since: string | null;
   started: string | null;
+  idle_ms: number | null;
+  query: string | null;
+  query_matches: boolean | null;
   may_signal: boolean;
   me: string;
 }
 
 const CANDIDATES_SQL = `
 SELECT a.pid, a.application_name AS app, coalesce(a.datname, '') AS db, coalesce(a.usename, '') AS usr, a.state,
+       a.state_change::text AS since, a.backend_start::text AS started,
        (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::float8 AS idle_ms,
-       a.backend_start::text AS started,
+       a.query, ($5::text IS NULL OR a.query LIKE $5::text) AS query_matches,
        CASE WHEN me.rolsuper THEN true
             WHEN coalesce(r.rolsuper, false) THEN false
             ELSE coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false)
@@ -120,162 +147,155 @@ SELECT a.pid, a.application_name AS app, coalesce(a.datname, '') AS db, coalesce
    AND ${clientBackendSql('a')}
    AND NOT (a.pid = ANY($1::int[]))
    AND a.application_name IS DISTINCT FROM $2::text
-   AND ($3::text IS NULL OR a.application_name = $3::text)
+   AND ($3::text IS NULL OR a.application_name LIKE $3::text)
    AND ($4::text IS NULL OR a.datname = $4::text)`;
 
+// Terminates only a backend still idle since the very moment the candidate query saw: one that ran
+// anything in between (a request picked it up) has a newer state_change and is left alone.
 const TERMINATE_SQL = `
 SELECT a.pid, pg_terminate_backend(a.pid) AS ok
   FROM pg_stat_activity AS a
- WHERE a.pid = ANY($1::int[])
-   AND a.state = ANY($2::text[])
-   AND a.state_change <= clock_timestamp() - make_interval(secs => $3::float8 / 1000)`;
+  JOIN unnest($1::int[], $2::text[]) AS seen(pid, since) ON seen.pid = a.pid
+ WHERE a.state = 'idle' AND a.state_change = seen.since::timestamptz`;
 
 interface ResolvedReap {
   readonly pool: ReaperPool;
-  readonly exact: string | null;
-  readonly pattern: RegExp | null;
+  readonly like: string | null;
+  readonly matches: (app: string) => boolean;
   readonly idleForMs: number;
+  readonly database: string | null;
+  readonly lastQueryLike: string | null;
+  readonly lastQuery: RegExp | undefined;
+  readonly keep: () => number;
   readonly dryRun: boolean;
   readonly maxPerRun: number;
-  readonly states: string[];
-  readonly database: string | null;
   readonly onDenied: 'throw' | 'report';
 }
 
-function resolveReap(o: ReapOptions, where: string): ResolvedReap {
-  checkObject(where, 'options', o);
-  checkObject(where, 'pool', o.pool);
+function resolveReap(o: ReapOptions): ResolvedReap {
+  checkObject('options', o);
+  checkObject('pool', o.pool);
   const name = o.applicationName;
-  if (!(name instanceof RegExp) && typeof name !== 'string') {
-    throw new TypeError(`${where}: applicationName should be a string or a RegExp, got ${describe(name)}`);
-  }
+  const matches = applicationMatcher(name);
   if (name === o.pool.applicationName) {
     throw new RangeError(
-      `${where}: applicationName ${describe(name)} is the pool's own application name; its connections are never reaped`,
+      `applicationName should not be the pool's own application name (its connections are never reaped), got ${show(name)}`,
     );
   }
-  const idleForMs = checkInteger(where, 'idleForMs', o.idleForMs, 0, 31 * 86_400_000);
-  const maxPerRun = checkInteger(where, 'maxPerRun', o.maxPerRun ?? 10, 1, 10_000);
-  for (const flag of ['dryRun', 'includeIdleInTransaction'] as const) {
-    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
-      throw new TypeError(`${where}: ${flag} should be a boolean, got ${describe(o[flag])}`);
-    }
-  }
-  if (o.database !== undefined && (typeof o.database !== 'string' || o.database === '')) {
-    throw new TypeError(`${where}: database should be a non-empty string, got ${describe(o.database)}`);
-  }
-  if (name === '' && o.database === undefined) {
+  const database = optional(o.database, null, (v) => checkString('database', v));
+  if ((name === '' || name === '*') && database === null) {
     throw new RangeError(
-      `${where}: applicationName '' (connections that set no name) needs a database, or it would reach every unnamed client on the server`,
+      `applicationName ${show(name)} needs a database, or it would reach every such client on the server`,
     );
   }
-  const onDenied = o.onDenied ?? 'throw';
-  if (onDenied !== 'throw' && onDenied !== 'report') {
-    throw new TypeError(`${where}: onDenied should be one of throw, report, got ${describe(onDenied)}`);
-  }
+  const lastQuery = o.lastQuery;
+  if (lastQuery !== undefined && !(lastQuery instanceof RegExp)) checkString('lastQuery', lastQuery);
   return {
     pool: o.pool,
-    exact: typeof name === 'string' ? name : null,
-    pattern: name instanceof RegExp ? new RegExp(name.source, name.flags.replace(/[gy]/g, '')) : null,
-    idleForMs,
-    dryRun: o.dryRun ?? false,
-    maxPerRun,
-    states: o.includeIdleInTransaction
-      ? ['idle', 'idle in transaction', 'idle in transaction (aborted)']
-      : ['idle'],
-    database: o.database ?? null,
-    onDenied,
+    like: typeof name === 'string' ? likeApplication(name) : null,
+    matches,
+    idleForMs: checkInteger('idleForMs', o.idleForMs, 0, 31 * 86_400_000),
+    database,
+    lastQueryLike: typeof lastQuery === 'string' ? lastQuery : null,
+    lastQuery:
+      lastQuery instanceof RegExp
+        ? new RegExp(lastQuery.source, lastQuery.flags.replace(/[gy]/g, ''))
+        : undefined,
+    keep: optional(
+      o.keep,
+      () => 0,
+      (v) => checkFunction<() => number>('keep', v),
+    ),
+    dryRun: optional(o.dryRun, false, (v) => checkBoolean('dryRun', v)),
+    maxPerRun: optional(o.maxPerRun, 10, (v) => checkInteger('maxPerRun', v, 1, 10_000)),
+    onDenied: optional(o.onDenied, 'throw', (v) => checkChoice('onDenied', v, ['throw', 'report'] as const)),
   };
 }
 
 /**
- * Backends this process terminated (`pid@backend_start`, unique per backend) and when.
- * `pg_terminate_backend` only signals: a busy server may list the backend, still `idle`, for a
- * moment after, and a second run must neither signal nor report it again.
- */
-const recentlyTerminated = new Map<string, number>();
-const REMEMBER_MS = 10 * 60_000;
-const REMEMBER_MAX = 10_000;
-
-function rememberTermination(key: string, at: number): void {
-  recentlyTerminated.set(key, at);
-  if (recentlyTerminated.size > REMEMBER_MAX) {
-    const oldest = recentlyTerminated.keys().next();
-    if (!oldest.done) recentlyTerminated.delete(oldest.value);
-  }
-}
-
-function forgetOldTerminations(): void {
-  const cutoff = Date.now() - REMEMBER_MS;
-  for (const [key, at] of recentlyTerminated) {
-    if (at >= cutoff) break; // insertion order is time order
-    recentlyTerminated.delete(key);
-  }
-}
-
-/**
- * Terminates connections of another application (exact `application_name` or a pattern) that
- * have sat idle at least `idleForMs`: never this process's pool connections, never other
- * applications', never `idle in transaction` unless asked. Returns (and publishes on
- * `sluice:pool:reap`) what it did.
+ * Terminates leaked idle connections of another application: only `state = 'idle'` (never active,
+ * never idle in transaction), idle at least `idleForMs`, beyond the `keep()` most recently active
+ * idle ones, optionally only those whose last statement matches `lastQuery`; never the pool's own
+ * connections. Each termination re-checks, in the same statement, that the backend is still idle
+ * since the moment it was seen. Returns (and publishes on `sluice:pool:reap`) what it did.
  *
  * @throws {ReapPrivilegeError} `E_REAP_PRIVILEGE` when matching connections could not be seen or signalled (unless `onDenied: 'report'`)
  * @throws {TypeError | RangeError} on invalid options
  * @example
  * ```ts
- * const { reaped } = await reapIdleConnections({ pool, applicationName: 'cvat:server', idleForMs: 60_000 });
- * for (const b of reaped) log.warn(b, 'terminated a leaked idle connection');
+ * const { reaped } = await reapIdleConnections({
+ *   pool, applicationName: 'cvat:server', database: 'cvat', idleForMs: 60_000,
+ *   lastQuery: '%FROM "django_session"%', keep: () => requestsInFlight,
+ * });
  * ```
  */
 export async function reapIdleConnections(options: ReapOptions): Promise<ReapResult> {
-  return reap(resolveReap(options, 'reapIdleConnections'));
+  return reap(resolveReap(options), undefined);
 }
 
-async function reap(o: ResolvedReap): Promise<ReapResult> {
-  const ownPids = [...new Set([...o.pool.backendPids(), ...processBackendPids()])];
+/** Backends a scheduled reaper signalled (`pid@backend_start` -> when), still listed while they exit. */
+interface Signalled {
+  readonly at: Map<string, number>;
+  readonly now: () => number;
+}
+
+const REMEMBER_MS = 10 * 60_000;
+
+async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<ReapResult> {
   const { rows } = await o.pool.query<CandidateRow & pg.QueryResultRow>(CANDIDATES_SQL, [
-    ownPids,
+    o.pool.backendPids(),
     o.pool.applicationName,
-    o.exact,
+    o.like,
     o.database,
+    o.lastQueryLike,
   ]);
+  const keep = checkInteger('keep()', o.keep(), 0);
   const role = rows[0]?.me ?? 'the current role';
-  const eligible: ReapedBackend[] = [];
-  const identity = new Map<number, string>();
-  forgetOldTerminations();
+  const identity = (row: CandidateRow): string => `${row.pid}@${row.started}`;
   const denied: DeniedBackend[] = [];
+  const idle: CandidateRow[] = [];
   for (const row of rows) {
-    if (o.pattern && !o.pattern.test(row.app)) continue;
-    if (recentlyTerminated.has(`${row.pid}@${row.started}`)) continue; // signalled, still exiting
-    const who = { pid: row.pid, applicationName: row.app, database: row.db, user: row.usr };
+    if (!o.matches(row.app)) continue;
     if (row.state === null) {
-      denied.push({ ...who, reason: 'not-visible' });
-      continue;
-    }
-    if (!o.states.includes(row.state) || row.idle_ms === null || row.idle_ms < o.idleForMs) continue;
-    if (!row.may_signal) {
-      denied.push({ ...who, reason: 'not-permitted' });
-      continue;
-    }
-    eligible.push({ ...who, state: row.state, idleMs: Math.round(row.idle_ms) });
-    identity.set(row.pid, `${row.pid}@${row.started}`);
+      denied.push({
+        pid: row.pid,
+        applicationName: row.app,
+        database: row.db,
+        user: row.usr,
+        reason: 'not-visible',
+      });
+    } else if (row.state === 'idle' && row.idle_ms !== null) idle.push(row);
   }
-  eligible.sort((a, b) => b.idleMs - a.idleMs);
-  const chosen = eligible.slice(0, o.maxPerRun);
+  idle.sort((a, b) => (a.idle_ms ?? 0) - (b.idle_ms ?? 0)); // most recently active first
+  const eligible: CandidateRow[] = [];
+  for (const row of idle.slice(keep)) {
+    if ((row.idle_ms ?? 0) < o.idleForMs || !row.query_matches) continue;
+    if (o.lastQuery && !o.lastQuery.test(row.query ?? '')) continue;
+    if (signalled?.at.has(identity(row))) continue; // signalled by an earlier run, still exiting
+    if (row.may_signal) eligible.push(row);
+    else
+      denied.push({
+        pid: row.pid,
+        applicationName: row.app,
+        database: row.db,
+        user: row.usr,
+        reason: 'not-permitted',
+      });
+  }
+  const chosen = eligible.reverse().slice(0, o.maxPerRun); // oldest idle first
   const deferred = eligible.length - chosen.length;
-  let reaped = chosen;
+  const kept = Math.min(keep, idle.length);
+  let terminated = new Set(chosen.map((row) => row.pid));
   if (!o.dryRun && chosen.length > 0) {
-    let terminated: Set<number>;
     try {
       const result = await o.pool.query<{ pid: number; ok: boolean }>(TERMINATE_SQL, [
-        chosen.map((b) => b.pid),
-        o.states,
-        o.idleForMs,
+        chosen.map((row) => row.pid),
+        chosen.map((row) => row.since),
       ]);
       terminated = new Set(result.rows.filter((r) => r.ok).map((r) => r.pid));
     } catch (error) {
       if (error instanceof pg.DatabaseError && error.code === '42501') {
-        const partial = { dryRun: o.dryRun, reaped: [], deferred, denied };
+        const partial = { dryRun: o.dryRun, reaped: [], kept, deferred, denied };
         throw new ReapPrivilegeError(
           `${role} may not terminate these connections: ${error.message}`,
           partial,
@@ -284,11 +304,23 @@ async function reap(o: ResolvedReap): Promise<ReapResult> {
       }
       throw error;
     }
-    reaped = chosen.filter((b) => terminated.has(b.pid));
-    const at = Date.now();
-    for (const b of reaped) rememberTermination(identity.get(b.pid) ?? String(b.pid), at);
   }
-  const result: ReapResult = { dryRun: o.dryRun, reaped, deferred, denied };
+  const reaped = chosen
+    .filter((row) => terminated.has(row.pid))
+    .map((row) => ({
+      pid: row.pid,
+      applicationName: row.app,
+      database: row.db,
+      user: row.usr,
+      state: 'idle',
+      idleMs: Math.round(row.idle_ms ?? 0),
+    }));
+  if (signalled && !o.dryRun) {
+    const now = signalled.now();
+    for (const [key, at] of signalled.at) if (at < now - REMEMBER_MS) signalled.at.delete(key);
+    for (const row of chosen) if (terminated.has(row.pid)) signalled.at.set(identity(row), now);
+  }
+  const result: ReapResult = { dryRun: o.dryRun, reaped, kept, deferred, denied };
   if (poolChannels.reap.hasSubscribers) poolChannels.reap.publish(result);
   if (denied.length > 0 && o.onDenied === 'throw') {
     throw new ReapPrivilegeError(deniedMessage(role, denied), result);
@@ -318,17 +350,19 @@ function deniedMessage(role: string, denied: readonly DeniedBackend[]): string {
 export interface ScheduledReapOptions extends ReapOptions {
   /** Time between the end of one run and the start of the next, ms. */
   intervalMs: number;
+  /** Clock (epoch ms) for how long terminated backends are remembered while they exit. @default Date.now */
+  now?: (() => number) | undefined;
 }
 
 /** A reaper running on a timer. */
 export interface Reaper {
   /** The result of the most recent run. */
   readonly lastResult: ReapResult | undefined;
-  /** Runs now (or joins the run in flight). */
+  /** Runs now (or joins the run in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<ReapResult>;
   /** Called after every run (also with the partial result of a run denied by privilege). */
   onReap(listener: (result: ReapResult) => void): () => void;
-  /** Called when a run fails. */
+  /** Called when a run fails (without a listener: one process warning per failing streak). */
   onError(listener: (error: unknown) => void): () => void;
   /** Stops the timer and waits for a run in flight. Idempotent. Does not close the pool. */
   close(): Promise<void>;
@@ -337,7 +371,8 @@ export interface Reaper {
 
 /**
  * {@link reapIdleConnections} every `intervalMs` on an unref'd timer (first run after one
- * interval; `runNow()` for one at once).
+ * interval; `runNow()` for one at once). It remembers the backends it signalled for a while, so a
+ * backend still exiting is neither signalled nor reported twice.
  *
  * @throws {TypeError | RangeError} on invalid options
  * @example
@@ -347,47 +382,31 @@ export interface Reaper {
  * ```
  */
 export function scheduleReaper(options: ScheduledReapOptions): Reaper {
-  const resolved = resolveReap(options, 'scheduleReaper');
-  const intervalMs = checkInteger('scheduleReaper', 'intervalMs', options.intervalMs, 10, 86_400_000);
-  const events = new TypedEvents<{ reap: ReapResult; error: unknown }>();
-  let last: ReapResult | undefined;
-  let closing: Promise<void> | undefined;
-  const repeater = new Repeater(
-    () => reap(resolved),
+  const resolved = resolveReap(options);
+  const intervalMs = checkInteger('intervalMs', options.intervalMs, 10, 86_400_000);
+  const signalled: Signalled = {
+    at: new Map(),
+    now: optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v)),
+  };
+  const repeater = new Repeater({
+    task: () =>
+      reap(resolved, signalled).catch((error: unknown) => {
+        if (error instanceof ReapPrivilegeError) repeater.report(error.result);
+        throw error;
+      }),
     intervalMs,
-    (result) => {
-      last = result;
-      events.emit('reap', result);
-    },
-    (error) => {
-      if (error instanceof ReapPrivilegeError) {
-        last = error.result;
-        events.emit('reap', error.result);
-      }
-      if (events.has('error')) events.emit('error', error);
-      else
-        process.emitWarning(error instanceof Error ? error.message : String(error), {
-          code: 'SLUICE_REAPER_FAILED',
-        });
-    },
-  );
-  repeater.start(intervalMs);
+    firstRunMs: intervalMs,
+    name: 'idle-connection reaper',
+    warningCode: 'SLUICE_REAPER_FAILED',
+  });
   return {
     get lastResult() {
-      return last;
+      return repeater.last;
     },
-    async runNow() {
-      if (closing) throw new PoolError('E_POOL_CLOSED', 'the reaper is closed');
-      return repeater.runNow();
-    },
-    onReap: (listener) => events.on('reap', listener),
-    onError: (listener) => events.on('error', listener),
-    close() {
-      closing ??= repeater.close();
-      return closing;
-    },
-    [Symbol.asyncDispose]() {
-      return this.close();
-    },
+    runNow: () => repeater.runNow(),
+    onReap: (listener) => repeater.events.on('result', listener),
+    onError: (listener) => repeater.events.on('error', listener),
+    close: () => repeater.close(),
+    [Symbol.asyncDispose]: () => repeater.close(),
   };
 }

@@ -1,83 +1,95 @@
+import { TypedEvents } from '@sluice/kit';
+import { PoolError } from './errors.js';
+
+/** Options of a {@link Repeater}. */
+export interface RepeaterOptions<T> {
+  /** One run; `signal` aborts when the repeater closes. */
+  readonly task: (signal: AbortSignal) => Promise<T>;
+  /** Time between the end of one run and the start of the next, ms. */
+  readonly intervalMs: number;
+  /** Delay before the first run, ms. */
+  readonly firstRunMs: number;
+  /** What it is, for messages (`'the connection monitor'`). */
+  readonly name: string;
+  /** `process.emitWarning` code when a run fails and nobody listens for `error`. */
+  readonly warningCode: string;
+}
+
 /**
- * Runs `task` every `intervalMs` (measured from the end of the previous run, so runs never
- * overlap) on an unref'd timer; `runNow()` shares a run already in flight; `close()` stops the
- * timer and waits for the run in flight.
+ * The timer behind every scheduled job of the package (monitors, reaper, purge): runs `task`
+ * every `intervalMs` on an unref'd timer, measured from the end of the previous run so runs never
+ * overlap; `runNow()` shares a run already in flight; every result and failure goes to `events`
+ * (a failure nobody listens for becomes one process warning per failing streak); `close()` stops
+ * the timer, aborts the run's signal and waits for it.
  */
 export class Repeater<T> {
-  readonly #task: () => Promise<T>;
-  readonly #intervalMs: number;
-  readonly #onResult: (value: T) => void;
-  readonly #onError: (error: unknown) => void;
+  readonly events = new TypedEvents<{ result: T; error: unknown }>();
+  readonly #o: RepeaterOptions<T>;
+  readonly #stop = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #inFlight: Promise<T> | undefined;
-  #closed = false;
+  #closing: Promise<void> | undefined;
+  #last: T | undefined;
+  #failing = false;
 
-  constructor(
-    task: () => Promise<T>,
-    intervalMs: number,
-    onResult: (value: T) => void,
-    onError: (error: unknown) => void,
-  ) {
-    this.#task = task;
-    this.#intervalMs = intervalMs;
-    this.#onResult = onResult;
-    this.#onError = onError;
+  constructor(options: RepeaterOptions<T>) {
+    this.#o = options;
+    this.#schedule(options.firstRunMs);
   }
 
-  get closed(): boolean {
-    return this.#closed;
+  /** The most recent result. */
+  get last(): T | undefined {
+    return this.#last;
   }
 
-  get running(): boolean {
-    return this.#inFlight !== undefined;
-  }
-
-  /** Schedules the first run after `delayMs`. */
-  start(delayMs: number): void {
-    this.#schedule(delayMs);
+  /** Records a result that came with a failure (e.g. the partial result of a denied reap). */
+  report(result: T): void {
+    this.#last = result;
+    this.events.emit('result', result);
   }
 
   /** Runs now (or joins the run in flight) and reschedules the next one after it. */
   runNow(): Promise<T> {
+    if (this.#closing) return Promise.reject(new PoolError('E_POOL_CLOSED', `${this.#o.name} is closed`));
     if (this.#inFlight) return this.#inFlight;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const run = (async () => this.#task())();
+    clearTimeout(this.#timer);
+    const run = (async () => this.#o.task(this.#stop.signal))();
     this.#inFlight = run;
     run.then(
       (value) => {
         this.#inFlight = undefined;
-        this.#onResult(value);
-        this.#schedule(this.#intervalMs);
+        this.#failing = false;
+        this.report(value);
+        this.#schedule(this.#o.intervalMs);
       },
       (error: unknown) => {
         this.#inFlight = undefined;
-        this.#onError(error);
-        this.#schedule(this.#intervalMs);
+        if (this.events.has('error')) this.events.emit('error', error);
+        else if (!this.#failing) {
+          const reason = error instanceof Error ? error.message : String(error);
+          process.emitWarning(`${this.#o.name}: ${reason}`, { code: this.#o.warningCode });
+        }
+        this.#failing = true;
+        this.#schedule(this.#o.intervalMs);
       },
     );
     return run;
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const inFlight = this.#inFlight;
-    if (inFlight)
-      await inFlight.then(
-        () => undefined,
-        () => undefined,
-      );
+  /** Stops the timer, aborts the run in flight's signal and waits for it. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearTimeout(this.#timer);
+      this.#stop.abort();
+      await this.#inFlight?.catch(() => undefined);
+    })();
+    return this.#closing;
   }
 
   #schedule(delayMs: number): void {
-    if (this.#closed) return;
+    if (this.#closing) return;
     this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.runNow().catch(() => {
-        // reported through onError
-      });
+      this.runNow().catch(() => undefined); // reported through events
     }, delayMs);
     this.#timer.unref();
   }

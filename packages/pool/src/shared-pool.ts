@@ -34,7 +34,7 @@ const SIZING = [
 
 /**
  * Returns this process's pool for the given connection settings (`connectionString`,
- * `applicationName`, `statementTimeoutMs`, `idleInTransactionTimeoutMs`), creating it on first
+ * `applicationName` and the timeouts of every statement), creating it on first
  * use. Every call returns its own handle with its own idempotent `close()`; the underlying pool
  * ends when the last handle closes. A later call with the same connection settings but a
  * different size (`max`, `maxWaiting`, timeouts) throws rather than silently ignoring it.
@@ -49,19 +49,21 @@ const SIZING = [
  * ```
  */
 export function sharedPool(options: PoolOptions): SluicePool {
-  const resolved = resolvePoolOptions(options, 'sharedPool');
+  const resolved = resolvePoolOptions(options);
   const key = JSON.stringify([
     resolved.connectionString,
     resolved.applicationName,
     resolved.statementTimeoutMs ?? null,
     resolved.idleInTransactionTimeoutMs ?? null,
+    resolved.serverTimeouts,
+    resolved.queryTimeoutMs,
   ]);
   let entry = shared.get(key);
   if (entry) {
     for (const name of SIZING) {
       if (entry.options[name] !== resolved[name]) {
         throw new TypeError(
-          `sharedPool: ${name} is ${resolved[name]} but the shared pool '${resolved.applicationName}' for this ` +
+          `${name} is ${resolved[name]} but the shared pool '${resolved.applicationName}' for this ` +
             `connection was created with ${name} ${entry.options[name]}; pass the same sizing everywhere`,
         );
       }

@@ -3,25 +3,28 @@ import type { LatencySummary } from './latency-window.js';
 
 /** Per-acquire options of `connect`, `withClient`, `withTransaction` and `query`. */
 export interface AcquireOptions {
-  /** Gives up the acquire (`E_POOL_ABORTED`) when aborted, whether queued or connecting. */
-  signal?: AbortSignal;
-  /** Overrides the pool's `acquireTimeoutMs` for this acquire. */
-  timeoutMs?: number;
+  /**
+   * Gives up the acquire (`E_POOL_ABORTED`) when aborted, whether queued or connecting: the
+   * caller's work never runs, and a connection that arrives later goes straight back to the pool.
+   */
+  signal?: AbortSignal | undefined;
+  /** A shorter bound than the pool's `acquireTimeoutMs` for this acquire (1..acquireTimeoutMs). */
+  timeoutMs?: number | undefined;
 }
 
 /** Options of `withTransaction`. */
 export interface TransactionOptions extends AcquireOptions {
   /** `BEGIN ISOLATION LEVEL ...`. @default the server's default (read committed) */
-  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable';
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable' | undefined;
   /** `BEGIN READ ONLY`. @default false */
-  readOnly?: boolean;
+  readOnly?: boolean | undefined;
 }
 
 /** The payload of the `leak` event. */
 export interface LeakEvent {
   /** Application name of the pool. */
   readonly applicationName: string;
-  /** Server process id of the leaked connection (`pg_stat_activity.pid`). */
+  /** Server process id of the leaked connection (`pg_backend_pid()` read when it opened). */
   readonly pid: number | undefined;
   /** When it was checked out (epoch ms, from the pool's clock). */
   readonly acquiredAt: number;
@@ -70,7 +73,7 @@ export interface PoolStats {
   readonly idle: number;
   /** Checked out now. */
   readonly active: number;
-  /** Acquires queued now. */
+  /** Acquires waiting now because all `max` connections were busy when they came. */
   readonly waiting: number;
   /** Configured queue bound. */
   readonly maxWaiting: number;
@@ -111,7 +114,7 @@ export interface VerifyResult {
 /** Options of `verify()`. */
 export interface VerifyOptions {
   /** What to do when `max` exceeds the server's budget. @default 'warn' */
-  onMisfit?: 'warn' | 'throw';
+  onMisfit?: 'warn' | 'throw' | undefined;
 }
 
 /**
@@ -132,7 +135,7 @@ export interface SluicePool {
   readonly idleCount: number;
   /** Checked out now. */
   readonly activeCount: number;
-  /** Acquires queued now. */
+  /** Acquires waiting now because all `max` connections were busy when they came. */
   readonly waitingCount: number;
   /** `application_name` of this pool's connections. */
   readonly applicationName: string;
@@ -149,13 +152,18 @@ export interface SluicePool {
     options?: AcquireOptions,
   ): Promise<pg.QueryResult<R>>;
   /**
-   * Checks a client out; the caller must call `client.release()` exactly once (a second call is
-   * ignored). Prefer `withClient`.
+   * Checks a client out; the caller must call `client.release()` exactly once (`pg.Pool` throws on
+   * a second call), and `client.release(err)` to destroy it (after an error, or inside an open
+   * transaction). Prefer `withClient`, which does both.
    */
   connect(options?: AcquireOptions): Promise<pg.PoolClient>;
   /** Runs `fn` with a checked-out client and releases it exactly once, whatever `fn` does. */
   withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: AcquireOptions): Promise<T>;
-  /** Runs `fn` inside BEGIN ... COMMIT (ROLLBACK when it throws) and releases the client exactly once. */
+  /**
+   * Runs `fn` inside BEGIN ... COMMIT (ROLLBACK when it throws) and releases the client exactly
+   * once. With server timeouts sent per transaction (see `serverTimeouts`), `BEGIN` carries
+   * `SET LOCAL statement_timeout` / `idle_in_transaction_session_timeout` in the same round trip.
+   */
   withTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Gauges and counters now. */
   stats(): PoolStats;
@@ -164,7 +172,7 @@ export interface SluicePool {
    * @throws {PoolError} `E_POOL_MISFIT` when `onMisfit: 'throw'` and `max` does not fit
    */
   verify(options?: VerifyOptions): Promise<VerifyResult>;
-  /** Server process ids of this pool's open connections. */
+  /** Server process ids of this pool's open connections (`pg_backend_pid()`, read once per connection). */
   backendPids(): number[];
   /** Subscribes to an event; returns the unsubscribe function. */
   on<E extends keyof PoolEvents>(event: E, listener: (payload: PoolEvents[E]) => void): () => void;

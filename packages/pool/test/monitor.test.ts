@@ -2,6 +2,7 @@ import { createTestDatabase, type TestDatabase, uniqueSuffix, waitFor } from '@s
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  activityOf,
   type ConnectionLevel,
   type ConnectionSample,
   createPool,
@@ -125,6 +126,7 @@ describe('monitorConnections', () => {
       );
       expect(Object.keys(sample).sort()).toEqual(
         [
+          'activityByApplication',
           'at',
           'byApplication',
           'byDatabase',
@@ -147,6 +149,15 @@ describe('monitorConnections', () => {
       expect(sample.byState.active).toBe(2);
       expect(sample.oldestIdleMsByApplication[label]).toBeGreaterThanOrEqual(100);
       expect(sample.oldestIdleMsByApplication[`${label}-busy`]).toBeUndefined();
+      expect(sample.activityByApplication[label]).toEqual({
+        total: 3,
+        active: 0,
+        idle: 3,
+        idleInTransaction: 0,
+        waiting: 0,
+        busy: 0,
+      });
+      expect(sample.activityByApplication[`${label}-busy`]).toMatchObject({ total: 1, active: 1, busy: 1 });
       expect(monitor.lastSample).toBe(sample);
       expect(seen).toContain(sample);
       expect(monitor.usage).toBeCloseTo(5 / (sample.maxConnections - sample.reservedConnections));
@@ -156,6 +167,59 @@ describe('monitorConnections', () => {
       ]);
       await busyQuery; // cancelled
       await letGo([...idle, ...(busy ? [busy] : [])]);
+    }
+  });
+
+  it('says per application what its backends do: active, idle in transaction, waiting on a lock', async () => {
+    const base = `cvat:worker:${uniqueSuffix()}`;
+    await pool.query('CREATE TABLE IF NOT EXISTS monitor_locks (id int PRIMARY KEY)');
+    await pool.query('INSERT INTO monitor_locks VALUES (1) ON CONFLICT DO NOTHING');
+    const [locker, waiter, sleeper, idle] = await hold(4, `${base}:export`);
+    const server = (await hold(1, 'cvat:server-like'))[0];
+    await locker?.query('BEGIN');
+    await locker?.query('SELECT * FROM monitor_locks WHERE id = 1 FOR UPDATE'); // then idle in transaction
+    const blocked = waiter
+      ?.query('SELECT * FROM monitor_locks WHERE id = 1 FOR UPDATE')
+      .catch((e: unknown) => e);
+    const sleeping = sleeper?.query('SELECT pg_sleep(30)').catch((e: unknown) => e);
+    try {
+      await using monitor = monitorConnections({
+        pool,
+        intervalMs: 250,
+        warnAt: 0.7,
+        criticalAt: 0.9,
+        database: db.name,
+      });
+      let sample = await monitor.sampleNow();
+      await waitFor(
+        async () => {
+          sample = await monitor.sampleNow();
+          const a = sample.activityByApplication[`${base}:export`];
+          return a?.waiting === 1 && a.active === 2;
+        },
+        { timeoutMs: 10_000, what: 'the waiter to block and the sleeper to run' },
+      );
+      expect(sample.activityByApplication[`${base}:export`]).toEqual({
+        total: 4,
+        active: 2,
+        idle: 1,
+        idleInTransaction: 1,
+        waiting: 1,
+        busy: 3,
+      });
+      expect(sample.byApplication[`${base}:export`]).toBe(4);
+      // A worker's name carries its queues: a prefix pattern sums every one of them.
+      expect(activityOf(sample, `${base}:*`)).toMatchObject({ total: 4, busy: 3, waiting: 1 });
+      expect(activityOf(sample, [`${base}:*`, 'cvat:server-like'])).toMatchObject({ total: 5, idle: 2 });
+      expect(activityOf(sample, /^nothing-like-this$/).total).toBe(0);
+    } finally {
+      await pool.query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+        [`${base}:export`],
+      );
+      await locker?.query('ROLLBACK');
+      await Promise.all([blocked, sleeping]);
+      await letGo([locker, waiter, sleeper, idle, server].filter((c): c is pg.Client => c !== undefined));
     }
   });
 

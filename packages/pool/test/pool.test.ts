@@ -40,7 +40,9 @@ async function waitUntil(probe: () => boolean, what: string): Promise<void> {
 describe('options', () => {
   it('requires max and names bad options', () => {
     const connectionString = 'postgres://127.0.0.1/x';
-    expect(() => createPool({ connectionString } as never)).toThrow(/max is required/);
+    expect(() => createPool({ connectionString } as never)).toThrow(
+      'max should be an integer, got undefined',
+    );
     expect(() => createPool({ connectionString, max: 0 })).toThrow(RangeError);
     expect(() => createPool({ connectionString, max: 1.5 })).toThrow(/max should be an integer/);
     expect(() => createPool({ connectionString, max: 2, maxWaiting: -1 })).toThrow(/maxWaiting/);
@@ -51,6 +53,9 @@ describe('options', () => {
     expect(() => createPool({ connectionString: '', max: 2 })).toThrow(/connectionString/);
     expect(() => createPool({ connectionString, max: 2, statementTimeoutMs: '5s' as never })).toThrow(
       TypeError,
+    );
+    expect(() => createPool({ connectionString, max: 2, serverTimeouts: 'session' as never })).toThrow(
+      /serverTimeouts should be one of 'auto', 'startup', 'transaction'/,
     );
   });
 });
@@ -171,7 +176,7 @@ describe('createPool', () => {
 
     const log: string[] = [];
     const short = pool.withClient(async () => log.push('short'), { timeoutMs: 100 });
-    const long = pool.withClient(async () => log.push('long'), { timeoutMs: 20_000 });
+    const long = pool.withClient(async () => log.push('long'), { timeoutMs: 5_000 });
     // Awaited below; should an assertion fail first, closing the pool rejects them unobserved.
     for (const p of [holder, short, long]) p.catch(() => {});
     expect(pool.waitingCount).toBe(2);
@@ -197,7 +202,7 @@ describe('createPool', () => {
     expect(stats.active).toBe(0);
   });
 
-  it('expires waiters with the default timeout in order, from one shared timer', async () => {
+  it("expires waiters with the default timeout in order (pg.Pool's connectionTimeoutMillis)", async () => {
     await using pool = createPool({
       connectionString: db.url,
       max: 1,
@@ -254,6 +259,58 @@ describe('createPool', () => {
     });
   });
 
+  it('an acquire aborted before it gets a client never runs its work; its place goes to the next', async () => {
+    await using pool = createPool({
+      connectionString: db.url,
+      max: 1,
+      maxWaiting: 1,
+      applicationName: app('abort'),
+    });
+    await pool.query('CREATE TABLE abort_log (what text)');
+    const hold = deferred();
+    const holder = pool.withClient(() => hold.promise);
+    await waitUntil(() => pool.activeCount === 1, 'the holder');
+    const controller = new AbortController();
+    const aborted = pool.query("INSERT INTO abort_log VALUES ('aborted')", [], { signal: controller.signal });
+    expect(pool.waitingCount).toBe(1);
+    controller.abort(new Error('the HTTP client went away'));
+    await expect(aborted).rejects.toMatchObject({ code: 'E_POOL_ABORTED', status: 499 });
+    // Its place in the bounded queue is free at once.
+    expect(pool.waitingCount).toBe(0);
+    const next = pool.query("INSERT INTO abort_log VALUES ('next')");
+    next.catch(() => {});
+    hold.resolve();
+    await holder;
+    await next;
+    const { rows } = await pool.query<{ what: string }>('SELECT what FROM abort_log');
+    expect(rows).toEqual([{ what: 'next' }]);
+    expect(pool.stats()).toMatchObject({ acquired: 4, waiting: 0, active: 0, total: 1 });
+    // An acquire's own timeout may only shorten the pool's.
+    await expect(pool.query('SELECT 1', [], { timeoutMs: 10_001 })).rejects.toThrow(
+      'timeoutMs should be an integer between 1 and 10000, got 10001',
+    );
+  });
+
+  it("serverTimeouts: 'transaction' sets them with SET LOCAL in the BEGIN round trip, never for the session", async () => {
+    await using pool = createPool({
+      connectionString: db.url,
+      max: 1,
+      applicationName: app('local'),
+      statementTimeoutMs: 250,
+      idleInTransactionTimeoutMs: 4000,
+      serverTimeouts: 'transaction',
+    });
+    const read =
+      "SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i";
+    expect((await pool.query(read)).rows[0]).toEqual({ s: '0', i: '0' });
+    expect((await pool.withTransaction((c) => c.query(read))).rows[0]).toEqual({ s: '250ms', i: '4s' });
+    await expect(pool.withTransaction((c) => c.query('SELECT pg_sleep(3)'))).rejects.toMatchObject({
+      code: '57014',
+    });
+    expect((await pool.query(read)).rows[0]).toEqual({ s: '0', i: '0' });
+    expect(pool.stats().destroyed).toBe(0);
+  });
+
   it('withTransaction commits, rolls back on error and releases exactly once', async () => {
     await using pool = createPool({ connectionString: db.url, max: 2, applicationName: app('tx') });
     await pool.query('CREATE TABLE tx_items (id int PRIMARY KEY)');
@@ -283,10 +340,11 @@ describe('createPool', () => {
     );
     expect(serial).toBe('serializable');
 
-    // A caller that releases inside withClient does not cause a second release.
+    // A caller that releases inside withClient does not cause a second release (a second call of
+    // its own is pg.Pool's error).
     await pool.withClient(async (c) => {
       c.release();
-      c.release();
+      expect(() => c.release()).toThrow(/already been released/);
     });
     expect(pool.activeCount).toBe(0);
     expect(pool.stats().destroyed).toBe(0);
@@ -342,7 +400,9 @@ describe('createPool', () => {
     await pool.close();
     expect(pool.totalCount).toBe(0);
     expect(pool.activeCount).toBe(0);
-    client.release(); // late release is ignored
+    // close() released it with an error (its connection is gone): pg.Pool refuses a second release.
+    expect(() => client.release()).toThrow(/already been released/);
+    expect(pool.stats().destroyed).toBe(1);
   });
 });
 

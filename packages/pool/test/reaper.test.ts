@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createPool,
   isReapPrivilegeError,
+  type ReaperPool,
   type ReapPrivilegeError,
   type ReapResult,
   reapIdleConnections,
@@ -78,15 +79,14 @@ describe('reapIdleConnections', () => {
     const pool = track(
       createPool({ connectionString: db.url, max: 2, applicationName: `sluice-reaper-${suffix}` }),
     );
-    // Another Sluice pool in this process, labelled exactly like the target: never reaped.
-    const sibling = track(createPool({ connectionString: db.url, max: 1, applicationName: label }));
-    await sibling.query('SELECT 1');
     const old = await open(3, label);
     const otherApp = await open(1, `cvat:worker:${suffix}`);
     const inTx = await open(1, label);
     const txClient = clients[clients.length - 1];
     await txClient?.query('BEGIN');
     await txClient?.query('SELECT 1');
+    const active = await open(1, label);
+    const busy = clients[clients.length - 1]?.query('SELECT pg_sleep(30)').catch((e: unknown) => e);
     // Old means idle for 1.5 s; the young are touched right before each reap and stay well under
     // the 1 s threshold however slow a loaded machine is between the touch and the reap.
     await sleep(1500);
@@ -111,23 +111,85 @@ describe('reapIdleConnections', () => {
       expect(b.database).toBe(db.name);
       expect(b.idleMs).toBeGreaterThanOrEqual(1000);
     }
-    expect(result.deferred).toBe(0);
-    expect(result.denied).toEqual([]);
+    expect(result).toMatchObject({ kept: 0, deferred: 0, denied: [] });
     await waitFor(async () => (await alive(old)).length === 0, { what: 'the reaped backends to exit' });
 
-    const survivors = [...otherApp, ...inTx, ...young, ...sibling.backendPids(), ...pool.backendPids()];
+    // Never idle in transaction, never active, never another application, never the pool's own.
+    const survivors = [...otherApp, ...inTx, ...active, ...young, ...pool.backendPids()];
     expect(await alive(survivors)).toEqual(sorted(survivors));
+    await adminQuery('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [active]);
+    await busy;
+  });
 
-    // idle in transaction only when asked
-    await touchYoung();
-    const withTx = await reapIdleConnections({
+  it('keeps the most recently active idle connections and matches the last statement', async () => {
+    const label = `cvat:server:${suffix}:keep`;
+    const pool = track(
+      createPool({ connectionString: db.url, max: 1, applicationName: `sluice-reaper-k-${suffix}` }),
+    );
+    await pool.query('CREATE TABLE IF NOT EXISTS django_session (session_key varchar(40) PRIMARY KEY)');
+    const lookup = "SELECT session_key FROM django_session WHERE session_key = 'qwertyuiop'";
+    // Leaked the way the seed leaks them: idle since the session lookup, at staggered times.
+    const leaked: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const [pid] = await open(1, label);
+      await clients[clients.length - 1]?.query(lookup);
+      leaked.push(pid ?? 0);
+      await sleep(150);
+    }
+    const otherStatement = await open(1, label); // idle as long, but its last statement is another one
+    await sleep(1100);
+
+    const byLike = await reapIdleConnections({
       pool,
       applicationName: label,
       idleForMs: 1000,
-      includeIdleInTransaction: true,
+      lastQuery: '%FROM django_session%',
+      keep: () => 1,
+      dryRun: true,
     });
-    expect(withTx.reaped.map((b) => [b.pid, b.state])).toEqual([[inTx[0], 'idle in transaction']]);
-    expect((await sibling.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    // keep 1: the most recently active idle connection (the other-statement one) is left alone,
+    // whatever its statement; of the rest, only session lookups are reaped.
+    expect(byLike.kept).toBe(1);
+    expect(sorted(byLike.reaped.map((b) => b.pid))).toEqual(sorted(leaked));
+
+    const result = await reapIdleConnections({
+      pool,
+      applicationName: label,
+      idleForMs: 1000,
+      lastQuery: /django_session/,
+      keep: () => 2, // e.g. two requests in flight: the two most recent idle ones stay
+    });
+    expect(result.kept).toBe(2);
+    expect(sorted(result.reaped.map((b) => b.pid))).toEqual(sorted(leaked.slice(0, 2)));
+    await waitFor(async () => (await alive(leaked.slice(0, 2))).length === 0, { what: 'reaped to exit' });
+    expect(await alive([leaked[2] ?? 0, ...otherStatement])).toEqual(
+      sorted([leaked[2] ?? 0, ...otherStatement]),
+    );
+    await expect(
+      reapIdleConnections({ pool, applicationName: label, idleForMs: 1, keep: () => -1 }),
+    ).rejects.toThrow(/keep\(\) should be an integer >= 0/);
+  });
+
+  it('leaves alone a connection that ran anything between the look and the kill', async () => {
+    const label = `cvat:server:${suffix}:race`;
+    const inner = track(
+      createPool({ connectionString: db.url, max: 1, applicationName: `sluice-reaper-r-${suffix}` }),
+    );
+    const [quiet, picked] = await open(2, label);
+    const pickedClient = clients[clients.length - 1];
+    await sleep(300);
+    // The reaper's own pool, with a request arriving on one candidate just before the kill.
+    const pool: ReaperPool = {
+      applicationName: inner.applicationName,
+      backendPids: () => inner.backendPids(),
+      query: (async (text: string, values?: unknown[]) => {
+        if (text.includes('pg_terminate_backend')) await pickedClient?.query('SELECT 1');
+        return inner.query(text, values);
+      }) as ReaperPool['query'],
+    };
+    const result = await reapIdleConnections({ pool, applicationName: label, idleForMs: 200 });
+    expect(result.reaped.map((b) => b.pid)).toEqual([quiet]);
+    expect(await alive([picked ?? 0])).toEqual([picked]);
   });
 
   it('matches a pattern, never its own pool, and honours maxPerRun', async () => {
@@ -141,9 +203,10 @@ describe('reapIdleConnections', () => {
     const first = await reapIdleConnections({ pool, applicationName: pattern, idleForMs: 200, maxPerRun: 3 });
     expect(first.reaped).toHaveLength(3);
     expect(first.deferred).toBe(1);
+    // The same as a prefix pattern (how CVAT's workers are named: 'cvat:worker:<queues>').
     const second = await reapIdleConnections({
       pool,
-      applicationName: pattern,
+      applicationName: `${base}*`,
       idleForMs: 200,
       maxPerRun: 3,
     });
@@ -250,7 +313,14 @@ describe('scheduleReaper', () => {
     const pool = track(
       createPool({ connectionString: db.url, max: 1, applicationName: `sluice-reaper-s-${suffix}` }),
     );
-    await using reaper = scheduleReaper({ pool, applicationName: label, idleForMs: 100, intervalMs: 50 });
+    let clock = 0;
+    await using reaper = scheduleReaper({
+      pool,
+      applicationName: label,
+      idleForMs: 100,
+      intervalMs: 50,
+      now: () => clock++,
+    });
     const runs: ReapResult[] = [];
     reaper.onReap((r) => runs.push(r));
     const targets = await open(2, label);
@@ -260,6 +330,7 @@ describe('scheduleReaper', () => {
     });
     expect(sorted(runs.flatMap((r) => r.reaped.map((b) => b.pid)))).toEqual(sorted(targets));
     expect(reaper.lastResult).toBeDefined();
+    expect(clock).toBeGreaterThan(0); // its memory of signalled backends runs on the injected clock
     await reaper.close();
     await reaper.close();
     const count = runs.length;

@@ -48,6 +48,7 @@ export {
   postgresBinDir,
   startOwnPostgres,
 } from './own-postgres.js';
+export { type OwnPgBouncer, type PgBouncerOptions, startPgBouncer } from './pgbouncer.js';
 export { freePort, uniqueSuffix, waitFor } from './ports.js';
 export {
   adminQuery,
