@@ -172,7 +172,8 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     owned = true;
   }
   const kinds = new Set<CredentialKind>(cache.validator.kinds);
-  const extractCredential = credentialExtractor({ cookieName, maxHeaderBytes });
+  const extractCandidates = credentialExtractor({ cookieName, maxHeaderBytes });
+  const extractCredential = (headers: IncomingMessage['headers']) => extractCandidates(headers)[0] ?? null;
   const counters = { authenticated: 0, unauthenticated: 0, malformed: 0, validatorErrors: 0, publicPaths: 0 };
 
   function unauthenticated(
