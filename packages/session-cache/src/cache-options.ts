@@ -147,6 +147,7 @@ export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
   const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
   const negative = options.negative ?? {};
   checkObject('options.negative', negative);
+  const negativeMax = optional(negative.max, 1_000, (v) => checkInteger('options.negative.max', v, 1));
   let l1: ResolvedOptions['l1'];
   if (options.l1 !== false) {
     const o = options.l1 ?? {};
@@ -154,7 +155,7 @@ export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
     l1 = {
       max: optional(o.max, 10_000, (v) => checkInteger('options.l1.max', v, 1)),
       ttlMs: ms('options.l1.ttlMs', 5_000)(o.ttlMs),
-      negativeMax: optional(negative.max, 1_000, (v) => checkInteger('options.negative.max', v, 1)),
+      negativeMax,
     };
   }
   const resolved = {
