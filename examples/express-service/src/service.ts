@@ -1,12 +1,12 @@
-import { isPoolError, type SluicePool, sharedPool } from '@sluice/pool';
-import { type SessionCacheMiddleware, sessionCache } from '@sluice/session-cache';
+import { createPool, isPoolError, type SluicePool } from '@sluice/pool';
+import { djangoDatabaseValidator, type SessionCacheMiddleware, sessionCache } from '@sluice/session-cache';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 
 /** What the service reads from its environment (`process.env` by default). */
 export interface ServiceEnvironment {
   /** Django's database (CVAT's `cvat_db`). Required. */
   readonly DATABASE_URL?: string;
-  /** Size of the shared pool; `sessionCache()` reads the same variable, so both get one pool. @default 10 */
+  /** Size of the one pool: the routes query through it and `sessionCache()` validates through it. @default 10 */
   readonly SLUICE_POOL_MAX?: string;
   /** Optional: Redis for the shared L2 cache (several instances of this service share validations). */
   readonly REDIS_URL?: string;
@@ -20,11 +20,11 @@ export interface ServiceEnvironment {
 /** The service: an Express app and how to release what it holds. */
 export interface Service {
   readonly app: Express;
-  /** The shared pool (the one `sessionCache()` validates through). */
+  /** The one pool (the one `sessionCache()` validates through). */
   readonly pool: SluicePool;
   /** The authentication middleware, with its cache (`auth.cache.stats()`, `auth.cache.invalidate()`). */
   readonly auth: SessionCacheMiddleware;
-  /** Closes the middleware's cache and this handle of the shared pool. Idempotent. */
+  /** Closes the middleware's cache and the pool. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -32,9 +32,10 @@ export interface Service {
  * Builds a small service that lives beside Django and trusts Django's logins:
  * - `app.use(sessionCache())` authenticates every `/api` request by its `sessionid` cookie or
  *   `Authorization: Token` through the tiered cache (zero queries after the first), validating
- *   against Django's `django_session` and `authtoken_token` through the shared pool;
- * - routes query Django's database through the same shared pool (`sharedPool()` with the same
- *   settings returns the same connections), so the whole process holds at most `SLUICE_POOL_MAX`.
+ *   against Django's `django_session` and `authtoken_token` through the service's pool, handed
+ *   to it explicitly (`djangoDatabaseValidator({ pool })`);
+ * - routes query Django's database through the same pool, so the whole process holds at most
+ *   `SLUICE_POOL_MAX` connections.
  *
  * Routes: `GET /healthz` (public), `GET /api/me` (the identity, no query), `GET /api/profile`
  * (one query on `auth_user`), `GET /api/sluice/stats` (staff only: cache, middleware and pool counters).
@@ -48,9 +49,10 @@ export function createService(env: ServiceEnvironment = process.env): Service {
   const databaseUrl = env.DATABASE_URL;
   if (!databaseUrl) throw new TypeError('DATABASE_URL must be set to Django’s PostgreSQL database');
   const max = Number(env.SLUICE_POOL_MAX ?? 10);
-  // Same connection string and size as the one sessionCache() builds from DATABASE_URL: one pool.
-  const pool = sharedPool({ connectionString: databaseUrl, max });
-  const auth = sessionCache({ env, publicPaths: ['/healthz'] });
+  // One pool for the routes and the validator: the middleware gets it explicitly.
+  const pool = createPool({ connectionString: databaseUrl, max });
+  const validator = djangoDatabaseValidator({ pool, secretKey: env.DJANGO_SECRET_KEY || undefined });
+  const auth = sessionCache({ env, validator, publicPaths: ['/healthz'] });
 
   const app = express();
   app.disable('x-powered-by');

@@ -1,4 +1,4 @@
-import { checkBoolean, checkOptionsObject, checkSecret } from './options.js';
+import { checkBoolean, checkObject, checkString, optional } from '@sluice/kit';
 import { constantTimeEqual, type HmacAlgorithm, saltedHmac } from './salted-hmac.js';
 import { readKeys } from './signing.js';
 
@@ -35,7 +35,7 @@ export function sessionAuthHash(
   algorithm: HmacAlgorithm = 'sha256',
 ): string {
   if (typeof passwordHash !== 'string') throw new TypeError('passwordHash should be a string');
-  checkSecret('secretKey', secretKey);
+  checkString('secretKey', secretKey);
   if (algorithm !== 'sha256' && algorithm !== 'sha1') {
     throw new TypeError(`algorithm should be 'sha256' or 'sha1', got ${String(algorithm)}`);
   }
@@ -57,9 +57,9 @@ export function verifySessionAuthHash(
   passwordHash: string,
   options: VerifySessionAuthHashOptions,
 ): boolean {
-  checkOptionsObject('options', options, true);
+  checkObject('options', options);
   const keys = readKeys(options, 'options');
-  const allowLegacy = checkBoolean('options.allowLegacy', options.allowLegacy, false);
+  const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   if (typeof passwordHash !== 'string') throw new TypeError('passwordHash should be a string');
   if (session === null || typeof session !== 'object') return false;
   const stored = Object.hasOwn(session, HASH_SESSION_KEY) ? session[HASH_SESSION_KEY] : undefined;

@@ -1,7 +1,7 @@
+import { checkInteger, checkObject, optional, show } from '@sluice/kit';
 import { decodeBase64 } from './base64.js';
 import { cookieValue } from './cookie.js';
 import { DEFAULT_MAX_HEADER_BYTES } from './limits.js';
-import { checkOptionsObject, checkPositiveInteger, describe } from './options.js';
 import { pythonStrip } from './python-strip.js';
 import { isValidSessionKey } from './session-key.js';
 
@@ -28,10 +28,16 @@ export interface MalformedCredential {
 /** What {@link extractCredential} finds: a credential, a malformed one, or `null` for none. */
 export type ExtractedCredential = Credential | MalformedCredential | null;
 
+/**
+ * What {@link extractCredentials} finds, in the order Django REST framework tries them: empty (no
+ * credential), one entry, or a session followed by Basic credentials (possibly malformed).
+ */
+export type CredentialCandidates = readonly (Credential | MalformedCredential)[];
+
 /** Request headers as Node gives them (`IncomingHttpHeaders`): lower-case names. */
 export type RequestHeaders = Readonly<Record<string, string | readonly string[] | string[] | undefined>>;
 
-/** Options of {@link extractCredential} and {@link credentialExtractor}. */
+/** Options of {@link extractCredentials}, {@link extractCredential} and {@link credentialExtractor}. */
 export interface ExtractCredentialOptions {
   /** Django's `SESSION_COOKIE_NAME`. @default 'sessionid' */
   readonly cookieName?: string | undefined;
@@ -139,84 +145,104 @@ function checkCookieName(value: unknown): string {
     pythonStrip(value) !== value
   ) {
     throw new TypeError(
-      `options.cookieName should be a non-empty cookie name without '=', ';' or surrounding spaces, got ${describe(value)}`,
+      `options.cookieName should be a non-empty cookie name without '=', ';' or surrounding spaces, got ${show(value)}`,
     );
   }
   return value;
 }
 
 /**
- * Builds an extractor with its options validated once. See {@link extractCredential} for what it
- * returns.
+ * Builds {@link extractCredentials} with its options validated once.
  *
  * @throws {TypeError} when `cookieName` is not a usable cookie name
  * @throws {RangeError} when `maxHeaderBytes` is not a positive integer
  * @example
  * const extract = credentialExtractor({ cookieName: 'sessionid' });
- * app.use((req, res, next) => { const c = extract(req.headers); ... });
+ * app.use((req, res, next) => { const candidates = extract(req.headers); ... });
  */
 export function credentialExtractor(
   options?: ExtractCredentialOptions,
-): (headers: RequestHeaders) => ExtractedCredential {
-  checkOptionsObject('options', options, false);
+): (headers: RequestHeaders) => CredentialCandidates {
+  if (options !== undefined) checkObject('options', options);
   const cookieName = checkCookieName(options?.cookieName);
-  const maxHeaderBytes = checkPositiveInteger(
-    'options.maxHeaderBytes',
-    options?.maxHeaderBytes,
-    DEFAULT_MAX_HEADER_BYTES,
+  const maxHeaderBytes = optional(options?.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, (v) =>
+    checkInteger('options.maxHeaderBytes', v, 1),
   );
 
-  return function extractCredential(headers: RequestHeaders): ExtractedCredential {
+  return function extractCredentials(headers: RequestHeaders): CredentialCandidates {
     if (headers === null || typeof headers !== 'object') {
-      throw new TypeError(`headers should be an object, got ${describe(headers)}`);
+      throw new TypeError(`headers should be an object, got ${show(headers)}`);
     }
     const auth = readHeader(headers, 'authorization', maxHeaderBytes);
-    if ('malformed' in auth) return malformedAuth(auth.malformed);
+    if ('malformed' in auth) return [malformedAuth(auth.malformed)];
     const cookie = readHeader(headers, 'cookie', maxHeaderBytes);
-    if ('malformed' in cookie) return { kind: 'malformed', reason: cookie.malformed, source: 'cookie' };
+    if ('malformed' in cookie) return [{ kind: 'malformed', reason: cookie.malformed, source: 'cookie' }];
 
-    // 1. TokenAuthentication (Token, Bearer): a header in its scheme either authenticates or fails.
+    // 1. TokenAuthentication, AccessTokenAuthentication (Token, Bearer): a header in these
+    // schemes either authenticates or fails the request; nothing else is tried.
     let basic: Credential | MalformedCredential | undefined;
     if (auth.value !== undefined) {
       const parts = auth.value.split(HEADER_WHITESPACE).filter((part) => part.length > 0);
       const scheme = parts.length > 0 ? asciiLower(parts[0] ?? '') : '';
-      if (scheme === 'token') return tokenCredential('token', parts);
-      if (scheme === 'bearer') return tokenCredential('bearer', parts);
+      if (scheme === 'token') return [tokenCredential('token', parts)];
+      if (scheme === 'bearer') return [tokenCredential('bearer', parts)];
       if (scheme === 'basic') basic = basicCredential(parts);
     }
 
-    // 2. SessionAuthentication: a valid session key wins over Basic; a bad one is only an
-    // anonymous session to Django, so Basic still gets its turn.
-    let badCookie: MalformedCredential | undefined;
+    // 2. SessionAuthentication: a session Django cannot find is only an anonymous session, so
+    // Basic still gets its turn after it; a key of the wrong shape is never looked up.
+    const candidates: (Credential | MalformedCredential)[] = [];
     if (cookie.value !== undefined) {
       const sessionKey = cookieValue(asDjangoReads(cookie.value), cookieName);
       if (sessionKey !== undefined && sessionKey !== '') {
-        if (isValidSessionKey(sessionKey)) return { kind: 'session', sessionKey };
-        badCookie = { kind: 'malformed', reason: 'session key is not [a-z0-9]{8,40}', source: 'cookie' };
+        if (isValidSessionKey(sessionKey)) candidates.push({ kind: 'session', sessionKey });
+        else if (basic === undefined) {
+          return [{ kind: 'malformed', reason: 'session key is not [a-z0-9]{8,40}', source: 'cookie' }];
+        }
       }
     }
 
     // 3. BasicAuthentication.
-    return basic ?? badCookie ?? null;
+    if (basic !== undefined) candidates.push(basic);
+    return candidates;
   };
 }
 
 const defaultExtractor = credentialExtractor();
 
 /**
- * The credential a Django + DRF backend (CVAT's order: TokenAuthentication, SessionAuthentication,
- * BasicAuthentication) would authenticate this request with, checked for shape only (no I/O):
+ * Every credential a Django + DRF backend would try for this request, in CVAT's order
+ * (TokenAuthentication, AccessTokenAuthentication, SessionAuthentication, BasicAuthentication),
+ * checked for shape only (no I/O). The first that authenticates wins; a session that does not
+ * (unknown or expired) lets the next one, Basic, be tried, as DRF does; any other refused or
+ * malformed candidate fails the request.
  *
- * 1. `Authorization: Token <40 hex>` or `Bearer <token>`; a malformed header of these schemes is
- *    `malformed` (DRF fails the request there).
+ * 1. `Authorization: Token <40 hex>` or `Bearer <token>`: the only candidate; a malformed header of
+ *    these schemes is `malformed` (DRF fails the request there).
  * 2. The session cookie, parsed as Django's `parse_cookie` does (the last duplicate wins); a key
- *    outside `[a-z0-9]{8,40}` is `malformed` unless Basic credentials follow.
- * 3. `Authorization: Basic`, decoded as DRF does.
+ *    outside `[a-z0-9]{8,40}` is skipped when Basic credentials follow, else `malformed`.
+ * 3. `Authorization: Basic`, decoded as DRF does (`malformed` when it cannot be).
  *
  * A `Cookie` or `Authorization` header longer than `maxHeaderBytes`, containing control characters,
- * or (Authorization) repeated makes the result `malformed` at once. Other schemes are ignored.
+ * or (Authorization) repeated makes the result one `malformed` entry at once. Other schemes are ignored.
  *
- * @returns the credential, a `malformed` result with a reason, or `null` when there is none
+ * @returns the candidates, possibly none
+ * @throws {TypeError|RangeError} for bad options or a `headers` that is not an object
+ * @example
+ * extractCredentials({ cookie: 'sessionid=...', authorization: 'Basic YWxpY2U6cHc=' })
+ * // [{ kind: 'session', sessionKey: '...' }, { kind: 'basic', username: 'alice', password: 'pw' }]
+ */
+export function extractCredentials(
+  headers: RequestHeaders,
+  options?: ExtractCredentialOptions,
+): CredentialCandidates {
+  return options === undefined ? defaultExtractor(headers) : credentialExtractor(options)(headers);
+}
+
+/**
+ * The first of {@link extractCredentials}: the credential DRF authenticates this request with when
+ * it is valid, a `malformed` result, or `null` when there is none.
+ *
  * @throws {TypeError|RangeError} for bad options or a `headers` that is not an object
  * @example
  * extractCredential({ authorization: 'Token 0123456789abcdef0123456789abcdef01234567' })
@@ -226,5 +252,5 @@ export function extractCredential(
   headers: RequestHeaders,
   options?: ExtractCredentialOptions,
 ): ExtractedCredential {
-  return options === undefined ? defaultExtractor(headers) : credentialExtractor(options)(headers);
+  return extractCredentials(headers, options)[0] ?? null;
 }

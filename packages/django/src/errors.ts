@@ -71,20 +71,16 @@ export class SessionDataError extends Error {
 }
 
 /**
- * Type guard for {@link SessionDataError} (also across copies of this package).
+ * Type guard for {@link SessionDataError}, optionally of one `code`.
  *
  * @example
- * if (isSessionDataError(e)) log.warn({ code: e.code, reason: e.reason });
+ * if (isSessionDataError(e, 'E_SESSION_BAD_SIGNATURE')) return anonymous();
  */
-export function isSessionDataError(e: unknown): e is SessionDataError {
-  if (e instanceof SessionDataError) return true;
-  if (!(e instanceof Error) || e.name !== 'SessionDataError') return false;
-  const code = (e as { code?: unknown }).code;
-  return (
-    code === 'E_SESSION_MALFORMED' ||
-    code === 'E_SESSION_BAD_SIGNATURE' ||
-    code === 'E_SESSION_LEGACY_DISABLED'
-  );
+export function isSessionDataError<C extends SessionDataErrorCode>(
+  e: unknown,
+  code?: C,
+): e is SessionDataError & { readonly code: C } {
+  return e instanceof SessionDataError && (code === undefined || e.code === code);
 }
 
 /** @internal */

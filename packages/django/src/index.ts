@@ -11,10 +11,12 @@ export { decodeBase64, decodeBase64Url, encodeBase64Url } from './base64.js';
 export { parseCookie } from './cookie.js';
 export {
   type Credential,
+  type CredentialCandidates,
   credentialExtractor,
   type ExtractCredentialOptions,
   type ExtractedCredential,
   extractCredential,
+  extractCredentials,
   type MalformedCredential,
   type RequestHeaders,
 } from './credential.js';

@@ -1,6 +1,6 @@
+import { checkFunction, checkObject, checkString, optional } from '@sluice/kit';
 import { malformed, SessionDataError } from './errors.js';
 import { decodeLegacyJson, looksLegacy, parseLegacy, verifyLegacy } from './legacy-session-data.js';
-import { checkClock, checkOptionsObject, checkSecret, checkString } from './options.js';
 import {
   type DecodeLimits,
   decodePayload,
@@ -8,6 +8,7 @@ import {
   parseSigned,
   readKeys,
   readLimits,
+  readSalt,
   sign,
   verifySignature,
 } from './signing.js';
@@ -72,9 +73,9 @@ function asSession(value: unknown): Record<string, unknown> {
  * session._auth_user_id // '42'
  */
 export function loadSessionData(data: string, options: LoadSessionDataOptions): Record<string, unknown> {
-  checkOptionsObject('options', options, true);
+  checkObject('options', options);
   const keys = readKeys(options, 'options');
-  const salt = checkString('options.salt', options.salt, DEFAULT_SESSION_SALT);
+  const salt = readSalt(options.salt, DEFAULT_SESSION_SALT);
   const limits = readLimits(options, 'options');
   if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
     const parts = parseLegacy(data);
@@ -102,7 +103,7 @@ export function readSessionDataUnverified(
   data: string,
   options?: ReadSessionDataOptions,
 ): Record<string, unknown> {
-  checkOptionsObject('options', options, false);
+  if (options !== undefined) checkObject('options', options);
   const limits = readLimits(options, 'options');
   if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
     const parts = parseLegacy(data);
@@ -133,10 +134,10 @@ export function dumpSessionData(
   session: Readonly<Record<string, unknown>> | ReadonlyMap<string, unknown>,
   options: DumpSessionDataOptions,
 ): string {
-  checkOptionsObject('options', options, true);
-  const secretKey = checkSecret('options.secretKey', options.secretKey);
-  const salt = checkString('options.salt', options.salt, DEFAULT_SESSION_SALT);
-  const now = checkClock('options.now', options.now);
+  checkObject('options', options);
+  const secretKey = checkString('options.secretKey', options.secretKey);
+  const salt = readSalt(options.salt, DEFAULT_SESSION_SALT);
+  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
   if (session === null || typeof session !== 'object' || Array.isArray(session)) {
     throw new TypeError(
       `session should be an object or a Map, got ${session === null ? 'null' : typeof session}`,

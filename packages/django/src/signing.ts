@@ -1,22 +1,22 @@
 import { timingSafeEqual } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
+import {
+  checkBoolean,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  checkString,
+  optional,
+  show,
+} from '@sluice/kit';
+import { deflate } from 'pako';
 import { decodeBase62, encodeBase62 } from './base62.js';
 import { decodeBase64Url, encodeBase64Url } from './base64.js';
 import { malformed, SessionDataError } from './errors.js';
 import { DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LENGTH } from './limits.js';
-import {
-  checkBoolean,
-  checkClock,
-  checkOptionsObject,
-  checkPositiveInteger,
-  checkSecret,
-  checkSecretList,
-  checkString,
-} from './options.js';
 import { dumpPythonJson } from './python-json-dumps.js';
 import { loadPythonJson } from './python-json-loads.js';
 import { saltedHmac } from './salted-hmac.js';
-import { zlibCompress } from './zlib-deflate.js';
 
 /** The salt of Django's `signing.dumps` / `signing.loads` when none is given. */
 export const DEFAULT_SIGNING_SALT = 'django.core.signing';
@@ -89,13 +89,11 @@ interface Limits {
 /** @internal */
 export function readLimits(o: ReadSignedOptions | undefined, prefix: string): Limits {
   return {
-    maxLength: checkPositiveInteger(`${prefix}.maxLength`, o?.maxLength, DEFAULT_MAX_LENGTH),
-    maxDecompressedBytes: checkPositiveInteger(
-      `${prefix}.maxDecompressedBytes`,
-      o?.maxDecompressedBytes,
-      DEFAULT_MAX_DECOMPRESSED_BYTES,
+    maxLength: optional(o?.maxLength, DEFAULT_MAX_LENGTH, (v) => checkInteger(`${prefix}.maxLength`, v, 1)),
+    maxDecompressedBytes: optional(o?.maxDecompressedBytes, DEFAULT_MAX_DECOMPRESSED_BYTES, (v) =>
+      checkInteger(`${prefix}.maxDecompressedBytes`, v, 1),
     ),
-    allowLegacy: checkBoolean(`${prefix}.allowLegacy`, o?.allowLegacy, false),
+    allowLegacy: optional(o?.allowLegacy, false, (v) => checkBoolean(`${prefix}.allowLegacy`, v)),
   };
 }
 
@@ -104,9 +102,17 @@ export function readKeys(
   o: { secretKey?: unknown; fallbackKeys?: unknown },
   prefix: string,
 ): readonly string[] {
-  const secretKey = checkSecret(`${prefix}.secretKey`, o.secretKey);
-  const fallbackKeys = checkSecretList(`${prefix}.fallbackKeys`, o.fallbackKeys);
-  return fallbackKeys.length === 0 ? [secretKey] : [secretKey, ...fallbackKeys];
+  const secretKey = checkString(`${prefix}.secretKey`, o.secretKey);
+  const fallbacks = o.fallbackKeys ?? [];
+  if (!Array.isArray(fallbacks)) {
+    throw new TypeError(`${prefix}.fallbackKeys should be an array of strings, got ${show(fallbacks)}`);
+  }
+  return [secretKey, ...fallbacks.map((key: unknown, i) => checkString(`${prefix}.fallbackKeys[${i}]`, key))];
+}
+
+/** @internal */
+export function readSalt(salt: unknown, fallback: string): string {
+  return optional(salt, fallback, (v) => checkString('options.salt', v, true));
 }
 
 /**
@@ -222,7 +228,7 @@ export function decodePayload(payload: string, maxDecompressedBytes: number): un
  * Django's `signing.dumps(value, key, salt, compress=...)` (a `TimestampSigner` over the JSON
  * serializer): `[.]base64url(json or zlib(json)):base62(seconds):base64url(hmac-sha256)`.
  * Byte-identical to Django for the same timestamp (see {@link dumpPythonJson} for numbers and key
- * order, and {@link zlibCompress} for compression).
+ * order, and `pako`'s deflate for compression).
  *
  * @throws {TypeError} for bad options or a value Python's json cannot serialize
  * @throws {RangeError} when `now()` is not a non-negative finite number
@@ -230,11 +236,11 @@ export function decodePayload(payload: string, maxDecompressedBytes: number): un
  * signObject({ a: 1 }, { secretKey, salt: 'my.salt', now: () => 1_700_000_000_000 })
  */
 export function signObject(value: unknown, options: SignObjectOptions): string {
-  checkOptionsObject('options', options, true);
-  const secretKey = checkSecret('options.secretKey', options.secretKey);
-  const salt = checkString('options.salt', options.salt, DEFAULT_SIGNING_SALT);
-  const compress = checkBoolean('options.compress', options.compress, false);
-  const now = checkClock('options.now', options.now);
+  checkObject('options', options);
+  const secretKey = checkString('options.secretKey', options.secretKey);
+  const salt = readSalt(options.salt, DEFAULT_SIGNING_SALT);
+  const compress = optional(options.compress, false, (v) => checkBoolean('options.compress', v));
+  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
   return sign(value, secretKey, salt, compress, now);
 }
 
@@ -252,7 +258,8 @@ export function sign(
   }
   const data = Buffer.from(dumpPythonJson(value), 'latin1');
   let payload: string;
-  const deflated = compress ? zlibCompress(data) : undefined;
+  // pako 2 compresses exactly as CPython's zlib (level 6, window 15, memLevel 8); node:zlib does not.
+  const deflated = compress ? deflate(data) : undefined;
   if (deflated !== undefined && deflated.length < data.length - 1) payload = `.${encodeBase64Url(deflated)}`;
   else payload = encodeBase64Url(data);
   const signedValue = `${payload}:${encodeBase62(Math.floor(ms / 1000))}`;
@@ -270,9 +277,9 @@ export function sign(
  * const { value, signedAt } = unsignObject(token, { secretKey, salt: 'my.salt' });
  */
 export function unsignObject(signed: string, options: UnsignObjectOptions): UnsignedObject {
-  checkOptionsObject('options', options, true);
+  checkObject('options', options);
   const keys = readKeys(options, 'options');
-  const salt = checkString('options.salt', options.salt, DEFAULT_SIGNING_SALT);
+  const salt = readSalt(options.salt, DEFAULT_SIGNING_SALT);
   const limits = readLimits(options, 'options');
   const parts = parseSigned(signed, limits.maxLength);
   verifySignature(parts, keys, salt, limits.allowLegacy);
@@ -292,7 +299,7 @@ export function unsignObject(signed: string, options: UnsignObjectOptions): Unsi
  * readSignedObjectUnverified(trustedValue).value
  */
 export function readSignedObjectUnverified(signed: string, options?: ReadSignedOptions): UnsignedObject {
-  checkOptionsObject('options', options, false);
+  if (options !== undefined) checkObject('options', options);
   const limits = readLimits(options, 'options');
   const parts = parseSigned(signed, limits.maxLength);
   if (isLegacySignature(parts) && !limits.allowLegacy)

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { credentialExtractor, extractCredential } from '../src/index.ts';
+import { credentialExtractor, extractCredential, extractCredentials } from '../src/index.ts';
 
 const KEY = 'abcdefgh12345678abcdefgh12345678';
 const TOKEN = '0123456789abcdef0123456789abcdef01234567';
@@ -122,6 +122,32 @@ describe('precedence (TokenAuthentication, SessionAuthentication, BasicAuthentic
   });
 });
 
+describe('extractCredentials: every candidate DRF would try, in its order', () => {
+  const session = `sessionid=${KEY}`;
+  test('a session is followed by Basic, valid or malformed, which DRF tries when the session fails', () => {
+    expect(extractCredentials({ cookie: session, authorization: basic('a:b') })).toEqual([
+      { kind: 'session', sessionKey: KEY },
+      { kind: 'basic', username: 'a', password: 'b' },
+    ]);
+    expect(extractCredentials({ cookie: session, authorization: 'Basic !!!!' })).toMatchObject([
+      { kind: 'session' },
+      { kind: 'malformed', source: 'authorization' },
+    ]);
+  });
+
+  test('Token and Bearer stand alone; a bad session key gives way to Basic; none is empty', () => {
+    expect(extractCredentials({ cookie: session, authorization: `Token ${TOKEN}` })).toEqual([
+      { kind: 'token', token: TOKEN },
+    ]);
+    expect(extractCredentials({ cookie: session, authorization: 'Bearer x' })).toHaveLength(1);
+    expect(extractCredentials({ cookie: 'sessionid=bad', authorization: basic('a:b') })).toEqual([
+      { kind: 'basic', username: 'a', password: 'b' },
+    ]);
+    expect(extractCredentials({ cookie: 'sessionid=bad' })).toMatchObject([{ kind: 'malformed' }]);
+    expect(extractCredentials({ cookie: 'csrftoken=x' })).toEqual([]);
+  });
+});
+
 describe('header shapes', () => {
   test('repeated Cookie headers are joined as Node joins them, the last sessionid wins', () => {
     const other = 'zzzzzzzz99999999';
@@ -161,10 +187,10 @@ describe('options', () => {
       reason: 'authorization header exceeds 20 bytes',
     });
     const extract = credentialExtractor({ maxHeaderBytes: 100_000 });
-    expect(extract.name).toBe('extractCredential');
-    expect(extract({ cookie: `pad=${'x'.repeat(20_000)}; sessionid=${KEY}` })).toMatchObject({
-      kind: 'session',
-    });
+    expect(extract.name).toBe('extractCredentials');
+    expect(extract({ cookie: `pad=${'x'.repeat(20_000)}; sessionid=${KEY}` })).toMatchObject([
+      { kind: 'session' },
+    ]);
   });
 
   test('are validated with the option named', () => {

@@ -240,10 +240,13 @@ describe('SessionDataError', () => {
     expect(error.cause).toBeInstanceOf(SyntaxError);
     expect(isSessionDataError(new Error('x'))).toBe(false);
     expect(isSessionDataError(null)).toBe(false);
+    // instanceof, as every Sluice guard: a look-alike plain Error is not one
     const lookalike = Object.assign(new Error('x'), {
       name: 'SessionDataError',
       code: 'E_SESSION_MALFORMED',
     });
-    expect(isSessionDataError(lookalike)).toBe(true);
+    expect(isSessionDataError(lookalike)).toBe(false);
+    expect(isSessionDataError(error, 'E_SESSION_MALFORMED')).toBe(true);
+    expect(isSessionDataError(error, 'E_SESSION_BAD_SIGNATURE')).toBe(false);
   });
 });

@@ -126,9 +126,9 @@ try {
   const pool = createPool({ connectionString: django.database.url, max: 4, applicationName: 'sluice-bench' });
   let queries = 0;
   const counting = {
-    query: (text: string, values?: unknown[]) => {
+    query: (text: string, values: unknown[], options: { readonly signal: AbortSignal }) => {
       queries += 1;
-      return pool.query(text, values);
+      return pool.query(text, values, options);
     },
   };
   const validator = djangoDatabaseValidator({ pool: counting, secretKey: django.secretKey });

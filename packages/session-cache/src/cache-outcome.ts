@@ -1,6 +1,6 @@
 import { keyId } from './credential-key.js';
 import type { CredentialKind } from './identity.js';
-import type { LookupResult } from './session-cache.js';
+import type { LookupResult } from './types.js';
 
 /**
  * Which tier answered a request's credential: `'l1'` (in-process), `'l2'` (Redis), `'validator'`

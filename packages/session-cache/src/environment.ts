@@ -1,4 +1,4 @@
-import { sharedPool } from '@sluice/pool';
+import { createPool } from '@sluice/pool';
 import { ConfigurationError } from './errors.js';
 import type { Validator } from './identity.js';
 import { compositeValidator } from './validators/composite.js';
@@ -8,16 +8,21 @@ import { introspectionValidator } from './validators/introspection.js';
 /** Environment variables the package reads (all optional; see the README). */
 export type SessionCacheEnvironment = Readonly<Record<string, string | undefined>>;
 
+/** Connections of the pool the environment's database validator owns. */
+const ENVIRONMENT_POOL_MAX = 5;
+
 /**
- * Builds the default validator from the environment, or returns `undefined` when neither
- * `DATABASE_URL` nor `SLUICE_INTROSPECTION_URL` is set.
+ * The zero-configuration validator of `sessionCache()` / `createSessionCache()` without a
+ * `validator`, or `undefined` when neither `DATABASE_URL` nor `SLUICE_INTROSPECTION_URL` is set.
+ * The validator owns what it builds and releases it on `close()`.
  *
- * - `DATABASE_URL`: sessions and tokens against Django's tables, over `sharedPool({ connectionString,
- *   max: SLUICE_POOL_MAX ?? 10 })` from `@sluice/pool` (released by the cache's `close()`).
- *   `DJANGO_SECRET_KEY` (and comma-separated `DJANGO_SECRET_KEY_FALLBACKS`) turn on signature and
- *   `_auth_user_hash` verification.
- * - `SLUICE_INTROSPECTION_URL`: Bearer and Basic credentials (and everything, without `DATABASE_URL`)
- *   through the endpoint, bounded by `SLUICE_INTROSPECTION_TIMEOUT_MS ?? 2000`.
+ * - `DATABASE_URL`: sessions and tokens against Django's tables, over a pool of its own
+ *   (`createPool({ connectionString, max: 5, applicationName: 'sluice-session-cache' })`, shared
+ *   with nothing). To size it, or to share a pool with other code, build the validator yourself:
+ *   `djangoDatabaseValidator({ pool })`. `DJANGO_SECRET_KEY` (and comma-separated
+ *   `DJANGO_SECRET_KEY_FALLBACKS`) turn on signature and `_auth_user_hash` verification.
+ * - `SLUICE_INTROSPECTION_URL`: Bearer and Basic credentials (and everything, without
+ *   `DATABASE_URL`) through the endpoint, bounded by `SLUICE_INTROSPECTION_TIMEOUT_MS ?? 2000`.
  *
  * @throws {ConfigurationError} a variable is set to something unusable
  */
@@ -27,48 +32,50 @@ export function validatorFromEnvironment(env: SessionCacheEnvironment): Validato
   const cookieName = nonEmpty(env.SLUICE_SESSION_COOKIE_NAME);
   let remote: Validator | undefined;
   if (introspectionUrl !== undefined) {
+    const timeout = nonEmpty(env.SLUICE_INTROSPECTION_TIMEOUT_MS);
     try {
       remote = introspectionValidator({
         url: introspectionUrl,
-        timeoutMs: integerVar(env, 'SLUICE_INTROSPECTION_TIMEOUT_MS', 2_000),
-        ...(cookieName === undefined ? {} : { cookieName }),
+        timeoutMs: timeout === undefined ? undefined : Number(timeout),
+        cookieName,
       });
     } catch (error) {
-      throw new ConfigurationError(`SLUICE_INTROSPECTION_URL is unusable: ${(error as Error).message}`);
+      throw new ConfigurationError(
+        `SLUICE_INTROSPECTION_URL or _TIMEOUT_MS is unusable: ${(error as Error).message}`,
+      );
     }
   }
-  let database: Validator | undefined;
-  if (databaseUrl !== undefined) {
-    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
-      throw new ConfigurationError('DATABASE_URL should be a postgres:// or postgresql:// URL');
-    }
-    const secretKey = nonEmpty(env.DJANGO_SECRET_KEY);
-    const fallbackKeys = (nonEmpty(env.DJANGO_SECRET_KEY_FALLBACKS) ?? '')
-      .split(',')
-      .map((k) => k.trim())
-      .filter((k) => k.length > 0);
-    const pool = sharedPool({ connectionString: databaseUrl, max: integerVar(env, 'SLUICE_POOL_MAX', 10) });
-    database = djangoDatabaseValidator({
-      pool,
-      ...(secretKey === undefined ? {} : { secretKey, fallbackKeys }),
-      onClose: () => pool.close(),
-    });
+  if (databaseUrl === undefined) return remote;
+  if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigurationError('DATABASE_URL should be a postgres:// or postgresql:// URL');
   }
-  if (database && remote) {
-    return compositeValidator({ session: database, token: database, bearer: remote, basic: remote });
-  }
-  return database ?? remote;
+  const secretKey = nonEmpty(env.DJANGO_SECRET_KEY);
+  const fallbackKeys = (nonEmpty(env.DJANGO_SECRET_KEY_FALLBACKS) ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
+  const pool = createPool({
+    connectionString: databaseUrl,
+    max: ENVIRONMENT_POOL_MAX,
+    applicationName: 'sluice-session-cache',
+  });
+  const database = djangoDatabaseValidator({ pool, secretKey, fallbackKeys });
+  const routed = remote
+    ? compositeValidator({ session: database, token: database, bearer: remote, basic: remote })
+    : database;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= pool.close();
+    return closing as Promise<void>;
+  };
+  return {
+    kinds: routed.kinds,
+    validate: (c, o) => routed.validate(c, o),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }
 
 function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
-
-function integerVar(env: SessionCacheEnvironment, name: string, fallback: number): number {
-  const raw = nonEmpty(env[name]);
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new ConfigurationError(`${name} should be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
 }

@@ -3,14 +3,14 @@
  *
  * | code | status | meaning |
  * | --- | --- | --- |
- * | `E_UNAUTHENTICATED` | 401 | no credential, a malformed one, or one the validator refused |
+ * | `E_UNAUTHENTICATED` | 401 | the middleware's 401 body: no credential, a malformed one, or one the validator refused |
  * | `E_VALIDATOR_UNAVAILABLE` | 503 | the validator failed (database or introspection endpoint down) |
  * | `E_VALIDATOR_TIMEOUT` | 503 | the validator did not answer within `validatorTimeoutMs` |
  * | `E_VALIDATOR_BUSY` | 503 | more than `maxPendingValidations` distinct credentials are being validated |
  * | `E_CLOSED` | 503 | the cache was closed |
  * | `E_L2_ERROR` | - | a Redis command failed |
  * | `E_L2_TIMEOUT` | - | a Redis command took longer than `l2.timeoutMs` |
- * | `E_L2_UNAVAILABLE` | - | Redis is not connected or the L2 breaker is open |
+ * | `E_L2_UNAVAILABLE` | - | Redis is not connected or L2 is down |
  * | `E_CONFIGURATION` | - | the cache cannot be built from the options and the environment |
  */
 export type SessionCacheErrorCode =
@@ -34,23 +34,12 @@ export class SessionCacheError extends Error {
   constructor(
     code: SessionCacheErrorCode,
     message: string,
-    options: { status?: number; cause?: unknown } = {},
+    options: { status?: number | undefined; cause?: unknown } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SessionCacheError';
     this.code = code;
     this.status = options.status;
-  }
-}
-
-/** The request carries no usable credential, or the validator refused it. Status 401. */
-export class UnauthenticatedError extends SessionCacheError {
-  /** Why (e.g. `'no-credential'`, `'malformed'`, `'session-not-found'`). Never contains the credential. */
-  readonly reason: string;
-  constructor(reason: string, message = 'Authentication credentials were not provided or are invalid.') {
-    super('E_UNAUTHENTICATED', message, { status: 401 });
-    this.name = 'UnauthenticatedError';
-    this.reason = reason;
   }
 }
 
@@ -68,7 +57,7 @@ export class ValidatorError extends SessionCacheError {
 
 /** A Redis (L2) operation failed. The cache falls back to L1 + validator; this surfaces in events only. */
 export class L2Error extends SessionCacheError {
-  /** The L2 operation that failed (`'get'`, `'set'`, `'del'`, `'publish'`, `'lock'`, `'ping'`). */
+  /** The L2 operation that failed (`'get'`, `'set'`, `'del'`, `'publish'`, `'lock'`, `'ping'`, ...). */
   readonly operation: string;
   constructor(
     code: 'E_L2_ERROR' | 'E_L2_TIMEOUT' | 'E_L2_UNAVAILABLE',
@@ -98,27 +87,16 @@ export class ConfigurationError extends SessionCacheError {
   }
 }
 
-/** True for any error thrown by this package (not TypeError/RangeError from option validation). */
-export function isSessionCacheError(e: unknown): e is SessionCacheError {
-  return e instanceof SessionCacheError;
-}
-/** True for {@link UnauthenticatedError}. */
-export function isUnauthenticatedError(e: unknown): e is UnauthenticatedError {
-  return e instanceof UnauthenticatedError;
-}
-/** True for {@link ValidatorError} (`E_VALIDATOR_*`). */
-export function isValidatorError(e: unknown): e is ValidatorError {
-  return e instanceof ValidatorError;
-}
-/** True for {@link L2Error} (`E_L2_*`). */
-export function isL2Error(e: unknown): e is L2Error {
-  return e instanceof L2Error;
-}
-/** True for {@link SessionCacheClosedError}. */
-export function isSessionCacheClosedError(e: unknown): e is SessionCacheClosedError {
-  return e instanceof SessionCacheClosedError;
-}
-/** True for {@link ConfigurationError}. */
-export function isConfigurationError(e: unknown): e is ConfigurationError {
-  return e instanceof ConfigurationError;
+/**
+ * True for any error this package throws (not TypeError/RangeError from option validation),
+ * optionally of one `code`.
+ *
+ * @example
+ * if (isSessionCacheError(e, 'E_VALIDATOR_TIMEOUT')) log.warn('validation timed out');
+ */
+export function isSessionCacheError<C extends SessionCacheErrorCode>(
+  e: unknown,
+  code?: C,
+): e is SessionCacheError & { readonly code: C } {
+  return e instanceof SessionCacheError && (code === undefined || e.code === code);
 }

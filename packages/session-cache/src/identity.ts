@@ -39,6 +39,8 @@ export interface Validator {
   validate(credential: Credential, options: { readonly signal: AbortSignal }): Promise<Validation>;
   /** Releases what the validator owns (a pool it created). Called by the cache's `close()` when it owns the validator. */
   close?(): Promise<void>;
+  /** The same as `close()`, for `await using`. */
+  [Symbol.asyncDispose]?(): Promise<void>;
 }
 
 /** True when `v` is a well-formed {@link Identity} (used to check values read back from Redis). */

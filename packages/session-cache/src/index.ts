@@ -1,20 +1,21 @@
+export type {
+  L1Options,
+  L2Options,
+  LockOptions,
+  NegativeOptions,
+  SessionCacheOptions,
+} from './cache-options.js';
 export type { CacheOutcome, CacheOutcomeStatus, CacheOutcomeTier } from './cache-outcome.js';
 export { credentialKey, keyId } from './credential-key.js';
 export { channels } from './diagnostics.js';
 export { type SessionCacheEnvironment, validatorFromEnvironment } from './environment.js';
 export {
   ConfigurationError,
-  isConfigurationError,
-  isL2Error,
-  isSessionCacheClosedError,
   isSessionCacheError,
-  isUnauthenticatedError,
-  isValidatorError,
   L2Error,
   SessionCacheClosedError,
   SessionCacheError,
   type SessionCacheErrorCode,
-  UnauthenticatedError,
   ValidatorError,
 } from './errors.js';
 export {
@@ -30,25 +31,22 @@ export {
   type SessionCacheMiddlewareStats,
   sessionCache,
 } from './middleware.js';
-export type { RedisClient } from './redis-tier.js';
+export type { RedisClient, RedisClusterConfig } from './redis-client.js';
 export type { SluiceContext } from './request-state.js';
-export {
-  type BusState,
-  createSessionCache,
-  type InvalidateResult,
-  type L1Options,
-  type L2Options,
-  type L2State,
-  type LockOptions,
-  type LookupOptions,
-  type LookupResult,
-  type LookupTier,
-  type RedisClusterConfig,
-  type SessionCache,
-  type SessionCacheEvents,
-  type SessionCacheOptions,
-  type SessionCacheStats,
-} from './session-cache.js';
+export { createSessionCache } from './session-cache.js';
+export type {
+  BusState,
+  InvalidateResult,
+  InvalidateUserOptions,
+  InvalidateUserResult,
+  L2State,
+  LookupOptions,
+  LookupResult,
+  LookupTier,
+  SessionCache,
+  SessionCacheEvents,
+  SessionCacheStats,
+} from './types.js';
 export { compositeValidator, type ValidatorRoutes } from './validators/composite.js';
 export {
   type DjangoDatabaseValidatorOptions,

@@ -1,5 +1,4 @@
-import type { RedisClient } from './redis-tier.js';
-import { quitClient } from './redis-tier.js';
+import { quitClient, type RedisClient } from './redis-client.js';
 
 /** Options of {@link InvalidationBus}. */
 export interface InvalidationBusOptions {
@@ -8,8 +7,8 @@ export interface InvalidationBusOptions {
   readonly channel: string;
   /** This instance's id: its own messages are ignored on receipt. */
   readonly instanceId: string;
-  /** Called with a cache key another instance invalidated. */
-  readonly onInvalidate: (key: string) => void;
+  /** Called with what another instance published (see {@link InvalidationBus.message}). */
+  readonly onMessage: (body: string) => void;
   /**
    * Called when the subscriber is subscribed again after a disconnect: messages sent meanwhile
    * may be lost, so the cache drops its L1.
@@ -20,8 +19,9 @@ export interface InvalidationBusOptions {
 }
 
 /**
- * Invalidation over Redis pub/sub. Messages carry the HMAC cache key only, never a credential.
- * The subscriber resubscribes on every `ready` (after each reconnect), whatever the client's
+ * Invalidation over Redis pub/sub: `<instanceId> <body>`, where the body names what to drop (an
+ * HMAC cache key, or a user id), never a credential. An instance ignores its own messages. The
+ * subscriber resubscribes on every `ready` (after each reconnect), whatever the client's
  * `autoResubscribe` says.
  */
 export class InvalidationBus {
@@ -37,8 +37,8 @@ export class InvalidationBus {
     const space = message.indexOf(' ');
     if (space <= 0) return;
     if (message.slice(0, space) === this.#o.instanceId) return;
-    const key = message.slice(space + 1);
-    if (key.length > 0 && key.length <= 128) this.#o.onInvalidate(key);
+    const body = message.slice(space + 1);
+    if (body.length > 0 && body.length <= 256) this.#o.onMessage(body);
   };
   readonly #onClose = (): void => {
     this.#subscribed = false;
@@ -61,9 +61,9 @@ export class InvalidationBus {
     return this.#subscribed;
   }
 
-  /** The message `publish` should send for `key`. */
-  message(key: string): string {
-    return `${this.#o.instanceId} ${key}`;
+  /** The message `publish` should send for `body`. */
+  message(body: string): string {
+    return `${this.#o.instanceId} ${body}`;
   }
 
   async #subscribe(): Promise<void> {
@@ -90,5 +90,9 @@ export class InvalidationBus {
     s.off('close', this.#onClose);
     await quitClient(s, this.#o.timeoutMs);
     s.off('error', this.#onError);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

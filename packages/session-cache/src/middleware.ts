@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Credential, credentialExtractor } from '@sluice/django';
+import { type CredentialCandidates, credentialExtractor } from '@sluice/django';
+import { checkChoice, checkInteger, checkObject, optional, pathMatcher, show } from '@sluice/kit';
+import type { SessionCacheOptions } from './cache-options.js';
 import {
   type CacheOutcome,
   failedOutcome,
@@ -9,49 +11,37 @@ import {
 } from './cache-outcome.js';
 import { isSessionCacheError } from './errors.js';
 import type { CredentialKind } from './identity.js';
-import { checkObject, describe, oneOf, positiveInteger } from './option-checks.js';
 import { kCacheKey, kHandled, type RequestState } from './request-state.js';
-import {
-  createSessionCache,
-  type LookupResult,
-  type SessionCache,
-  type SessionCacheOptions,
-} from './session-cache.js';
+import { createSessionCache } from './session-cache.js';
+import type { LookupResult, SessionCache } from './types.js';
 
 /** Options of {@link sessionCache}: the middleware's own, plus either `cache` or the cache's options. */
 export interface SessionCacheMiddlewareOptions extends SessionCacheOptions {
   /** A cache built with `createSessionCache()` (shared with the code that invalidates). Not closed by the middleware. */
-  readonly cache?: SessionCache;
-  /**
-   * Django's `SESSION_COOKIE_NAME`.
-   * @default process.env.SLUICE_SESSION_COOKIE_NAME ?? 'sessionid'
-   */
-  readonly cookieName?: string;
-  /**
-   * Longest `Authorization`/`Cookie` header parsed, bytes; longer is malformed.
-   * @default 8192
-   */
-  readonly maxHeaderBytes?: number;
+  readonly cache?: SessionCache | undefined;
+  /** Django's `SESSION_COOKIE_NAME`. @default process.env.SLUICE_SESSION_COOKIE_NAME ?? 'sessionid' */
+  readonly cookieName?: string | undefined;
+  /** Longest `Authorization`/`Cookie` header parsed, bytes; longer is malformed. @default 8192 */
+  readonly maxHeaderBytes?: number | undefined;
   /**
    * No, malformed or invalid credential: `'reject'` answers 401; `'next'` continues with `req.sluice.identity = null`.
    * @default 'reject'
    */
-  readonly onUnauthenticated?: 'reject' | 'next';
+  readonly onUnauthenticated?: 'reject' | 'next' | undefined;
   /**
    * The validator failed: `'reject'` answers 503 with `Retry-After`; `'next'` continues with `req.sluice.identity = null`.
    * @default 'reject'
    */
-  readonly onValidatorError?: 'reject' | 'next';
+  readonly onValidatorError?: 'reject' | 'next' | undefined;
   /**
-   * Paths that skip authentication: exact strings, strings ending in `*` (prefix), or RegExps.
+   * Paths that skip authentication, in the one path syntax of Sluice (`pathMatcher` of the kit):
+   * `'/api/auth/login'` matches itself and everything below it on a segment boundary, a trailing
+   * `/` (`'/static/'`) means everything under it, `*` stands for one segment, a RegExp is used as given.
    * @default []
    */
-  readonly publicPaths?: readonly (string | RegExp)[];
-  /**
-   * `Retry-After` of a 503, seconds.
-   * @default 1
-   */
-  readonly retryAfterSeconds?: number;
+  readonly publicPaths?: readonly (string | RegExp)[] | undefined;
+  /** `Retry-After` of a 503, seconds. @default 1 */
+  readonly retryAfterSeconds?: number | undefined;
 }
 
 /** Counters of one middleware. */
@@ -62,6 +52,8 @@ export interface SessionCacheMiddlewareStats {
   readonly unauthenticated: number;
   /** Of those, malformed credentials refused before any I/O. */
   readonly malformed: number;
+  /** Requests whose session was refused and whose Basic credentials were then tried, as DRF does. */
+  readonly sessionFallbacks: number;
   /** Requests the validator could not answer for (503 or let through). */
   readonly validatorErrors: number;
   /** Requests on public paths. */
@@ -71,7 +63,7 @@ export interface SessionCacheMiddlewareStats {
 /** The handler returned by {@link sessionCache}: an Express/Connect middleware with its cache attached. */
 export interface SessionCacheMiddleware {
   (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void;
-  /** The cache behind the middleware (for `invalidate`, `invalidateRequest`, `stats`, `on`). */
+  /** The cache behind the middleware (for `invalidate`, `invalidateUser`, `invalidateRequest`, `stats`, `on`). */
   readonly cache: SessionCache;
   /** Counters of this middleware. */
   stats(): SessionCacheMiddlewareStats;
@@ -80,13 +72,15 @@ export interface SessionCacheMiddleware {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+type Next = (error?: unknown) => void;
+
 const CACHE_OPTION_NAMES = [
   'validator',
   'pepper',
   'l1',
+  'negative',
   'l2',
   'ttlMs',
-  'negativeTtlMs',
   'validatorTimeoutMs',
   'maxPendingValidations',
   'now',
@@ -97,14 +91,15 @@ const NOT_PROVIDED = JSON.stringify({
   code: 'E_UNAUTHENTICATED',
   message: 'Authentication credentials were not provided.',
 });
+const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid credentials.' });
 const NO_CREDENTIAL_OUTCOME = Object.freeze(refusedOutcome('no-credential', undefined));
 const MALFORMED_OUTCOME = Object.freeze(refusedOutcome('malformed', undefined));
-const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid credentials.' });
 
 /**
- * Express middleware that authenticates each request by its Django session cookie, DRF token,
- * Bearer token or Basic credentials, through the tiered cache, and sets `req.sluice.identity`
- * and `req.sluice.cache` (which tier answered, see {@link CacheOutcome}).
+ * Express middleware that authenticates each request by its DRF token, Bearer token, Django
+ * session cookie or Basic credentials, in the order DRF tries them (a session Django would not
+ * find lets Basic credentials be tried, as DRF does), through the tiered cache, and sets
+ * `req.sluice.identity` and `req.sluice.cache` (which tier answered, see {@link CacheOutcome}).
  * With no options it is configured from the environment (`DATABASE_URL`, `SLUICE_INTROSPECTION_URL`,
  * `REDIS_URL`, `SLUICE_CACHE_PEPPER`, `DJANGO_SECRET_KEY`).
  *
@@ -115,7 +110,7 @@ const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid cr
  * @throws {TypeError | RangeError} an option has the wrong type or range
  * @throws {ConfigurationError} no validator given and neither DATABASE_URL nor SLUICE_INTROSPECTION_URL set
  * @example
- * app.use(sessionCache({ publicPaths: ['/healthz', '/static/*'] }));
+ * app.use(sessionCache({ publicPaths: ['/healthz', '/static/'] }));
  * app.get('/api/me', (req, res) => res.json(req.sluice?.identity));
  */
 export function sessionCache(options: SessionCacheMiddlewareOptions = {}): SessionCacheMiddleware {
@@ -123,25 +118,19 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
   const env = options.env ?? process.env;
   const cookieName = options.cookieName ?? env.SLUICE_SESSION_COOKIE_NAME ?? 'sessionid';
   if (typeof cookieName !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) {
-    throw new TypeError(`options.cookieName should be a cookie name token, got ${describe(cookieName)}`);
+    throw new TypeError(`options.cookieName should be a cookie name token, got ${show(cookieName)}`);
   }
-  const maxHeaderBytes = positiveInteger('options.maxHeaderBytes', options.maxHeaderBytes, 8_192, 1_048_576);
-  const onUnauthenticated = oneOf(
-    'options.onUnauthenticated',
-    options.onUnauthenticated,
-    ['reject', 'next'],
-    'reject',
+  const maxHeaderBytes = optional(options.maxHeaderBytes, 8_192, (v) =>
+    checkInteger('options.maxHeaderBytes', v, 1, 1_048_576),
   );
-  const onValidatorError = oneOf(
-    'options.onValidatorError',
-    options.onValidatorError,
-    ['reject', 'next'],
-    'reject',
-  );
+  const choice = (name: string, value: unknown) =>
+    optional(value, 'reject' as const, (v) => checkChoice(name, v, ['reject', 'next'] as const));
+  const onUnauthenticated = choice('options.onUnauthenticated', options.onUnauthenticated);
+  const onValidatorError = choice('options.onValidatorError', options.onValidatorError);
   const retryAfter = String(
-    positiveInteger('options.retryAfterSeconds', options.retryAfterSeconds, 1, 86_400),
+    optional(options.retryAfterSeconds, 1, (v) => checkInteger('options.retryAfterSeconds', v, 1, 86_400)),
   );
-  const isPublic = publicPathMatcher(options.publicPaths);
+  const isPublic = pathMatcher(options.publicPaths ?? [], 'options.publicPaths');
 
   let cache: SessionCache;
   let owned: boolean;
@@ -153,7 +142,7 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       typeof c.lookup !== 'function' ||
       typeof c.keyOf !== 'function'
     ) {
-      throw new TypeError(`options.cache should be a cache from createSessionCache(), got ${describe(c)}`);
+      throw new TypeError(`options.cache should be a cache from createSessionCache(), got ${show(c)}`);
     }
     for (const name of CACHE_OPTION_NAMES) {
       if (name !== 'env' && options[name] !== undefined) {
@@ -172,32 +161,33 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     owned = true;
   }
   const kinds = new Set<CredentialKind>(cache.validator.kinds);
-  const extractCredential = credentialExtractor({ cookieName, maxHeaderBytes });
-  const counters = { authenticated: 0, unauthenticated: 0, malformed: 0, validatorErrors: 0, publicPaths: 0 };
+  const extractCredentials = credentialExtractor({ cookieName, maxHeaderBytes });
+  const counters = {
+    authenticated: 0,
+    unauthenticated: 0,
+    malformed: 0,
+    sessionFallbacks: 0,
+    validatorErrors: 0,
+    publicPaths: 0,
+  };
 
-  function unauthenticated(
-    req: RequestState,
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-    reason: string,
-    outcome: CacheOutcome,
-  ): void {
+  function unauthenticated(req: RequestState, res: ServerResponse, next: Next, outcome: CacheOutcome): void {
     counters.unauthenticated += 1;
     const ctx = contextOf(req);
     ctx.cache = outcome;
     if (onUnauthenticated === 'next') {
       ctx.identity = null;
-      ctx.unauthenticatedReason = reason;
+      ctx.unauthenticatedReason = outcome.reason;
       next();
       return;
     }
-    send(res, 401, reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
+    send(res, 401, outcome.reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
   }
 
   function failed(
     req: RequestState,
     res: ServerResponse,
-    next: (error?: unknown) => void,
+    next: Next,
     error: unknown,
     kind: CredentialKind,
     key: string | undefined,
@@ -212,92 +202,106 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       next();
       return;
     }
-    send(
-      res,
-      503,
-      JSON.stringify({ code, message: 'Authentication is temporarily unavailable; retry shortly.' }),
-      retryAfter,
-    );
+    const body = JSON.stringify({
+      code,
+      message: 'Authentication is temporarily unavailable; retry shortly.',
+    });
+    send(res, 503, body, retryAfter);
   }
 
   function settle(
     req: RequestState,
     res: ServerResponse,
-    next: (error?: unknown) => void,
+    next: Next,
     result: LookupResult,
     kind: CredentialKind,
     key: string,
   ): void {
     const outcome = lookupOutcome(result, kind, key);
-    if (result.status === 'valid') {
-      counters.authenticated += 1;
-      const ctx = contextOf(req);
-      ctx.cache = outcome;
-      ctx.identity = result.identity;
-      next();
+    if (result.status !== 'valid') {
+      unauthenticated(req, res, next, outcome);
       return;
     }
-    unauthenticated(req, res, next, result.reason, outcome);
+    counters.authenticated += 1;
+    const ctx = contextOf(req);
+    ctx.cache = outcome;
+    ctx.identity = result.identity;
+    next();
   }
 
-  const handler = function sessionCache(
-    req: IncomingMessage,
+  /**
+   * Tries `candidates` from `from` on, in DRF's order: the first valid one authenticates; a refused
+   * one ends the request unless another follows it (only a session can be followed, by Basic).
+   */
+  function authenticate(
+    req: RequestState,
     res: ServerResponse,
-    next: (error?: unknown) => void,
+    next: Next,
+    candidates: CredentialCandidates,
+    from: number,
   ): void {
+    for (let i = from; i < candidates.length; i += 1) {
+      const credential = candidates[i];
+      if (credential === undefined) break;
+      if (credential.kind === 'malformed') {
+        counters.malformed += 1;
+        unauthenticated(req, res, next, MALFORMED_OUTCOME);
+        return;
+      }
+      const kind = credential.kind;
+      if (!kinds.has(kind)) {
+        unauthenticated(req, res, next, refusedOutcome('unsupported-credential', kind));
+        return;
+      }
+      const last = i === candidates.length - 1;
+      let key: string | undefined;
+      let hit: LookupResult | undefined;
+      try {
+        key = cache.keyOf(credential);
+        req[kCacheKey] = key;
+        hit = cache.peek(credential, { key });
+      } catch (error) {
+        failed(req, res, next, error, kind, key);
+        return;
+      }
+      const looked: string = key;
+      if (hit === undefined) {
+        cache.lookup(credential, { key }).then(
+          (result) => {
+            if (result.status === 'valid' || last) settle(req, res, next, result, kind, looked);
+            else {
+              counters.sessionFallbacks += 1;
+              authenticate(req, res, next, candidates, i + 1);
+            }
+          },
+          (error: unknown) => failed(req, res, next, error, kind, looked),
+        );
+        return;
+      }
+      if (hit.status === 'valid' || last) {
+        settle(req, res, next, hit, kind, looked);
+        return;
+      }
+      counters.sessionFallbacks += 1;
+    }
+  }
+
+  const handler = function sessionCache(req: IncomingMessage, res: ServerResponse, next: Next): void {
     const r = req as IncomingMessage & RequestState;
     if (r[kHandled]) {
       next();
       return;
     }
     r[kHandled] = true;
-    if (isPublic?.(pathOf(req))) {
+    if (isPublic.matches(pathOf(req))) {
       counters.publicPaths += 1;
       contextOf(r).cache = PUBLIC_OUTCOME;
       next();
       return;
     }
-    const extracted = extractCredential(req.headers);
-    if (extracted === null) {
-      unauthenticated(r, res, next, 'no-credential', NO_CREDENTIAL_OUTCOME);
-      return;
-    }
-    if (extracted.kind === 'malformed') {
-      counters.malformed += 1;
-      unauthenticated(r, res, next, 'malformed', MALFORMED_OUTCOME);
-      return;
-    }
-    const credential: Credential = extracted;
-    if (!kinds.has(credential.kind)) {
-      unauthenticated(
-        r,
-        res,
-        next,
-        'unsupported-credential',
-        refusedOutcome('unsupported-credential', credential.kind),
-      );
-      return;
-    }
-    const kind = credential.kind;
-    let key: string | undefined;
-    let hit: LookupResult | undefined;
-    try {
-      key = cache.keyOf(credential);
-      r[kCacheKey] = key;
-      hit = cache.peek(credential, { key });
-    } catch (error) {
-      failed(r, res, next, error, kind, key);
-      return;
-    }
-    if (hit !== undefined) {
-      settle(r, res, next, hit, kind, key);
-      return;
-    }
-    const looked: string = key;
-    cache.lookup(credential, { key }).then(
-      (result) => settle(r, res, next, result, kind, looked),
-      (error: unknown) => failed(r, res, next, error, kind, looked),
-    );
+    const candidates = extractCredentials(req.headers);
+    if (candidates.length === 0) unauthenticated(r, res, next, NO_CREDENTIAL_OUTCOME);
+    else authenticate(r, res, next, candidates, 0);
   };
 
   let closing: Promise<void> | undefined;
@@ -315,12 +319,8 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
 
 /** `req.sluice`, created on first use (other Sluice middleware may have created it already). */
 function contextOf(req: RequestState): Express.SluiceContext {
-  let ctx = req.sluice;
-  if (ctx === undefined) {
-    ctx = {};
-    req.sluice = ctx;
-  }
-  return ctx;
+  req.sluice ??= {};
+  return req.sluice;
 }
 
 function send(res: ServerResponse, status: number, body: string, retryAfter: string | undefined): void {
@@ -336,37 +336,11 @@ function send(res: ServerResponse, status: number, body: string, retryAfter: str
   res.end(body);
 }
 
+/** Express's `req.path` (relative to the mount point) when there is one, else the URL's path. */
 function pathOf(req: IncomingMessage): string {
   const p = (req as { path?: unknown }).path;
   if (typeof p === 'string') return p;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
-}
-
-function publicPathMatcher(paths: unknown): ((path: string) => boolean) | undefined {
-  if (paths === undefined) return undefined;
-  if (!Array.isArray(paths))
-    throw new TypeError(`options.publicPaths should be an array, got ${describe(paths)}`);
-  if (paths.length === 0) return undefined;
-  const exact = new Set<string>();
-  const prefixes: string[] = [];
-  const patterns: RegExp[] = [];
-  paths.forEach((p: unknown, i) => {
-    if (p instanceof RegExp) {
-      // Without g/y a RegExp keeps no lastIndex between requests.
-      patterns.push(new RegExp(p.source, p.flags.replace(/[gy]/g, '')));
-    } else if (typeof p === 'string' && p.startsWith('/')) {
-      if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
-      else exact.add(p);
-    } else {
-      throw new TypeError(
-        `options.publicPaths[${i}] should be a path starting with '/' or a RegExp, got ${describe(p)}`,
-      );
-    }
-  });
-  return (path) =>
-    exact.has(path) ||
-    prefixes.some((prefix) => path.startsWith(prefix)) ||
-    patterns.some((re) => re.test(path));
 }

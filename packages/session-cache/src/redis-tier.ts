@@ -1,254 +1,184 @@
-import type { Cluster, Redis } from 'ioredis';
-import { Breaker } from './breaker.js';
+import { Health, isTimeoutError, withTimeout } from '@sluice/kit';
 import { L2Error } from './errors.js';
-
-/** A Redis client the L2 tier can use: an ioredis `Redis` or `Cluster`. */
-export type RedisClient = Redis | Cluster;
+import { quitClient, type RedisClient } from './redis-client.js';
 
 /** Options of {@link RedisTier}. */
 export interface RedisTierOptions {
   readonly client: RedisClient;
-  /** Whether `close()` should quit the client (true when the tier built it from a URL). */
+  /** Whether `close()` should quit the client (true when the cache built it). */
   readonly ownsClient: boolean;
   readonly prefix: string;
+  /** Bound on each command, ms. */
   readonly timeoutMs: number;
+  /** Consecutive failed commands that mark L2 down. */
   readonly failureThreshold: number;
+  /** While down, time between PING probes; also how long a first connection may take. */
   readonly cooldownMs: number;
   readonly now: () => number;
-  readonly onDown: (error: L2Error) => void;
-  readonly onUp: (downForMs: number) => void;
+  /** One command failed. */
   readonly onError: (error: L2Error) => void;
 }
 
 const UNLOCK_SCRIPT =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/** Adds a key to a user's set and extends the set's lifetime to the entry's (never shortens it). */
+const INDEX_SCRIPT =
+  "redis.call('sadd', KEYS[1], ARGV[1]) if redis.call('pttl', KEYS[1]) < tonumber(ARGV[2]) then " +
+  "redis.call('pexpire', KEYS[1], ARGV[2]) end return 1";
 
 /**
- * The Redis (L2) tier: every command is bounded by `timeoutMs`, refused at once while the client
- * is not connected (no offline queue grows), and skipped entirely while the breaker is open. It
- * never throws to the cache on the hot path: callers get `L2Error`s they turn into a fallback.
+ * The Redis (L2) tier. Keys: `<prefix>c:<hmac>` (an entry), `<prefix>u:<userId>` (a set of the
+ * user's entry keys, as HMACs, living as long as the longest of them), `<prefix>l:<hmac>` (a
+ * single-flight lock). Every command is bounded by `timeoutMs` and refused at once while the
+ * client is not connected (no offline queue grows). Its health is the kit's `Health`: failed
+ * commands (`failureThreshold` in a row) or a lost connection mark it down, then a PING every
+ * `cooldownMs` (or the client's `ready`) brings it back; the cache skips L2 while it is not up.
  */
 export class RedisTier {
   readonly client: RedisClient;
-  readonly breaker: Breaker;
+  readonly health: Health;
   readonly #o: RedisTierOptions;
-  #probeTimer: NodeJS.Timeout | undefined;
-  #startupTimer: NodeJS.Timeout | undefined;
-  /** True until the client is first ready: requests skip L2 quietly instead of counting failures. */
-  #starting: boolean;
   #closed = false;
+  readonly #onReady = (): void => this.health.success();
+  readonly #onClose = (): void =>
+    this.health.suspect(new L2Error('E_L2_UNAVAILABLE', 'connection', 'the redis connection closed'));
 
   constructor(options: RedisTierOptions) {
     this.#o = options;
     this.client = options.client;
-    this.breaker = new Breaker({
-      failureThreshold: options.failureThreshold,
-      cooldownMs: options.cooldownMs,
-      now: options.now,
-      onOpen: (error) => {
-        options.onDown(toL2Error('down', error));
-        this.#scheduleProbe();
+    const ready = this.client.status === 'ready';
+    this.health = new Health({
+      name: 'redis',
+      probe: async () => {
+        if (this.client.status !== 'ready') throw this.#notConnected('ping');
+        await this.client.ping();
       },
-      onClose: (downForMs) => options.onUp(downForMs),
+      probeIntervalMs: options.cooldownMs,
+      probeTimeoutMs: options.timeoutMs,
+      failureThreshold: options.failureThreshold,
+      initial: ready ? 'up' : 'connecting',
+      connectTimeoutMs: ready ? undefined : options.cooldownMs,
+      now: options.now,
     });
-    this.#starting = this.client.status !== 'ready';
-    if (this.#starting) {
-      const ready = (): void => {
-        this.#starting = false;
-        if (this.#startupTimer) clearTimeout(this.#startupTimer);
-        this.#startupTimer = undefined;
-      };
-      this.client.once('ready', ready);
-      // Not ready within a cooldown: say so (l2 down) and let the probe bring it back.
-      this.#startupTimer = setTimeout(() => {
-        this.#startupTimer = undefined;
-        if (!this.#starting || this.#closed) return;
-        this.#starting = false;
-        this.breaker.forceOpen(
-          new L2Error(
-            'E_L2_UNAVAILABLE',
-            'connect',
-            `redis did not become ready within ${options.cooldownMs} ms`,
-          ),
-        );
-      }, options.cooldownMs);
-      this.#startupTimer.unref();
-      if (this.client.status === 'wait') this.client.connect().catch(() => undefined);
-    }
+    this.client.on('ready', this.#onReady);
+    this.client.on('close', this.#onClose);
+    if (this.client.status === 'wait') this.client.connect().catch(() => undefined);
   }
 
   /** True when requests may use L2 right now. */
   get available(): boolean {
-    return this.breaker.allowsRequests && this.client.status === 'ready' && !this.#closed;
-  }
-
-  /** True until the client is first ready (or the startup wait gave up). */
-  get starting(): boolean {
-    return this.#starting;
-  }
-
-  /** The key under which an entry lives in Redis. */
-  entryKey(key: string): string {
-    return `${this.#o.prefix}c:${key}`;
-  }
-
-  /** The key of the single-flight lock of an entry. */
-  lockKey(key: string): string {
-    return `${this.#o.prefix}l:${key}`;
+    return !this.#closed && this.health.state === 'up' && this.client.status === 'ready';
   }
 
   get(key: string): Promise<string | null> {
-    return this.#run('get', () => this.client.get(this.entryKey(key)));
+    return this.#run('get', () => this.client.get(this.#entry(key)));
   }
 
-  async set(key: string, value: string, ttlMs: number): Promise<void> {
-    await this.#run('set', () =>
-      this.client.set(this.entryKey(key), value, 'PX', Math.max(1, Math.ceil(ttlMs))),
-    );
+  /** Stores an entry for `ttlMs` and, for a valid one, adds its key to its user's set. */
+  async set(key: string, value: string, ttlMs: number, userId: number | undefined): Promise<void> {
+    const px = Math.max(1, Math.ceil(ttlMs));
+    await Promise.all([
+      this.#run('set', () => this.client.set(this.#entry(key), value, 'PX', px)),
+      userId === undefined
+        ? undefined
+        : this.#run('index', () => this.client.eval(INDEX_SCRIPT, 1, this.#user(userId), key, px)),
+    ]);
   }
 
   async del(key: string): Promise<void> {
-    await this.#run('del', () => this.client.del(this.entryKey(key)));
+    await this.#run('del', () => this.client.del(this.#entry(key)));
+  }
+
+  /** Deletes every entry in `userId`'s set but `except`; resolves the keys whose entry existed. */
+  async evictUser(userId: number, except: string | undefined): Promise<string[]> {
+    const set = this.#user(userId);
+    const keys = (await this.#run('smembers', () => this.client.smembers(set))).filter((k) => k !== except);
+    if (keys.length === 0) return [];
+    // One DEL per key: the entries live in different slots of a cluster.
+    const deleted = await Promise.all(
+      keys.map((k) => this.#run('del', () => this.client.del(this.#entry(k)))),
+    );
+    await this.#run('srem', () => this.client.srem(set, ...keys));
+    return keys.filter((_, i) => deleted[i] === 1);
   }
 
   async publish(channel: string, message: string): Promise<void> {
     await this.#run('publish', () => this.client.publish(channel, message));
   }
 
-  /** `SET NX PX`: true when this caller now holds the lock. */
+  /** `SET NX PX`: true when this caller now holds the single-flight lock of `key`. */
   async lock(key: string, token: string, ttlMs: number): Promise<boolean> {
-    const r = await this.#run('lock', () => this.client.set(this.lockKey(key), token, 'PX', ttlMs, 'NX'));
-    return r === 'OK';
+    return (
+      (await this.#run('lock', () => this.client.set(this.#lock(key), token, 'PX', ttlMs, 'NX'))) === 'OK'
+    );
   }
 
   /** Releases the lock only if this caller still holds it. */
   async unlock(key: string, token: string): Promise<void> {
-    await this.#run('unlock', () => this.client.eval(UNLOCK_SCRIPT, 1, this.lockKey(key), token));
+    await this.#run('unlock', () => this.client.eval(UNLOCK_SCRIPT, 1, this.#lock(key), token));
   }
 
-  #run<T>(operation: string, command: () => Promise<T>, probe = false): Promise<T> {
-    if (this.#closed)
-      return Promise.reject(new L2Error('E_L2_UNAVAILABLE', operation, 'the L2 tier is closed'));
-    if (!probe && !this.breaker.allowsRequests) {
-      return Promise.reject(new L2Error('E_L2_UNAVAILABLE', operation, 'the L2 breaker is open'));
-    }
-    if (this.client.status !== 'ready') {
-      const error = new L2Error(
-        'E_L2_UNAVAILABLE',
-        operation,
-        `redis is not connected (${this.client.status})`,
-      );
-      if (this.#starting) return Promise.reject(error);
-      this.#failed(error, probe);
-      return Promise.reject(error);
-    }
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        const error = new L2Error(
-          'E_L2_TIMEOUT',
-          operation,
-          `redis ${operation} took longer than ${this.#o.timeoutMs} ms`,
-        );
-        this.#failed(error, probe);
-        reject(error);
-      }, this.#o.timeoutMs);
-      timer.unref();
-      command().then(
-        (value) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (!probe) this.breaker.success();
-          resolve(value);
-        },
-        (cause: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          const error = new L2Error(
-            'E_L2_ERROR',
-            operation,
-            `redis ${operation} failed: ${messageOf(cause)}`,
-            {
-              cause,
-            },
-          );
-          this.#failed(error, probe);
-          reject(error);
-        },
-      );
-    });
-  }
-
-  #failed(error: L2Error, probe: boolean): void {
-    this.#o.onError(error);
-    if (!probe) this.breaker.failure(error);
-  }
-
-  #scheduleProbe(): void {
-    if (this.#closed || this.#probeTimer) return;
-    const delay = Math.max(1, this.breaker.msUntilProbe());
-    this.#probeTimer = setTimeout(() => {
-      this.#probeTimer = undefined;
-      void this.probe();
-    }, delay);
-    this.#probeTimer.unref();
-  }
-
-  /** Runs one PING when the breaker is open and its cooldown has passed. Resolves true when L2 is back. */
-  async probe(): Promise<boolean> {
-    if (this.#closed) return false;
-    if (!this.breaker.startProbe()) {
-      if (this.breaker.name === 'open') this.#scheduleProbe();
-      return this.breaker.name === 'closed';
-    }
-    try {
-      await this.#run('ping', () => this.client.ping(), true);
-      this.breaker.success();
-      return true;
-    } catch (error) {
-      this.breaker.failure(error);
-      this.#scheduleProbe();
-      return false;
-    }
-  }
-
-  /** Stops the probe timer and quits the client when the tier built it. Idempotent. */
+  /** Stops probing and quits the client when the tier built it. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#probeTimer) clearTimeout(this.#probeTimer);
-    if (this.#startupTimer) clearTimeout(this.#startupTimer);
-    this.#probeTimer = undefined;
-    this.#startupTimer = undefined;
+    this.client.off('ready', this.#onReady);
+    this.client.off('close', this.#onClose);
+    await this.health.close();
     if (this.#o.ownsClient) await quitClient(this.client, this.#o.timeoutMs);
   }
-}
 
-/** Quits an ioredis client politely within `timeoutMs`, then drops the connection. */
-export async function quitClient(client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.status === 'end') return;
-  if (client.status === 'ready') {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      client.quit().catch(() => undefined),
-      new Promise((r) => {
-        timer = setTimeout(r, Math.max(timeoutMs, 100));
-        timer.unref();
-      }),
-    ]);
-    clearTimeout(timer);
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
-  client.disconnect();
+
+  #entry(key: string): string {
+    return `${this.#o.prefix}c:${key}`;
+  }
+
+  #user(userId: number): string {
+    return `${this.#o.prefix}u:${userId}`;
+  }
+
+  #lock(key: string): string {
+    return `${this.#o.prefix}l:${key}`;
+  }
+
+  #notConnected(operation: string): L2Error {
+    return new L2Error('E_L2_UNAVAILABLE', operation, `redis is not connected (${this.client.status})`);
+  }
+
+  async #run<T>(operation: string, command: () => Promise<T>): Promise<T> {
+    let error: L2Error;
+    if (this.#closed) error = new L2Error('E_L2_UNAVAILABLE', operation, 'the L2 tier is closed');
+    else if (this.client.status !== 'ready') error = this.#notConnected(operation);
+    else {
+      try {
+        const value = await withTimeout(command, this.#o.timeoutMs);
+        this.health.success();
+        return value;
+      } catch (cause) {
+        error = isTimeoutError(cause)
+          ? new L2Error(
+              'E_L2_TIMEOUT',
+              operation,
+              `redis ${operation} took longer than ${this.#o.timeoutMs} ms`,
+            )
+          : new L2Error('E_L2_ERROR', operation, `redis ${operation} failed: ${messageOf(cause)}`, { cause });
+      }
+    }
+    this.#o.onError(error);
+    this.health.failure(error);
+    throw error;
+  }
 }
 
-function toL2Error(operation: string, error: unknown): L2Error {
-  return error instanceof L2Error
-    ? error
-    : new L2Error('E_L2_ERROR', operation, messageOf(error), { cause: error });
+/** The L2 form of an error that took L2 down (a command's, a probe's, or the connect timeout's). */
+export function toL2Error(error: unknown): L2Error {
+  if (error instanceof L2Error) return error;
+  return isTimeoutError(error)
+    ? new L2Error('E_L2_TIMEOUT', 'ping', messageOf(error), { cause: error })
+    : new L2Error('E_L2_UNAVAILABLE', 'connect', messageOf(error), { cause: error });
 }
 
 function messageOf(e: unknown): string {

@@ -12,19 +12,19 @@ declare global {
        * The authenticated user, set by `sessionCache()`: an {@link Identity}, or `null` when the
        * request is let through unauthenticated (`onUnauthenticated: 'next'`, `onValidatorError: 'next'`).
        */
-      identity?: Identity | null;
+      identity?: Identity | null | undefined;
       /** Why `identity` is `null` (e.g. `'no-credential'`, `'malformed'`, `'session-not-found'`, `'validator-error'`). */
-      unauthenticatedReason?: string;
+      unauthenticatedReason?: string | undefined;
       /**
        * How `sessionCache()` answered: the tier (`l1`, `l2`, `validator`, `none`), the status
        * (`valid`, `invalid`, `error`, `public`), the reason, the credential kind and the key id.
        * Set on every request the middleware handles, before `next()` or its 401/503. Never the credential.
        */
-      cache?: CacheOutcome;
+      cache?: CacheOutcome | undefined;
     }
     interface Request {
       /** Per-request state of Sluice middleware. */
-      sluice?: SluiceContext;
+      sluice?: SluiceContext | undefined;
     }
   }
 }
@@ -39,7 +39,7 @@ export const kCacheKey: unique symbol = Symbol.for('sluice.session-cache.key');
 
 /** The fields this package reads and writes on a request object. */
 export interface RequestState {
-  sluice?: Express.SluiceContext;
-  [kHandled]?: true;
-  [kCacheKey]?: string;
+  sluice?: Express.SluiceContext | undefined;
+  [kHandled]?: true | undefined;
+  [kCacheKey]?: string | undefined;
 }

@@ -26,9 +26,10 @@ describe('Redis Cluster', () => {
   it('shares entries and invalidations between instances, from seed nodes or a Cluster passed in', async () => {
     const va = new TableValidator();
     const vb = new TableValidator();
+    // user i % 10: three sessions each, whose entries land in different slots
     for (let i = 0; i < 30; i += 1) {
-      va.add(sessionKey(i), identityFor(i));
-      vb.add(sessionKey(i), identityFor(i));
+      va.add(sessionKey(i), identityFor(1 + (i % 10)));
+      vb.add(sessionKey(i), identityFor(1 + (i % 10)));
     }
     const a = createSessionCache({
       validator: va,
@@ -58,6 +59,16 @@ describe('Redis Cluster', () => {
       status: 'invalid',
       tier: 'validator',
     });
+    // a user's entries span slots: invalidateUser deletes them one by one, and B drops its copies
+    const heardUser = new Promise<void>((resolve) =>
+      b.on('invalidate:user', (e) => e.origin === 'remote' && resolve()),
+    );
+    expect(await a.invalidateUser(5)).toEqual({ userId: 5, evicted: 3, propagated: true });
+    await heardUser;
+    for (const i of [4, 14, 24]) {
+      expect(b.peek({ kind: 'session', sessionKey: sessionKey(i) }), String(i)).toBeUndefined();
+      expect((await b.lookup({ kind: 'session', sessionKey: sessionKey(i) })).tier).toBe('validator');
+    }
     await b.close();
     // the cache never quits a client it was given
     expect(own.status).toBe('ready');

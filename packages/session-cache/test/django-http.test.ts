@@ -1,8 +1,9 @@
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Credential, extractCredential } from '@sluice/django';
-import { createPool, type SluicePool } from '@sluice/pool';
+import { createPool, type SluicePool, sharedPool } from '@sluice/pool';
 import {
+  adminQuery,
   type DjangoFixture,
   deleteKeys,
   sharedRedisUrl,
@@ -13,8 +14,11 @@ import {
 import express from 'express';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  compositeValidator,
   createSessionCache,
   djangoDatabaseValidator,
+  introspectionValidator,
+  isSessionCacheError,
   type SessionCache,
   type SessionCacheMiddleware,
   sessionCache,
@@ -142,6 +146,10 @@ describe('sessionCache() in front of real Django sessions', () => {
     vi.stubEnv('DJANGO_SECRET_KEY', django.secretKey);
     vi.stubEnv('REDIS_URL', '');
     vi.stubEnv('SLUICE_INTROSPECTION_URL', '');
+    // The application's own shared pool for the same database, of another size: the cache's pool
+    // is its own, so there is nothing to match.
+    const mine = sharedPool({ connectionString: django.database.url, max: 2 });
+    cleanups.push(() => mine.close());
     const mw = sessionCache();
     const { url, agent } = await serve(mw);
     const login = await django.login('staff');
@@ -154,6 +162,98 @@ describe('sessionCache() in front of real Django sessions', () => {
     const refused = await get(agent, `${url}/api/whoami`, { authorization: 'Bearer abc' });
     expect(refused.status).toBe(401);
     expect(JSON.parse(refused.body).code).toBe('E_UNAUTHENTICATED');
+  });
+
+  it('an expired session cookie with valid Basic credentials is the Basic user; a Token beats any cookie (as Django)', async () => {
+    const database = djangoDatabaseValidator({ pool: counting, secretKey: django.secretKey });
+    const remote = introspectionValidator({ url: `${django.url}/api/users/self`, timeoutMs: 10_000 });
+    const validator = compositeValidator({
+      session: database,
+      token: database,
+      bearer: remote,
+      basic: remote,
+    });
+    const { url, agent } = await serve(sessionCache({ validator, pepper, env: {}, l2: false }));
+    const user = django.user('user');
+    const staff = await django.login('staff');
+    await pool.query(
+      "UPDATE django_session SET expire_date = now() - interval '1 second' WHERE session_key = $1",
+      [staff.sessionId],
+    );
+    const cases: [Record<string, string>, number | null][] = [
+      // the expired session: DRF's SessionAuthentication returns nothing, BasicAuthentication answers
+      [
+        {
+          cookie: staff.cookie,
+          authorization: `Basic ${Buffer.from(`user:${user.password}`).toString('base64')}`,
+        },
+        user.id,
+      ],
+      // a Token and another user's valid session: TokenAuthentication comes first
+      [
+        {
+          cookie: (await django.login('staff')).cookie,
+          authorization: `Token ${(await django.login('user')).token}`,
+        },
+        user.id,
+      ],
+      // the expired session with wrong Basic credentials: refused by both
+      [
+        { cookie: staff.cookie, authorization: `Basic ${Buffer.from('user:wrong').toString('base64')}` },
+        null,
+      ],
+    ];
+    for (const [headers, expected] of cases) {
+      const ours = await get(agent, `${url}/api/whoami`, headers);
+      const djangos = await fetch(`${django.url}/api/users/self`, { headers });
+      expect(ours.status, JSON.stringify(headers)).toBe(expected === null ? 401 : 200);
+      expect(djangos.status, JSON.stringify(headers)).toBe(expected === null ? 401 : 200);
+      if (expected !== null) {
+        expect(JSON.parse(ours.body)).toEqual({ id: expected });
+        expect(((await djangos.json()) as { id: number }).id).toBe(expected);
+      }
+    }
+  });
+
+  it('a validation that timed out while queued for a pool connection never runs its query', async () => {
+    const applicationName = `sc-abort-${process.pid}`;
+    const small = createPool({ connectionString: django.database.url, max: 1, applicationName });
+    cleanups.push(() => small.close());
+    const queries = countingQueryable(small);
+    const cache = createSessionCache({
+      validator: djangoDatabaseValidator({ pool: queries, secretKey: django.secretKey }),
+      pepper,
+      env: {},
+      l2: false,
+      validatorTimeoutMs: 300,
+    });
+    cleanups.push(() => cache.close());
+    const login = await django.login('user');
+    const held = await small.connect(); // the pool's only connection
+    try {
+      await held.query("SELECT 'held by the test'");
+      const error = await cache
+        .lookup({ kind: 'session', sessionKey: login.sessionId })
+        .catch((e: unknown) => e);
+      expect(isSessionCacheError(error, 'E_VALIDATOR_TIMEOUT')).toBe(true);
+      expect(queries.count).toBe(1); // asked the pool, which queued it
+      expect(small.stats().waiting).toBe(0); // and dropped it when the signal aborted
+    } finally {
+      held.release();
+    }
+    await new Promise((r) => setTimeout(r, 200)); // time for a query that was still queued to run
+    expect(queries.ran).toBe(0);
+    // what the server saw on the pool's one connection: the test's query, never the session lookup
+    const { rows } = await adminQuery<{ query: string }>(
+      'SELECT query FROM pg_stat_activity WHERE application_name = $1',
+      [applicationName],
+    );
+    expect(rows.map((r) => r.query)).toEqual(["SELECT 'held by the test'"]);
+    // the pool is free again: the next lookup validates for real
+    expect(await cache.lookup({ kind: 'session', sessionKey: login.sessionId })).toMatchObject({
+      status: 'valid',
+    });
+    expect(queries.ran).toBe(2);
   });
 
   it("after Django's logout: rejected once invalidated, or once the TTL passes", async () => {
@@ -234,5 +334,50 @@ describe('sessionCache() in front of real Django sessions', () => {
       expect((await get(B.agent, `${B.url}/api/whoami`, { cookie: l.cookie })).status).toBe(401);
     }
     expect(Math.min(...delays)).toBeLessThan(100);
+  });
+
+  it("a password change: invalidateUser() on one instance makes the other refuse the user's old sessions at once", async () => {
+    const l2 = { redis: sharedRedisUrl, prefix, timeoutMs: 2000 };
+    const make = () =>
+      createSessionCache({
+        validator: djangoDatabaseValidator({ pool: counting, secretKey: django.secretKey }),
+        pepper,
+        env: {},
+        l2,
+        ttlMs: 60_000,
+        l1: { ttlMs: 60_000 },
+      });
+    const a = make();
+    const b = make();
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    await waitFor(() => [a, b].every((c) => c.l2State === 'up' && c.busState === 'subscribed'), {
+      intervalMs: 5,
+    });
+    const B = await serve(sessionCache({ cache: b }));
+    const changer = await django.createUser({ username: 'pw-changer', password: 'first-password-1' });
+    const sessions = [await django.login('pw-changer'), await django.login('pw-changer')];
+    const token = sessions[1]?.token ?? '';
+    for (const l of sessions)
+      expect((await get(B.agent, `${B.url}/api/whoami`, { cookie: l.cookie })).status).toBe(200);
+    expect((await get(B.agent, `${B.url}/api/whoami`, { authorization: `Token ${token}` })).status).toBe(200);
+    await django.setPassword('pw-changer', 'second-password-2');
+    // cached: still answered from B's L1 although Django would refuse the sessions now
+    expect((await get(B.agent, `${B.url}/api/whoami`, { cookie: sessions[0]?.cookie ?? '' })).status).toBe(
+      200,
+    );
+    const heard = new Promise<void>((resolve) =>
+      b.on('invalidate:user', (e) => e.origin === 'remote' && resolve()),
+    );
+    const result = await a.invalidateUser(changer.id);
+    expect(result).toMatchObject({ userId: changer.id, propagated: true });
+    expect(result.evicted).toBe(3); // two sessions and the token, found through the user's set in Redis
+    await heard;
+    for (const l of sessions)
+      expect((await get(B.agent, `${B.url}/api/whoami`, { cookie: l.cookie })).status).toBe(401);
+    // tokens survive a password change in Django: revalidated, still valid
+    expect((await get(B.agent, `${B.url}/api/whoami`, { authorization: `Token ${token}` })).status).toBe(200);
   });
 });

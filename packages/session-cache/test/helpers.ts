@@ -92,16 +92,27 @@ export function drfToken(seed: number): string {
   return seed.toString(16).padStart(40, 'a');
 }
 
-/** A {@link Queryable} over `pool` that counts the queries it passes on (read `count`). */
-export function countingQueryable(pool: Queryable): Queryable & { readonly count: number } {
+/**
+ * A {@link Queryable} over `pool` that counts the queries it passes on (`count`) and, of those,
+ * the ones the pool ran (`ran`: answered with rows, not refused before reaching the server).
+ */
+export function countingQueryable(
+  pool: Queryable,
+): Queryable & { readonly count: number; readonly ran: number } {
   let count = 0;
+  let ran = 0;
   return {
     get count() {
       return count;
     },
-    query: (text, values) => {
+    get ran() {
+      return ran;
+    },
+    query: async (text, values, options) => {
       count += 1;
-      return pool.query(text, values);
+      const result = await pool.query(text, values, options);
+      ran += 1;
+      return result;
     },
   };
 }

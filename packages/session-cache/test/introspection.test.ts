@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessionCache, introspectionValidator, isValidatorError } from '../src/index.ts';
+import { createSessionCache, introspectionValidator, isSessionCacheError } from '../src/index.ts';
 
 // The faults here (a 500, a hanging endpoint, an oversized or shapeless body) cannot be caused on
 // the real Django fixture on demand, so a small local HTTP server plays the endpoint. Valid and
@@ -21,7 +21,10 @@ beforeAll(async () => {
     };
     switch (req.url) {
       case '/self':
-        if (auth === 'Token 0123456789abcdef0123456789abcdef01234567' || cookie === 'sid=abcdefgh12345678') {
+        if (
+          auth === 'Token 0123456789abcdef0123456789abcdef01234567' ||
+          cookie.split('; ').includes('sid=abcdefgh12345678')
+        ) {
           json(200, {
             id: 5,
             username: 'alice',
@@ -98,6 +101,31 @@ describe('introspectionValidator', () => {
     ).toMatchObject({ valid: true, identity: { userId: 6, isStaff: false } });
   });
 
+  it('presents the configured Host, X-Forwarded-Host/-Proto and extra cookies', async () => {
+    const v = introspectionValidator({
+      url: `${base}/self`,
+      cookieName: 'sid',
+      host: 'cvat.example.com',
+      forwardedProto: 'https',
+      cookies: { sessionfresh: '1' },
+      headers: { 'X-Extra': 'yes' },
+    });
+    const before = seen.length;
+    expect(
+      (await v.validate({ kind: 'session', sessionKey: 'abcdefgh12345678' }, { signal: signal() })).valid,
+    ).toBe(true);
+    await v.validate({ kind: 'bearer', token: 'nope' }, { signal: signal() });
+    const [session, bearer] = seen.slice(before);
+    expect(session).toMatchObject({
+      host: 'cvat.example.com',
+      'x-forwarded-host': 'cvat.example.com',
+      'x-forwarded-proto': 'https',
+      'x-extra': 'yes',
+      cookie: 'sid=abcdefgh12345678; sessionfresh=1',
+    });
+    expect(bearer).toMatchObject({ cookie: 'sessionfresh=1', authorization: 'Bearer nope' });
+  });
+
   it('401 and 403 are invalid; an inactive user is invalid', async () => {
     const v = introspectionValidator({ url: `${base}/self` });
     expect(await v.validate({ kind: 'bearer', token: 'nope' }, { signal: signal() })).toEqual({
@@ -155,7 +183,7 @@ describe('introspectionValidator', () => {
     });
     const e1 = await bad.lookup({ kind: 'bearer', token: 'x' }).catch((e: unknown) => e);
     const e2 = await bad.lookup({ kind: 'bearer', token: 'x' }).catch((e: unknown) => e);
-    expect(isValidatorError(e1) && isValidatorError(e2)).toBe(true);
+    expect(isSessionCacheError(e1, 'E_VALIDATOR_UNAVAILABLE') && isSessionCacheError(e2)).toBe(true);
     expect(bad.stats().validatorCalls).toBe(2);
     await bad.close();
   });
@@ -167,6 +195,23 @@ describe('introspectionValidator', () => {
     expect(() => introspectionValidator({ url: `${base}/self`, kinds: [] })).toThrow(/options.kinds/);
     expect(() => introspectionValidator({ url: `${base}/self`, headers: { Authorization: 'x' } })).toThrow(
       /Authorization/,
+    );
+    expect(() => introspectionValidator({ url: `${base}/self`, headers: { host: 'x' } })).toThrow(/Host/);
+    // Django refuses a Host with '_' (the compose service name cvat_server): say so at construction
+    expect(() => introspectionValidator({ url: 'http://cvat_server:8080/api/users/self' })).toThrow(
+      /options.url's host "cvat_server:8080".*options.host/,
+    );
+    expect(
+      introspectionValidator({ url: 'http://cvat_server:8080/x', host: 'cvat.example.com' }).kinds,
+    ).toHaveLength(4);
+    expect(() => introspectionValidator({ url: `${base}/self`, host: 'a_b.example' })).toThrow(
+      /options.host/,
+    );
+    expect(() => introspectionValidator({ url: `${base}/self`, forwardedProto: 'ftp' as never })).toThrow(
+      /options.forwardedProto/,
+    );
+    expect(() => introspectionValidator({ url: `${base}/self`, cookies: { sessionfresh: 'a;b' } })).toThrow(
+      /options.cookies.sessionfresh/,
     );
     expect(() => introspectionValidator({ url: `${base}/self`, cookieName: 'a b' })).toThrow(/cookieName/);
   });

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createSessionCache,
-  isConfigurationError,
+  isSessionCacheError,
   type SessionCache,
   type SessionCacheMiddleware,
   type SessionCacheMiddlewareOptions,
@@ -109,18 +109,87 @@ describe('sessionCache() middleware', () => {
     });
   });
 
-  it('lets public paths through without looking at credentials', async () => {
+  it("lets public paths through without looking at credentials (the kit's path syntax)", async () => {
     const v = new TableValidator();
-    const { app: a, mw } = app(v, { publicPaths: ['/healthz', '/static/*', /^\/api\/server\/about$/g] });
-    for (const path of ['/healthz', '/static/app.js', '/api/server/about', '/api/server/about']) {
+    const { app: a, mw } = app(v, {
+      publicPaths: ['/healthz', '/static/', '/api/assets/*/public', /^\/api\/server\/about$/g],
+    });
+    const open = [
+      '/healthz',
+      '/healthz/',
+      '/healthz/deep',
+      '/static/app.js',
+      '/api/assets/9f/public',
+      '/api/server/about',
+    ];
+    for (const path of [...open, '/api/server/about']) {
       const r = await request(a)
         .get(path)
         .set('cookie', `sessionid=${sessionKey(4)}`);
       expect(r.status, path).toBe(200);
     }
-    expect((await request(a).get('/healthz/more')).status).toBe(401);
+    for (const path of ['/healthzx', '/static', '/api/assets/9f/private', '/api/assets/a/b/public']) {
+      expect((await request(a).get(path)).status, path).toBe(401);
+    }
     expect(v.calls).toBe(0);
-    expect(mw.stats().publicPaths).toBe(4);
+    expect(mw.stats().publicPaths).toBe(open.length + 1);
+  });
+
+  it('tries Basic after a refused session, as DRF does; Token stands alone; a refused Basic is a 401', async () => {
+    const basic = (user: string, password: string) =>
+      `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    const v = new TableValidator()
+      .add(alice, identityFor(1, 'session'))
+      .add(aliceToken, identityFor(1, 'token'))
+      .add('bob-password', { ...identityFor(2, 'basic'), username: 'bob' });
+    const { app: a, mw } = app(v);
+    const expired = sessionKey(50);
+    // an unknown session, then Basic: the Basic user, twice (the second time both answers come from L1)
+    for (let i = 0; i < 2; i += 1) {
+      const r = await request(a)
+        .get('/x')
+        .set('cookie', `sessionid=${expired}`)
+        .set('authorization', basic('bob', 'bob-password'));
+      expect(r.status).toBe(200);
+      expect(r.body.identity).toMatchObject({ userId: 2, credentialKind: 'basic' });
+    }
+    expect(v.calls).toBe(2);
+    // a valid session wins over Basic, which is then never looked at
+    const both = await request(a)
+      .get('/x')
+      .set('cookie', `sessionid=${alice}`)
+      .set('authorization', basic('bob', 'x'));
+    expect(both.body.identity).toMatchObject({ userId: 1, credentialKind: 'session' });
+    // a Token wins over any cookie; a refused Token does not fall through to the session
+    const token = await request(a)
+      .get('/x')
+      .set('cookie', `sessionid=${expired}`)
+      .set('authorization', `Token ${aliceToken}`);
+    expect(token.body.identity).toMatchObject({ userId: 1, credentialKind: 'token' });
+    const badToken = await request(a)
+      .get('/x')
+      .set('cookie', `sessionid=${alice}`)
+      .set('authorization', `Token ${drfToken(9)}`);
+    expect(badToken.status).toBe(401);
+    // a refused session followed by refused or malformed Basic: 401
+    expect(
+      (
+        await request(a)
+          .get('/x')
+          .set('cookie', `sessionid=${expired}`)
+          .set('authorization', basic('bob', 'no'))
+      ).status,
+    ).toBe(401);
+    expect(
+      (await request(a).get('/x').set('cookie', `sessionid=${expired}`).set('authorization', 'Basic !!!!'))
+        .status,
+    ).toBe(401);
+    expect(mw.stats()).toMatchObject({
+      sessionFallbacks: 4,
+      authenticated: 4,
+      unauthenticated: 3,
+      malformed: 1,
+    });
   });
 
   it('never runs twice on one request', async () => {
@@ -216,6 +285,7 @@ describe('sessionCache() middleware', () => {
       /options.onValidatorError/,
     );
     expect(() => sessionCache({ ...base, publicPaths: ['healthz'] })).toThrow(/options.publicPaths\[0\]/);
+    expect(() => sessionCache({ ...base, publicPaths: ['/a/../b'] })).toThrow(/options.publicPaths\[0\]/);
     expect(() => sessionCache({ ...base, publicPaths: '/x' as never })).toThrow(
       /options.publicPaths should be an array/,
     );
@@ -234,7 +304,7 @@ describe('sessionCache() middleware', () => {
     } catch (e) {
       error = e;
     }
-    expect(isConfigurationError(error)).toBe(true);
+    expect(isSessionCacheError(error, 'E_CONFIGURATION')).toBe(true);
     expect((error as Error).message).toMatch(/DATABASE_URL.*SLUICE_INTROSPECTION_URL/s);
   });
 

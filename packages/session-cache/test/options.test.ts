@@ -4,7 +4,7 @@ import {
   createSessionCache,
   djangoDatabaseValidator,
   introspectionValidator,
-  isConfigurationError,
+  isSessionCacheError,
   validatorFromEnvironment,
 } from '../src/index.ts';
 import { TableValidator } from './helpers.ts';
@@ -14,13 +14,15 @@ const pool = { query: async () => ({ rows: [] }) };
 
 describe('createSessionCache options', () => {
   it.each([
-    [{ ttlMs: 0 }, RangeError, /options.ttlMs should be a positive integer, got 0/],
-    [{ ttlMs: '5' }, TypeError, /options.ttlMs/],
-    [{ negativeTtlMs: -1 }, RangeError, /options.negativeTtlMs/],
+    [{ ttlMs: 0 }, RangeError, /options.ttlMs should be an integer between 1 and 2147483647, got 0/],
+    [{ ttlMs: '5' }, TypeError, /options.ttlMs should be an integer, got "5"/],
+    [{ negative: { ttlMs: -1 } }, RangeError, /options.negative.ttlMs/],
+    [{ negative: { max: 0 } }, RangeError, /options.negative.max/],
+    [{ negative: 5 }, TypeError, /options.negative should be an object/],
     [{ validatorTimeoutMs: 1.5 }, RangeError, /options.validatorTimeoutMs/],
     [{ maxPendingValidations: 0 }, RangeError, /options.maxPendingValidations/],
     [{ l1: { max: 0 } }, RangeError, /options.l1.max/],
-    [{ l1: { ttlMs: Number.NaN } }, RangeError, /options.l1.ttlMs/],
+    [{ l1: { ttlMs: Number.NaN } }, TypeError, /options.l1.ttlMs/],
     [{ l1: 'yes' }, TypeError, /options.l1 should be an object/],
     [{ l2: { redis: 'http://x' } }, TypeError, /options.l2.redis should be a redis:\/\//],
     [{ l2: { redis: 42 } }, TypeError, /options.l2.redis/],
@@ -48,7 +50,7 @@ describe('createSessionCache options', () => {
     } catch (e) {
       error = e;
     }
-    expect(isConfigurationError(error)).toBe(true);
+    expect(isSessionCacheError(error, 'E_CONFIGURATION')).toBe(true);
     expect(String((error as Error).message)).toMatch(/DATABASE_URL/);
     expect(String((error as Error).message)).toMatch(/SLUICE_INTROSPECTION_URL/);
     expect((error as { code?: string }).code).toBe('E_CONFIGURATION');
@@ -75,7 +77,7 @@ describe('createSessionCache options', () => {
 
 describe('validator options', () => {
   it('djangoDatabaseValidator validates at construction', () => {
-    expect(() => djangoDatabaseValidator({ pool: {} as never })).toThrow(/options.pool/);
+    expect(() => djangoDatabaseValidator({ pool: {} as never })).toThrow(/options.pool should have a query/);
     expect(() => djangoDatabaseValidator({ pool, verifyAuthHash: true })).toThrow(/needs options.secretKey/);
     expect(() => djangoDatabaseValidator({ pool, secretKey: '' })).toThrow(/options.secretKey/);
     expect(() => djangoDatabaseValidator({ pool, secretKey: 's', fallbackKeys: [''] })).toThrow(
@@ -115,13 +117,17 @@ describe('validator options', () => {
       /SLUICE_INTROSPECTION_URL/,
     );
     expect(() =>
-      validatorFromEnvironment({ DATABASE_URL: 'postgres://127.0.0.1:1/x', SLUICE_POOL_MAX: '0' }),
-    ).toThrow(/SLUICE_POOL_MAX/);
+      validatorFromEnvironment({
+        SLUICE_INTROSPECTION_URL: 'http://x/self',
+        SLUICE_INTROSPECTION_TIMEOUT_MS: '0',
+      }),
+    ).toThrow(/SLUICE_INTROSPECTION_URL or _TIMEOUT_MS/);
     const both = validatorFromEnvironment({
       DATABASE_URL: 'postgres://127.0.0.1:1/x',
       SLUICE_INTROSPECTION_URL: 'http://127.0.0.1:1/api/users/self',
     });
     expect(both?.kinds).toEqual(['session', 'token', 'bearer', 'basic']);
     await both?.close?.();
+    await both?.[Symbol.asyncDispose]?.(); // idempotent
   });
 });

@@ -44,10 +44,12 @@ describe('Redis failures', () => {
     const validator = new TableValidator();
     for (let i = 0; i < 20; i += 1) validator.add(sessionKey(i), identityFor(i));
     const cache = make(validator, { l1: false });
+    await up(cache);
+    // Listened to once up: a first connection slower than the 100 ms cooldown is a startup outage
+    // of its own on a loaded machine, and not what this test is about.
     const events: string[] = [];
     cache.on('l2:down', () => events.push('down'));
     cache.on('l2:up', () => events.push('up'));
-    await up(cache);
 
     let failures = 0;
     let answered = 0;
@@ -87,11 +89,14 @@ describe('Redis failures', () => {
       await loop;
     }
     expect(failures).toBe(0);
-    expect(events).toEqual(['down', 'up']);
+    // down at the kill, up at the end (a command slower than 150 ms on a loaded machine may add
+    // an outage of its own in between: failureThreshold is 1)
+    expect(events[0]).toBe('down');
+    expect(events.at(-1)).toBe('up');
     expect(cache.stats().l2Errors).toBeGreaterThan(0);
   });
 
-  it('a slow Redis (CLIENT PAUSE) times commands out and opens the breaker; lookups fall back', async () => {
+  it('a slow Redis (CLIENT PAUSE) times commands out and takes L2 down; lookups fall back', async () => {
     const validator = new TableValidator().add(sessionKey(50), identityFor(50));
     // A cooldown long enough that the breaker is surely still open for the second lookup below.
     const cache = make(validator, {
@@ -113,7 +118,7 @@ describe('Redis failures', () => {
       expect(cache.stats().l2Timeouts).toBeGreaterThanOrEqual(1);
       expect(downs[0]?.code).toBe('E_L2_TIMEOUT');
       expect(cache.l2State).not.toBe('up');
-      // while open, L2 is skipped entirely
+      // while down, L2 is skipped entirely
       const errors = cache.stats().l2Errors;
       await cache.lookup(s(50));
       expect(cache.stats().l2Errors).toBe(errors);
@@ -123,7 +128,7 @@ describe('Redis failures', () => {
     }
   });
 
-  it('invalidations made while L2 is down are replayed when it is back', async () => {
+  it('invalidations (of a credential, of a user) made while L2 is down are replayed when it is back', async () => {
     const va = new TableValidator().add(sessionKey(60), identityFor(60));
     const a = make(va);
     await up(a);
@@ -132,15 +137,16 @@ describe('Redis failures', () => {
     const admin = new Redis(redis.url);
     admin.on('error', () => {}); // failures surface through the commands
     try {
-      expect(await admin.exists(key)).toBe(1);
+      expect(await admin.exists(key, 'rf:u:60')).toBe(2);
       // Paused far longer than the 150 ms command timeout, so the invalidation surely times out.
       await admin.call('CLIENT', 'PAUSE', '2000', 'ALL');
-      const first = await a.invalidate(s(60)); // times out, opens the breaker
+      const first = await a.invalidate(s(60)); // times out, marks L2 down
       expect(first.propagated).toBe(false);
-      expect(a.stats().pendingInvalidations).toBe(1);
+      expect(await a.invalidateUser(60)).toEqual({ userId: 60, evicted: 0, propagated: false });
+      expect(a.stats().pendingInvalidations).toBe(2);
       await waitFor(() => a.l2State === 'up', { what: 'L2 back', timeoutMs: 10_000 });
       await waitFor(() => a.stats().pendingInvalidations === 0, { what: 'replay' });
-      expect(await admin.exists(key)).toBe(0);
+      expect(await admin.exists(key, 'rf:u:60')).toBe(0);
     } finally {
       admin.disconnect();
     }

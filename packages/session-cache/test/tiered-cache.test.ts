@@ -4,12 +4,11 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createSessionCache,
-  isSessionCacheClosedError,
-  isValidatorError,
+  isSessionCacheError,
   type SessionCache,
   type SessionCacheOptions,
 } from '../src/index.ts';
-import { deferred, identityFor, sessionKey, TableValidator } from './helpers.ts';
+import { deferred, drfToken, identityFor, sessionKey, TableValidator } from './helpers.ts';
 
 const pepper = 'tiered-cache test pepper, 32 bytes';
 const prefix = uniquePrefix('session-cache-tiered');
@@ -55,10 +54,10 @@ describe('L1 only', () => {
     expect(cache.stats().validatorLatencyMs.count).toBe(1);
   });
 
-  it('caches invalid credentials for negativeTtlMs only', async () => {
+  it('caches invalid credentials for negative.ttlMs only', async () => {
     let now = 1_000_000;
     const validator = new TableValidator();
-    const cache = make({ validator, l2: false, negativeTtlMs: 2_000, ttlMs: 60_000, now: () => now });
+    const cache = make({ validator, l2: false, negative: { ttlMs: 2_000 }, ttlMs: 60_000, now: () => now });
     expect(await cache.lookup(s(2))).toMatchObject({
       status: 'invalid',
       reason: 'not-found',
@@ -66,7 +65,7 @@ describe('L1 only', () => {
     });
     now += 1_999;
     expect(await cache.lookup(s(2))).toMatchObject({ status: 'invalid', tier: 'l1' });
-    expect(cache.stats().negativeHits).toBe(1);
+    expect(cache.stats()).toMatchObject({ negativeHits: 1, l1NegativeHits: 1, negativeSize: 1, l1Size: 0 });
     now += 1;
     await cache.lookup(s(2));
     expect(validator.calls).toBe(2);
@@ -105,8 +104,8 @@ describe('L1 only', () => {
     validator.fail = new Error('database is down');
     const cache = make({ validator, l2: false });
     const error = await cache.lookup(s(7)).catch((e: unknown) => e);
-    expect(isValidatorError(error) && error.code).toBe('E_VALIDATOR_UNAVAILABLE');
-    expect(isValidatorError(error) && error.status).toBe(503);
+    expect(isSessionCacheError(error, 'E_VALIDATOR_UNAVAILABLE')).toBe(true);
+    expect(isSessionCacheError(error) && error.status).toBe(503);
     validator.fail = undefined;
     expect((await cache.lookup(s(7))).status).toBe('valid');
     expect(validator.calls).toBe(2);
@@ -117,13 +116,21 @@ describe('L1 only', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const validator = new TableValidator();
     validator.gate = new Promise(() => {});
+    const signals: AbortSignal[] = [];
+    const validate = validator.validate.bind(validator);
+    validator.validate = (credential, options) => {
+      signals.push(options.signal);
+      return validate(credential, options);
+    };
     const cache = make({ validator, l2: false, validatorTimeoutMs: 3_000 });
     const outcome = cache.lookup(s(8)).catch((e: unknown) => e);
     await vi.advanceTimersByTimeAsync(2_999);
     expect(cache.pendingValidations).toBe(1);
+    expect(signals[0]?.aborted).toBe(false);
     await vi.advanceTimersByTimeAsync(1);
     const error = await outcome;
-    expect(isValidatorError(error) && error.code).toBe('E_VALIDATOR_TIMEOUT');
+    expect(isSessionCacheError(error, 'E_VALIDATOR_TIMEOUT')).toBe(true);
+    expect(signals[0]?.aborted).toBe(true);
     expect(cache.pendingValidations).toBe(0);
   });
 
@@ -149,7 +156,7 @@ describe('L1 only', () => {
     const a = cache.lookup(s(10));
     const b = cache.lookup(s(11));
     const c = await cache.lookup(s(12)).catch((e: unknown) => e);
-    expect(isValidatorError(c) && c.code).toBe('E_VALIDATOR_BUSY');
+    expect(isSessionCacheError(c, 'E_VALIDATOR_BUSY')).toBe(true);
     gate.resolve();
     await Promise.all([a, b]);
     expect(validator.calls).toBe(2);
@@ -188,11 +195,75 @@ describe('L1 only', () => {
     const cache = make({ validator, l2: false });
     const inFlight = cache.lookup(s(31)).catch((e: unknown) => e);
     await Promise.all([cache.close(), cache.close()]);
-    expect(isSessionCacheClosedError(await inFlight)).toBe(true);
-    expect(isSessionCacheClosedError(await cache.lookup(s(31)).catch((e: unknown) => e))).toBe(true);
+    expect(isSessionCacheError(await inFlight, 'E_CLOSED')).toBe(true);
+    expect(isSessionCacheError(await cache.lookup(s(31)).catch((e: unknown) => e), 'E_CLOSED')).toBe(true);
     await expect(cache.invalidate(s(31))).rejects.toMatchObject({ code: 'E_CLOSED' });
     expect(cache.closed).toBe(true);
     await cache[Symbol.asyncDispose]();
+  });
+});
+
+describe('refused credentials and the user index', () => {
+  const t = (n: number) => ({ kind: 'token' as const, token: drfToken(n) });
+
+  it('a flood of 20,000 random session keys cannot push a warm token out of L1', async () => {
+    const validator = new TableValidator().add(drfToken(1), identityFor(1, 'token'));
+    const cache = make({ validator, l2: false, l1: { max: 10_000 }, negative: { max: 1_000 } });
+    expect((await cache.lookup(t(1))).tier).toBe('validator');
+    for (let i = 0; i < 20_000; i += 1) {
+      const key = `${i.toString(36).padStart(8, 'q')}${Math.random().toString(36).slice(2, 12)}`;
+      expect((await cache.lookup({ kind: 'session', sessionKey: key })).status).toBe('invalid');
+    }
+    const calls = validator.calls;
+    expect(await cache.lookup(t(1))).toMatchObject({ status: 'valid', tier: 'l1' });
+    expect(validator.calls).toBe(calls);
+    expect(calls).toBe(20_001);
+    expect(cache.stats()).toMatchObject({
+      l1Size: 1,
+      negativeSize: 1_000,
+      negativeEvictions: 19_000,
+      l1Evictions: 0,
+    });
+  });
+
+  it('invalidateUser() drops every credential of the user but the one kept, and only theirs', async () => {
+    const validator = new TableValidator()
+      .add(sessionKey(1), identityFor(7))
+      .add(sessionKey(2), identityFor(7))
+      .add(drfToken(3), identityFor(7, 'token'))
+      .add(sessionKey(4), identityFor(8));
+    const cache = make({ validator, l2: false });
+    for (const c of [s(1), s(2), t(3), s(4)]) await cache.lookup(c);
+    expect(cache.stats().indexedUsers).toBe(2);
+    const events: unknown[] = [];
+    cache.on('invalidate:user', (e) => events.push(e));
+    expect(await cache.invalidateUser(7, { except: s(2) })).toEqual({
+      userId: 7,
+      evicted: 2,
+      propagated: false,
+    });
+    expect(events).toEqual([{ userId: 7, evicted: 2, origin: 'local' }]);
+    expect(cache.peek(s(1))).toBeUndefined();
+    expect(cache.peek(t(3))).toBeUndefined();
+    expect(cache.peek(s(2))?.tier).toBe('l1');
+    expect(cache.peek(s(4))?.tier).toBe('l1');
+    expect(await cache.invalidateUser(8)).toMatchObject({ evicted: 1 });
+    expect(await cache.invalidateUser(9)).toMatchObject({ evicted: 0 });
+    expect(cache.stats()).toMatchObject({ userInvalidations: 3, indexedUsers: 1, l1Size: 1 });
+    await expect(cache.invalidateUser(0)).rejects.toThrow(RangeError);
+  });
+
+  it('a validation in flight when its user is invalidated is answered but not stored', async () => {
+    const gate = deferred<void>();
+    const validator = new TableValidator().add(sessionKey(5), identityFor(9));
+    validator.gate = gate.promise;
+    const cache = make({ validator, l2: false });
+    const inFlight = cache.lookup(s(5));
+    await cache.invalidateUser(9);
+    gate.resolve();
+    expect((await inFlight).status).toBe('valid');
+    validator.gate = undefined;
+    expect((await cache.lookup(s(5))).tier).toBe('validator');
   });
 });
 
@@ -337,6 +408,61 @@ describe('L1 + L2 on a shared Redis', () => {
     }
     expect(Math.min(...delays)).toBeLessThan(100);
     expect(b.stats().remoteInvalidations).toBe(ids.length);
+  });
+
+  it('invalidateUser() on one instance evicts the user from L2 and from the other instance, keeping `except`', async () => {
+    const t = (n: number) => ({ kind: 'token' as const, token: drfToken(n) });
+    const table = () =>
+      new TableValidator()
+        .add(sessionKey(60), identityFor(50))
+        .add(sessionKey(61), identityFor(50))
+        .add(drfToken(62), identityFor(50, 'token'))
+        .add(sessionKey(63), identityFor(51));
+    const va = table();
+    const vb = table();
+    const a = make({ validator: va, l2, ttlMs: 30_000 });
+    const b = make({ validator: vb, l2, ttlMs: 30_000 });
+    await Promise.all([ready(a), ready(b)]);
+    const all = [s(60), s(61), t(62), s(63)];
+    for (const c of all) expect((await a.lookup(c)).tier).toBe('validator');
+    for (const c of all) expect((await b.lookup(c)).tier).toBe('l2');
+    expect(vb.calls).toBe(0);
+
+    const redis = new Redis(sharedRedisUrl);
+    redis.on('error', () => {}); // failures surface through the commands
+    try {
+      const set = `${prefix}u:50`;
+      // the user's set holds the HMAC keys, never a credential, and lives as long as its entries
+      expect((await redis.smembers(set)).sort()).toEqual(
+        [a.keyOf(s(60)), a.keyOf(s(61)), a.keyOf(t(62))].sort(),
+      );
+      const pttl = await redis.pttl(set);
+      expect(pttl).toBeGreaterThan(25_000);
+      expect(pttl).toBeLessThanOrEqual(30_000);
+
+      const heard = new Promise<unknown>((resolve) =>
+        b.on('invalidate:user', (e) => e.origin === 'remote' && resolve(e)),
+      );
+      expect(await a.invalidateUser(50, { except: s(61) })).toEqual({
+        userId: 50,
+        evicted: 2,
+        propagated: true,
+      });
+      expect(await heard).toEqual({ userId: 50, evicted: 2, origin: 'remote' });
+      expect(b.peek(s(60))).toBeUndefined();
+      expect(b.peek(t(62))).toBeUndefined();
+      expect(b.peek(s(61))?.tier).toBe('l1');
+      expect(b.peek(s(63))?.tier).toBe('l1');
+      expect(await redis.exists(`${prefix}c:${a.keyOf(s(60))}`, `${prefix}c:${a.keyOf(t(62))}`)).toBe(0);
+      expect(await redis.exists(`${prefix}c:${a.keyOf(s(61))}`)).toBe(1);
+      expect(await redis.smembers(set)).toEqual([a.keyOf(s(61))]);
+    } finally {
+      redis.disconnect();
+    }
+    // the next request with an evicted credential asks the validator again, on either instance
+    expect((await b.lookup(s(60))).tier).toBe('validator');
+    expect((await a.lookup(t(62))).tier).toBe('validator');
+    expect(b.stats().remoteInvalidations).toBe(1);
   });
 
   it('with the lock, concurrent cold lookups on two instances validate once', async () => {

@@ -1,6 +1,6 @@
 import type { Credential } from '@sluice/django';
-import type { CredentialKind, Validation, Validator } from '../identity.js';
-import { checkObject, describe } from '../option-checks.js';
+import { checkObject, show } from '@sluice/kit';
+import { type CredentialKind, credentialKinds, type Validation, type Validator } from '../identity.js';
 
 /** Which validator handles which credential kind. Kinds left out are refused (401) without I/O. */
 export type ValidatorRoutes = Partial<Record<CredentialKind, Validator>>;
@@ -13,23 +13,27 @@ export type ValidatorRoutes = Partial<Record<CredentialKind, Validator>>;
  * @example
  * const validator = compositeValidator({ session: db, token: db, bearer: remote, basic: remote });
  */
-export function compositeValidator(routes: ValidatorRoutes): Validator {
+export function compositeValidator(routes: ValidatorRoutes): Validator & { close(): Promise<void> } {
   checkObject('routes', routes);
   const table = new Map<CredentialKind, Validator>();
   for (const [kind, v] of Object.entries(routes) as [CredentialKind, Validator | undefined][]) {
     if (v === undefined) continue;
-    if (!['session', 'token', 'bearer', 'basic'].includes(kind)) {
-      throw new TypeError(`routes.${kind} is not a credential kind (session, token, bearer, basic)`);
+    if (!credentialKinds.includes(kind)) {
+      throw new TypeError(`routes.${kind} is not a credential kind (${credentialKinds.join(', ')})`);
     }
     if (typeof v !== 'object' || v === null || typeof v.validate !== 'function' || !Array.isArray(v.kinds)) {
-      throw new TypeError(`routes.${kind} should be a validator, got ${describe(v)}`);
+      throw new TypeError(`routes.${kind} should be a validator, got ${show(v)}`);
     }
     if (!v.kinds.includes(kind))
       throw new TypeError(`routes.${kind} is a validator that does not handle '${kind}'`);
     table.set(kind, v);
   }
   if (table.size === 0) throw new TypeError('routes should name at least one validator');
-  let closed = false;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= Promise.all([...new Set(table.values())].map((v) => v.close?.())).then(() => undefined);
+    return closing;
+  };
   return {
     kinds: [...table.keys()],
     validate(credential: Credential, options): Promise<Validation> {
@@ -37,11 +41,7 @@ export function compositeValidator(routes: ValidatorRoutes): Validator {
       if (!v) return Promise.resolve({ valid: false, reason: 'unsupported-credential' });
       return v.validate(credential, options);
     },
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      const distinct = new Set(table.values());
-      await Promise.all([...distinct].map((v) => v.close?.()));
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }

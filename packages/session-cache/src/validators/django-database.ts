@@ -7,53 +7,57 @@ import {
   readSessionDataUnverified,
   verifySessionAuthHash,
 } from '@sluice/django';
+import { checkBoolean, checkObject, checkString, optional, show } from '@sluice/kit';
 import type { Identity, Validation, Validator } from '../identity.js';
-import { booleanOption, checkObject, describe } from '../option-checks.js';
 import type { Queryable } from './queryable.js';
 
 /** Table names of the Django models the validator reads (plain or schema-qualified identifiers). */
 export interface DjangoTables {
   /** @default 'django_session' */
-  readonly session?: string;
+  readonly session?: string | undefined;
   /** @default 'auth_user' */
-  readonly user?: string;
+  readonly user?: string | undefined;
   /** @default 'authtoken_token' */
-  readonly token?: string;
+  readonly token?: string | undefined;
 }
 
 /** Options of {@link djangoDatabaseValidator}. */
 export interface DjangoDatabaseValidatorOptions {
-  /** Anything with `query(text, values)`: a `SluicePool`, a `pg.Pool`. Never closed by the validator. */
+  /**
+   * The pool the queries run on, e.g. `createPool({ connectionString, max: 5 })` from
+   * `@sluice/pool`; see {@link Queryable}. Never closed by the validator: whoever built it closes it.
+   */
   readonly pool: Queryable;
   /**
    * Django's `SECRET_KEY`. With it, `session_data` signatures are verified; without it the data is
    * read unverified (the row's presence in the database is the proof).
    */
-  readonly secretKey?: string;
+  readonly secretKey?: string | undefined;
   /** Django's `SECRET_KEY_FALLBACKS` (older keys still accepted). @default [] */
-  readonly fallbackKeys?: readonly string[];
+  readonly fallbackKeys?: readonly string[] | undefined;
   /**
    * Check the session's `_auth_user_hash` against the user's password hash, as Django does (a
    * password change logs other sessions out). Needs `secretKey`.
    * @default true when secretKey is given
    */
-  readonly verifyAuthHash?: boolean;
+  readonly verifyAuthHash?: boolean | undefined;
   /**
    * Accept what Django 3.1/3.2 still accept and 4.0 refuses: the pre-3.1 `session_data` format,
    * sha1 signatures and sha1 `_auth_user_hash` values.
    * @default false
    */
-  readonly allowLegacy?: boolean;
+  readonly allowLegacy?: boolean | undefined;
   /** Table names. */
-  readonly tables?: DjangoTables;
-  /** Called once by `close()`, e.g. to release a pool built for the validator. */
-  readonly onClose?: () => Promise<void>;
+  readonly tables?: DjangoTables | undefined;
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+const USER_COLUMNS = 'id, username, is_active, is_staff, is_superuser';
 
 /**
- * Validates Django sessions and Django REST framework tokens against Django's own tables.
+ * Validates Django sessions and Django REST framework tokens against Django's own tables, on the
+ * pool it is given. Every query carries the validation's signal: a validation the cache aborted
+ * (timeout, close) leaves the pool's queue and runs no query.
  *
  * - session: the `django_session` row exists and `expire_date > now()`, `session_data` decodes
  *   (its signature verified when `secretKey` is given), the user exists and is active, and the
@@ -62,59 +66,57 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
  *
  * @throws {TypeError} an option has the wrong type (the message names it)
  * @example
- * const validator = djangoDatabaseValidator({ pool: sharedPool({ connectionString, max: 5 }), secretKey });
+ * const pool = createPool({ connectionString: process.env.DATABASE_URL, max: 5 });
+ * const validator = djangoDatabaseValidator({ pool, secretKey: process.env.DJANGO_SECRET_KEY });
  */
 export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions): Validator {
   checkObject('options', options);
   const { pool } = options;
   if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function') {
-    throw new TypeError(`options.pool should have a query(text, values) method, got ${describe(pool)}`);
-  }
-  const secretKey = options.secretKey;
-  if (secretKey !== undefined && (typeof secretKey !== 'string' || secretKey.length === 0)) {
-    throw new TypeError(`options.secretKey should be a non-empty string, got ${describe(secretKey)}`);
-  }
-  const fallbackKeys = options.fallbackKeys ?? [];
-  if (!Array.isArray(fallbackKeys) || fallbackKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
     throw new TypeError(
-      `options.fallbackKeys should be an array of non-empty strings, got ${describe(fallbackKeys)}`,
+      `options.pool should have a query(text, values, { signal }) method, got ${show(pool)}`,
     );
   }
-  const verifyAuthHash = booleanOption(
-    'options.verifyAuthHash',
-    options.verifyAuthHash,
-    secretKey !== undefined,
+  const secretKey = optional(options.secretKey, undefined, (v) => checkString('options.secretKey', v));
+  const fallbackKeys = options.fallbackKeys ?? [];
+  if (!Array.isArray(fallbackKeys)) {
+    throw new TypeError(`options.fallbackKeys should be an array of strings, got ${show(fallbackKeys)}`);
+  }
+  fallbackKeys.forEach((key: unknown, i) => {
+    checkString(`options.fallbackKeys[${i}]`, key);
+  });
+  const verifyAuthHash = optional(options.verifyAuthHash, secretKey !== undefined, (v) =>
+    checkBoolean('options.verifyAuthHash', v),
   );
   if (verifyAuthHash && secretKey === undefined) {
     throw new TypeError(
       'options.verifyAuthHash needs options.secretKey (the auth hash is an HMAC under SECRET_KEY)',
     );
   }
-  const allowLegacy = booleanOption('options.allowLegacy', options.allowLegacy, false);
+  const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   const tables = options.tables ?? {};
   checkObject('options.tables', tables);
-  const sessionTable = tableName('options.tables.session', tables.session, 'django_session');
-  const userTable = tableName('options.tables.user', tables.user, 'auth_user');
-  const tokenTable = tableName('options.tables.token', tables.token, 'authtoken_token');
-  if (options.onClose !== undefined && typeof options.onClose !== 'function') {
-    throw new TypeError(`options.onClose should be a function, got ${describe(options.onClose)}`);
-  }
+  const sessionTable = tableName('options.tables.session', tables.session ?? 'django_session');
+  const userTable = tableName('options.tables.user', tables.user ?? 'auth_user');
+  const tokenTable = tableName('options.tables.token', tables.token ?? 'authtoken_token');
 
-  const userColumns = 'id, username, is_active, is_staff, is_superuser';
   const sessionSql = `SELECT session_data, expire_date FROM ${sessionTable} WHERE session_key = $1 AND expire_date > now()`;
-  const userSql = `SELECT ${userColumns}${verifyAuthHash ? ', password' : ''} FROM ${userTable} WHERE id = $1`;
+  const userSql = `SELECT ${USER_COLUMNS}${verifyAuthHash ? ', password' : ''} FROM ${userTable} WHERE id = $1`;
   const tokenSql =
     `SELECT u.id, u.username, u.is_active, u.is_staff, u.is_superuser FROM ${tokenTable} t ` +
     `JOIN ${userTable} u ON u.id = t.user_id WHERE t.key = $1`;
-  const secretOptions =
-    secretKey === undefined
-      ? undefined
-      : { secretKey, fallbackKeys: fallbackKeys as readonly string[], allowLegacy };
+  const secretOptions = secretKey === undefined ? undefined : { secretKey, fallbackKeys, allowLegacy };
+
+  async function query(sql: string, value: unknown, signal: AbortSignal): Promise<readonly unknown[]> {
+    signal.throwIfAborted();
+    return (await pool.query(sql, [value], { signal })).rows;
+  }
 
   async function validateSession(sessionKey: string, signal: AbortSignal): Promise<Validation> {
     if (!isValidSessionKey(sessionKey)) return invalid('malformed');
-    const { rows } = await pool.query(sessionSql, [sessionKey]);
-    const row = rows[0] as { session_data?: unknown; expire_date?: unknown } | undefined;
+    const row = (await query(sessionSql, sessionKey, signal))[0] as
+      | { session_data?: unknown; expire_date?: unknown }
+      | undefined;
     if (!row || typeof row.session_data !== 'string') return invalid('session-not-found');
     const expiresAt = toEpochMs(row.expire_date);
     if (expiresAt === undefined) throw new TypeError(`${sessionTable}.expire_date is not a timestamp`);
@@ -125,60 +127,47 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
         ? loadSessionData(row.session_data, secretOptions)
         : readSessionDataUnverified(row.session_data, { allowLegacy });
     } catch (error) {
-      if (isSessionDataError(error)) {
-        return invalid(
-          error.code === 'E_SESSION_BAD_SIGNATURE' ? 'session-bad-signature' : 'session-malformed',
-        );
-      }
-      throw error;
+      if (!isSessionDataError(error)) throw error;
+      return invalid(
+        error.code === 'E_SESSION_BAD_SIGNATURE' ? 'session-bad-signature' : 'session-malformed',
+      );
     }
-    const auth = readAuthSession(session);
-    if (auth === null) return invalid('session-anonymous');
-    const userId = toUserId(auth.userId);
+    const userId = toUserId(readAuthSession(session)?.userId);
     if (userId === undefined) return invalid('session-anonymous');
-    signal.throwIfAborted();
 
-    const users = await pool.query(userSql, [userId]);
-    const user = users.rows[0] as UserRow | undefined;
+    const user = (await query(userSql, userId, signal))[0] as UserRow | undefined;
     if (!user) return invalid('user-not-found');
     if (user.is_active !== true) return invalid('user-inactive');
     if (verifyAuthHash && secretOptions) {
-      if (typeof user.password !== 'string') return invalid('auth-hash-mismatch');
-      if (!verifySessionAuthHash(session, user.password, secretOptions)) return invalid('auth-hash-mismatch');
+      if (
+        typeof user.password !== 'string' ||
+        !verifySessionAuthHash(session, user.password, secretOptions)
+      ) {
+        return invalid('auth-hash-mismatch');
+      }
     }
     return toValidation(user, 'session', expiresAt);
   }
 
-  async function validateToken(token: string): Promise<Validation> {
+  async function validateToken(token: string, signal: AbortSignal): Promise<Validation> {
     if (!/^[0-9a-f]{40}$/i.test(token)) return invalid('malformed');
-    const { rows } = await pool.query(tokenSql, [token]);
-    const user = rows[0] as UserRow | undefined;
+    const user = (await query(tokenSql, token, signal))[0] as UserRow | undefined;
     if (!user) return invalid('token-not-found');
     if (user.is_active !== true) return invalid('user-inactive');
     return toValidation(user, 'token', null);
   }
 
-  let closed = false;
   return {
     kinds: ['session', 'token'],
     async validate(credential: Credential, { signal }): Promise<Validation> {
-      signal.throwIfAborted();
       switch (credential.kind) {
         case 'session':
           return validateSession(credential.sessionKey, signal);
         case 'token':
-          return validateToken(credential.token);
-        case 'bearer':
-        case 'basic':
-          return invalid('unsupported-credential');
+          return validateToken(credential.token, signal);
         default:
-          return unreachable(credential);
+          return invalid('unsupported-credential');
       }
-    },
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      await options.onClose?.();
     },
   };
 }
@@ -224,27 +213,18 @@ function toUserId(v: unknown): number | undefined {
 }
 
 function toEpochMs(v: unknown): number | undefined {
-  if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.getTime() : undefined;
-  if (typeof v === 'string' || typeof v === 'number') {
-    const t = new Date(v).getTime();
-    return Number.isFinite(t) ? t : undefined;
-  }
-  return undefined;
+  const t =
+    v instanceof Date || typeof v === 'string' || typeof v === 'number' ? new Date(v).getTime() : Number.NaN;
+  return Number.isFinite(t) ? t : undefined;
 }
 
 /** Validates a (possibly schema-qualified) identifier and quotes it. */
-function tableName(name: string, value: unknown, fallback: string): string {
-  const v = value ?? fallback;
-  if (typeof v !== 'string') throw new TypeError(`${name} should be a table name, got ${describe(v)}`);
-  const parts = v.split('.');
-  if (parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
+function tableName(name: string, value: unknown): string {
+  const parts = typeof value === 'string' ? value.split('.') : [];
+  if (parts.length === 0 || parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
     throw new TypeError(
-      `${name} should be an identifier like 'django_session' or 'schema.table', got ${describe(v)}`,
+      `${name} should be an identifier like 'django_session' or 'schema.table', got ${show(value)}`,
     );
   }
   return parts.map((p) => `"${p}"`).join('.');
-}
-
-function unreachable(x: never): never {
-  throw new TypeError(`unknown credential kind ${JSON.stringify((x as { kind?: unknown }).kind)}`);
 }

@@ -1,51 +1,72 @@
 import type { Credential } from '@sluice/django';
 import {
+  checkChoice,
+  checkInteger,
+  checkObject,
+  checkString,
+  optional,
+  show,
+  withTimeout,
+} from '@sluice/kit';
+import { request } from 'undici';
+import {
   type CredentialKind,
   credentialKinds,
   type Identity,
   type Validation,
   type Validator,
 } from '../identity.js';
-import { checkObject, describe, positiveInteger } from '../option-checks.js';
 
 /** Options of {@link introspectionValidator}. */
 export interface IntrospectionValidatorOptions {
-  /** The endpoint that answers 200 with the user for a valid credential, e.g. CVAT's `https://cvat/api/users/self`. */
+  /** The endpoint that answers 200 with the user for a valid credential, e.g. CVAT's `http://cvat-server:8080/api/users/self`. */
   readonly url: string | URL;
   /**
-   * Bound on one call (connect, headers and body), ms.
-   * @default 2000
+   * The `Host` to present, also sent as `X-Forwarded-Host`: the public host when `url` is an
+   * internal address, so Django's `ALLOWED_HOSTS` and CVAT's absolute URLs see what a browser sends.
+   * @default the host of `url` (which must then be one Django accepts: no `_`)
    */
-  readonly timeoutMs?: number;
+  readonly host?: string | undefined;
+  /** Sent as `X-Forwarded-Proto` (Django's `SECURE_PROXY_SSL_HEADER`). @default not sent */
+  readonly forwardedProto?: 'http' | 'https' | undefined;
   /**
-   * Name of Django's session cookie (`SESSION_COOKIE_NAME`) to forward sessions in.
-   * @default 'sessionid'
+   * Cookies sent with every call besides the session's, e.g. `{ sessionfresh: '1' }`: without it
+   * CVAT's `SessionRefreshMiddleware` re-saves the session row (an `UPDATE`) on every introspection.
+   * @default {}
    */
-  readonly cookieName?: string;
-  /**
-   * Credential kinds this validator accepts.
-   * @default ['token', 'bearer', 'session', 'basic']
-   */
-  readonly kinds?: readonly CredentialKind[];
-  /**
-   * Largest response body read, bytes.
-   * @default 65536
-   */
-  readonly maxBodyBytes?: number;
-  /** Extra request headers (e.g. `Host` for a virtual host). Never `Authorization` or `Cookie`. */
-  readonly headers?: Readonly<Record<string, string>>;
+  readonly cookies?: Readonly<Record<string, string>> | undefined;
+  /** Extra request headers. Never `Host` (see `host`), `Authorization` or `Cookie` (see `cookies`). @default {} */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  /** Bound on one call (connect, headers and body), ms. @default 2000 */
+  readonly timeoutMs?: number | undefined;
+  /** Django's `SESSION_COOKIE_NAME`, the cookie sessions are forwarded in. @default 'sessionid' */
+  readonly cookieName?: string | undefined;
+  /** Credential kinds this validator accepts. @default ['token', 'bearer', 'session', 'basic'] */
+  readonly kinds?: readonly CredentialKind[] | undefined;
+  /** Largest response body read, bytes. @default 65536 */
+  readonly maxBodyBytes?: number | undefined;
 }
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const COOKIE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
+/** What Django's `validate_host` accepts: a DNS name, IPv4 or bracketed IPv6, and a port. */
+const DJANGO_HOST = /^([a-z0-9.-]+|\[[a-f0-9:.]+\])(:[0-9]{1,5})?$/i;
 
 /**
  * Validates a credential by forwarding it to an HTTP endpoint such as CVAT's `GET /api/users/self`
- * (via `fetch`, bounded by `timeoutMs`): 200 is valid (the identity comes from the JSON body:
- * `id`, `username`, `is_active`, `is_staff`, `is_superuser`), 401/403 are invalid (cached
- * negatively), anything else — other statuses, timeouts, network errors, a body without `id` and
- * `username` — is an error (not cached; the middleware answers 503).
+ * (undici's `request()`, bounded by `timeoutMs`): 200 is valid (the identity comes from the JSON
+ * body: `id`, `username`, `is_active`, `is_staff`, `is_superuser`), 401/403 are invalid (cached
+ * negatively), anything else (other statuses, redirects, timeouts, network errors, a body without
+ * `id` and `username`) is an error (not cached; the middleware answers 503).
  *
  * @throws {TypeError | RangeError} an option has the wrong type or range
  * @example
- * const validator = introspectionValidator({ url: 'http://cvat:8080/api/users/self', timeoutMs: 2000 });
+ * const validator = introspectionValidator({
+ *   url: 'http://cvat-server:8080/api/users/self',
+ *   host: 'cvat.example.com',
+ *   forwardedProto: 'https',
+ *   cookies: { sessionfresh: '1' },
+ * });
  */
 export function introspectionValidator(options: IntrospectionValidatorOptions): Validator {
   checkObject('options', options);
@@ -53,104 +74,139 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   try {
     url = new URL(options.url);
   } catch {
-    throw new TypeError(
-      `options.url should be an absolute http(s) URL, got ${describe(String(options.url))}`,
-    );
+    throw new TypeError(`options.url should be an absolute http(s) URL, got ${show(String(options.url))}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new TypeError(`options.url should be an http(s) URL, got ${describe(url.protocol)}`);
+    throw new TypeError(`options.url should be an http(s) URL, got ${show(url.protocol)}`);
   }
-  const timeoutMs = positiveInteger('options.timeoutMs', options.timeoutMs, 2_000, 300_000);
-  const maxBodyBytes = positiveInteger('options.maxBodyBytes', options.maxBodyBytes, 65_536);
-  const cookieName = options.cookieName ?? 'sessionid';
-  if (typeof cookieName !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) {
-    throw new TypeError(`options.cookieName should be a cookie name token, got ${describe(cookieName)}`);
+  const host = optional(options.host, undefined, (v) => checkString('options.host', v));
+  if (!DJANGO_HOST.test(host ?? url.host)) {
+    throw new TypeError(
+      host === undefined
+        ? `options.url's host ${show(url.host)} is not one Django accepts as a Host (no '_'): use a name without it or set options.host`
+        : `options.host should be host[:port] as Django accepts it (no '_'), got ${show(host)}`,
+    );
   }
+  const timeoutMs = optional(options.timeoutMs, 2_000, (v) =>
+    checkInteger('options.timeoutMs', v, 1, 300_000),
+  );
+  const maxBodyBytes = optional(options.maxBodyBytes, 65_536, (v) =>
+    checkInteger('options.maxBodyBytes', v, 1),
+  );
+  const cookieName = optional(options.cookieName, 'sessionid', (v) => checkToken('options.cookieName', v));
   const kinds = options.kinds ?? credentialKinds;
   if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => !credentialKinds.includes(k))) {
     throw new TypeError(
-      `options.kinds should be a non-empty array of ${credentialKinds.join(', ')}, got ${describe(kinds)}`,
+      `options.kinds should be a non-empty array of ${credentialKinds.join(', ')}, got ${show(kinds)}`,
     );
   }
-  const extra = options.headers ?? {};
-  checkObject('options.headers', extra);
-  for (const [name, value] of Object.entries(extra)) {
-    if (/^(authorization|cookie)$/i.test(name) || typeof value !== 'string') {
+  const fixed: Record<string, string> = { accept: 'application/json' };
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (!TOKEN.test(name) || /^(host|authorization|cookie)$/i.test(name) || typeof value !== 'string') {
       throw new TypeError(
-        `options.headers.${name} is not allowed (string values, never Authorization or Cookie)`,
+        `options.headers.${name} is not allowed (string values, never Host, Authorization or Cookie)`,
       );
     }
+    fixed[name.toLowerCase()] = value;
   }
+  if (host !== undefined) {
+    fixed.host = host;
+    fixed['x-forwarded-host'] = host;
+  }
+  if (options.forwardedProto !== undefined) {
+    fixed['x-forwarded-proto'] = checkChoice('options.forwardedProto', options.forwardedProto, [
+      'http',
+      'https',
+    ]);
+  }
+  const cookies = Object.entries(options.cookies ?? {}).map(([name, value]) => {
+    checkToken('options.cookies key', name);
+    if (typeof value !== 'string' || !COOKIE_VALUE.test(value)) {
+      throw new TypeError(`options.cookies.${name} should be a cookie value, got ${show(value)}`);
+    }
+    return `${name}=${value}`;
+  });
   const target = url.toString();
+
+  async function call(credential: Credential, signal: AbortSignal): Promise<Validation> {
+    const headers = { ...fixed };
+    const cookie = [...cookies];
+    switch (credential.kind) {
+      case 'session':
+        cookie.unshift(`${cookieName}=${credential.sessionKey}`);
+        break;
+      case 'token':
+        headers.authorization = `Token ${credential.token}`;
+        break;
+      case 'bearer':
+        headers.authorization = `Bearer ${credential.token}`;
+        break;
+      case 'basic':
+        headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
+        break;
+    }
+    if (cookie.length > 0) headers.cookie = cookie.join('; ');
+    const res = await request(target, { method: 'GET', headers, signal });
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => undefined);
+      if (res.statusCode === 401 || res.statusCode === 403) {
+        return { valid: false, reason: `introspection-${res.statusCode}` };
+      }
+      throw new Error(`introspection endpoint answered ${res.statusCode}`);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(await readBounded(res.body, Number(res.headers['content-length']), maxBodyBytes));
+    } catch (error) {
+      throw error instanceof SyntaxError
+        ? new Error('introspection endpoint answered 200 without a JSON body')
+        : error;
+    }
+    const identity = toIdentity(body, credential.kind);
+    if (!identity)
+      throw new Error('introspection endpoint answered 200 without an integer id and a username');
+    return identity.isActive ? { valid: true, identity } : { valid: false, reason: 'user-inactive' };
+  }
 
   return {
     kinds: [...kinds],
-    async validate(credential: Credential, { signal }): Promise<Validation> {
-      if (!kinds.includes(credential.kind)) return { valid: false, reason: 'unsupported-credential' };
-      const headers: Record<string, string> = { ...extra, accept: 'application/json' };
-      switch (credential.kind) {
-        case 'session':
-          headers.cookie = `${cookieName}=${credential.sessionKey}`;
-          break;
-        case 'token':
-          headers.authorization = `Token ${credential.token}`;
-          break;
-        case 'bearer':
-          headers.authorization = `Bearer ${credential.token}`;
-          break;
-        case 'basic':
-          headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
-          break;
-      }
-      const res = await fetch(target, {
-        method: 'GET',
-        headers,
-        redirect: 'manual',
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+    validate(credential, { signal }): Promise<Validation> {
+      if (!kinds.includes(credential.kind))
+        return Promise.resolve({ valid: false, reason: 'unsupported-credential' });
+      return withTimeout((s) => call(credential, s), timeoutMs, {
+        signal,
+        message: `introspection did not answer within ${timeoutMs} ms (options.timeoutMs)`,
       });
-      if (res.status === 401 || res.status === 403) {
-        await res.body?.cancel().catch(() => undefined);
-        return { valid: false, reason: `introspection-${res.status}` };
-      }
-      if (res.status !== 200) {
-        await res.body?.cancel().catch(() => undefined);
-        throw new Error(`introspection endpoint answered ${res.status}`);
-      }
-      const body = await readBounded(res, maxBodyBytes);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        throw new Error('introspection endpoint answered 200 without a JSON body');
-      }
-      const identity = toIdentity(parsed, credential.kind);
-      if (!identity)
-        throw new Error('introspection endpoint answered 200 without an integer id and a username');
-      if (!identity.isActive) return { valid: false, reason: 'user-inactive' };
-      return { valid: true, identity };
     },
   };
 }
 
-async function readBounded(res: Response, max: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new Error(`introspection body of ${declared} bytes exceeds ${max}`);
+function checkToken(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !TOKEN.test(value)) {
+    throw new TypeError(`${name} should be a cookie name token, got ${show(value)}`);
   }
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
+  return value;
+}
+
+async function readBounded(
+  body: AsyncIterable<Buffer> & { destroy(): void },
+  declared: number,
+  max: number,
+): Promise<string> {
+  const tooLarge = new Error(`introspection body exceeds ${max} bytes`);
+  if (declared > max) {
+    body.destroy();
+    throw tooLarge;
+  }
+  const chunks: Buffer[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
+  for await (const chunk of body) {
+    size += chunk.length;
     if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new Error(`introspection body exceeds ${max} bytes`);
+      body.destroy();
+      throw tooLarge;
     }
-    chunks.push(value);
+    chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
