@@ -70,6 +70,8 @@ beforeAll(async () => {
     cachePepper: 'sluice-gateway-cluster-test-pepper',
     dbBudget: BUDGET,
     upstreamConnections: 16,
+    // The test reads what one gateway wrote from the other: a loaded machine must not time the write out.
+    cacheRedisTimeoutMs: 2_000,
     queueTimeoutMs: 20_000,
     validator,
   } as const;
