@@ -102,7 +102,7 @@ export function variantTable(rows: readonly RunSummary[], s: IncidentSettings): 
       '503 shed',
       '429',
       'conn errors',
-      'interactive p50 / p99 (failed)',
+      'interactive p50 / p99 (requests, failed)',
       'peak DB conns',
     ],
     rows.map((r) =>
@@ -117,7 +117,7 @@ export function variantTable(rows: readonly RunSummary[], s: IncidentSettings): 
             String(r.failures['503']),
             String(r.failures['429']),
             String(r.failures.connection),
-            `${ms(r.interactive.p50Ms)} / ${ms(r.interactive.p99Ms)} (${r.interactive.failed})`,
+            `${ms(r.interactive.p50Ms)} / ${ms(r.interactive.p99Ms)} (${r.interactive.requests}, ${r.interactive.failed})`,
             r.leaked === undefined ? String(r.peakConnections) : `${r.peakConnections} (${r.leaked} leaked)`,
           ],
     ),
