@@ -56,6 +56,40 @@ describe('bulk-export against a CVAT-shaped server', () => {
     expect(report.requests).toBe(1 + 2 * 5);
   });
 
+  it('splits the workers over several logins, each made once, and uses the session as cvat_sdk 2.41+', async () => {
+    const login = {
+      kind: 'login',
+      username: cvat.username,
+      password: cvat.password,
+      use: 'session',
+    } as const;
+    const report = await runBulkExport({
+      baseUrl: cvat.url,
+      credential: [login, login, login],
+      tasks: 6,
+      concurrency: 6,
+      pollIntervalMs: 1,
+    });
+    expect(report.succeeded).toBe(6);
+    expect(report.requests).toBe(3 + 6 * 5);
+  });
+
+  it('runs every task on the logins that worked when another was refused', async () => {
+    const report = await runBulkExport({
+      baseUrl: cvat.url,
+      credential: [
+        { kind: 'login', username: cvat.username, password: 'wrong' },
+        { kind: 'token', token: cvat.token },
+      ],
+      tasks: 4,
+      concurrency: 4,
+      pollIntervalMs: 1,
+    });
+    expect(report.succeeded).toBe(4);
+    expect(report.statusCounts).toMatchObject({ 400: 1 });
+    expect(report.sampleErrors.some((e) => e.startsWith('login: login answered 400'))).toBe(true);
+  });
+
   it('fails every task at the login stage when the login is refused', async () => {
     const report = await runBulkExport({
       baseUrl: cvat.url,
@@ -223,6 +257,7 @@ describe('bulk-export helpers', () => {
     expect(() => resolveOptions({ baseUrl: 'http://h', credential, taskIds: [1], tasks: 1 })).toThrow(
       TypeError,
     );
+    expect(() => resolveOptions({ baseUrl: 'http://h', credential: [] })).toThrow(/credential/);
     expect(() => resolveOptions({ baseUrl: 'http://h', credential: { kind: 'token', token: '' } })).toThrow(
       /credential\.token/,
     );
@@ -245,6 +280,15 @@ describe('bulk-export helpers', () => {
     expect(() => credentialFromLogin({ status: 200, headers: {}, text: '{}', bytes: 0 })).toThrow(
       /sessionid/,
     );
+    const fresh = { 'set-cookie': [...headers['set-cookie'], 'sessionfresh=1; Max-Age=86400'] };
+    expect(
+      credentialFromLogin({ status: 200, headers: fresh, text: '{"key":"k1"}', bytes: 0 }, 'session'),
+    ).toEqual({
+      kind: 'session',
+      sessionId: 's1',
+      csrfToken: 'c1',
+      sessionFresh: true,
+    });
   });
 
   it('parses Retry-After in seconds and as a date', () => {

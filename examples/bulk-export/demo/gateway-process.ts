@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from '@sluice/test-support';
+import { spawnGuarded, stopChild } from './child-process.js';
 
 /** `sluice-gateway` running as its own process, as an operator would run it. */
 export interface GatewayProcess {
@@ -22,7 +23,10 @@ export function gatewayCommand(): string[] | undefined {
   return undefined;
 }
 
-/** Starts the CLI with `args` on a free port and waits until `/healthz` answers. */
+/**
+ * Starts the CLI with `args` on a free port and waits until `/healthz` answers. The process dies
+ * with this one, however this one ends (see `spawnGuarded`).
+ */
 export async function startGateway(
   args: readonly string[],
   o: { logs?: boolean } = {},
@@ -31,7 +35,7 @@ export async function startGateway(
   if (!command) throw new Error('the gateway is not built: run `pnpm build` (packages/gateway/dist/cli.js)');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child: ChildProcess = spawn(
+  const child: ChildProcess = spawnGuarded(
     process.execPath,
     [...command, '--listen', `127.0.0.1:${port}`, ...args],
     {
@@ -48,31 +52,22 @@ export async function startGateway(
   child.stderr?.on('data', keep);
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopped ??= new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        resolve();
-        return;
-      }
-      const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.once('exit', () => {
-        clearTimeout(kill);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
+    stopped ??= stopChild(child, 15_000);
     return stopped;
   };
   try {
     await waitFor(
       async () => {
-        if (child.exitCode !== null) return true; // reported below
+        if (child.exitCode !== null || child.signalCode !== null) return true; // reported below
         const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
         await res.arrayBuffer();
         return res.ok;
       },
       { timeoutMs: 30_000, what: `sluice-gateway on ${url}` },
     );
-    if (child.exitCode !== null) throw new Error(`exited with code ${child.exitCode}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`exited with ${child.exitCode ?? child.signalCode}`);
+    }
   } catch (e) {
     await stop();
     throw new Error(`sluice-gateway did not start: ${tail}`, { cause: e });

@@ -26,6 +26,7 @@ export class LoginError extends Error {
 export async function authenticate(
   agent: Agent,
   o: ResolvedOptions,
+  c: BulkExportCredential,
   recorder: Recorder,
   signal: AbortSignal,
 ): Promise<AuthHeaders> {
@@ -34,7 +35,6 @@ export async function authenticate(
     'user-agent': 'sluice-bulk-export',
     ...o.headers,
   };
-  const c = o.credential;
   if (c.kind !== 'login') return headersFor(base, c);
   const answer = await send(agent, o, recorder, signal, {
     method: 'POST',
@@ -43,15 +43,19 @@ export async function authenticate(
     body: JSON.stringify({ username: c.username, password: c.password }),
     read: 'text',
   });
-  return headersFor(base, credentialFromLogin(answer));
+  return headersFor(base, credentialFromLogin(answer, c.use));
 }
 
 /**
- * The credential a login answer carries, as `cvat_sdk` uses it: the returned `key` as a token,
- * else the `sessionid` (and `csrftoken`) cookies it set.
- * @throws LoginError when the answer is not a 2xx with either.
+ * The credential a login answer carries, as `cvat_sdk` uses it: with `use` `'token'` (before
+ * 2.41) the returned `key` as a token, else the `sessionid` (and `csrftoken`) cookies it set;
+ * with `use` `'session'` (2.41 and later) the cookies, `sessionfresh` included.
+ * @throws LoginError when the answer is not a 2xx with a usable credential.
  */
-export function credentialFromLogin(answer: Answer): Exclude<BulkExportCredential, { kind: 'login' }> {
+export function credentialFromLogin(
+  answer: Answer,
+  use: 'token' | 'session' = 'token',
+): Exclude<BulkExportCredential, { kind: 'login' }> {
   if (answer.status < 200 || answer.status > 299) {
     throw new LoginError(`login answered ${answer.status}: ${answer.text.slice(0, 200)}`, answer.status);
   }
@@ -61,13 +65,18 @@ export function credentialFromLogin(answer: Answer): Exclude<BulkExportCredentia
   } catch {
     key = undefined;
   }
-  if (typeof key === 'string' && key.length > 0) return { kind: 'token', token: key };
+  if (use === 'token' && typeof key === 'string' && key.length > 0) return { kind: 'token', token: key };
   const cookies = parseSetCookie(answer.headers['set-cookie']);
   const sessionId = cookies.get('sessionid');
-  if (sessionId === undefined)
-    throw new LoginError('login set neither a key nor a sessionid cookie', answer.status);
+  if (sessionId === undefined) {
+    const what = use === 'token' ? 'neither a key nor a sessionid cookie' : 'no sessionid cookie';
+    throw new LoginError(`login set ${what}`, answer.status);
+  }
+  const session: Extract<BulkExportCredential, { kind: 'session' }> = { kind: 'session', sessionId };
   const csrfToken = cookies.get('csrftoken');
-  return csrfToken === undefined ? { kind: 'session', sessionId } : { kind: 'session', sessionId, csrfToken };
+  if (csrfToken !== undefined) session.csrfToken = csrfToken;
+  if (use === 'session' && cookies.has('sessionfresh')) session.sessionFresh = true;
+  return session;
 }
 
 function headersFor(
@@ -84,10 +93,9 @@ function headersFor(
       return { safe: h, unsafe: h };
     }
     case 'session': {
-      const cookie =
-        c.csrfToken === undefined
-          ? `sessionid=${c.sessionId}`
-          : `sessionid=${c.sessionId}; csrftoken=${c.csrfToken}`;
+      let cookie = `sessionid=${c.sessionId}`;
+      if (c.csrfToken !== undefined) cookie += `; csrftoken=${c.csrfToken}`;
+      if (c.sessionFresh) cookie += '; sessionfresh=1';
       const safe = { ...base, cookie };
       return {
         safe,

@@ -8,7 +8,7 @@ import type { BulkExportCredential, BulkExportOptions } from './options.js';
 import { formatReport } from './report.js';
 import { runBulkExport } from './run.js';
 
-const usage = `usage: bulk-export --base-url URL (--token KEY | --bearer TOKEN | --session ID [--csrf T] | --username U --password P)
+const usage = `usage: bulk-export --base-url URL (--token KEY | --bearer TOKEN | --session ID [--csrf T] | --username U --password P [--use token|session])
   [--tasks N | --task-ids 1,2,3] [--first-task-id N] [--concurrency C] [--format NAME]
   [--poll-interval MS] [--max-polls N] [--timeout MS] [--deadline MS] [--retries N] [--no-download] [--json FILE]
 environment: CVAT_URL, CVAT_TOKEN, CVAT_USERNAME, CVAT_PASSWORD`;
@@ -28,7 +28,12 @@ function credentialFrom(v: Record<string, string | boolean | undefined>): BulkEx
       ? { kind: 'session', sessionId: session, csrfToken: csrf }
       : { kind: 'session', sessionId: session };
   }
-  if (username && password) return { kind: 'login', username, password };
+  const use = s('use');
+  if (use !== undefined && use !== 'token' && use !== 'session') {
+    throw new TypeError(`--use must be token or session, got ${JSON.stringify(use)}`);
+  }
+  if (username && password)
+    return use ? { kind: 'login', username, password, use } : { kind: 'login', username, password };
   throw new TypeError('a credential is required: --token, --bearer, --session or --username/--password');
 }
 
@@ -48,6 +53,7 @@ async function main(): Promise<number> {
       csrf: { type: 'string' },
       username: { type: 'string' },
       password: { type: 'string' },
+      use: { type: 'string' },
       tasks: { type: 'string' },
       'task-ids': { type: 'string' },
       'first-task-id': { type: 'string' },

@@ -2,22 +2,28 @@
  * How the client authenticates, as a `cvat_sdk` script would:
  * - `token`: `Authorization: Token <key>` (DRF / CVAT API key),
  * - `bearer`: `Authorization: Bearer <token>` (CVAT personal access token),
- * - `session`: the `sessionid` cookie (plus `csrftoken` for unsafe methods),
- * - `login`: `POST /api/auth/login` once, then the session cookie and CSRF token it sets (or the
- *   returned `key` as a token when the server sets no session cookie).
+ * - `session`: the `sessionid` cookie (plus `csrftoken` for unsafe methods, and CVAT's
+ *   `sessionfresh` marker when `sessionFresh`, as a cookie jar keeps it),
+ * - `login`: `POST /api/auth/login` once, then, with `use: 'token'` (the default, `cvat_sdk`
+ *   before 2.41), the returned `key` as a token (the session cookie when there is no key); with
+ *   `use: 'session'` (`cvat_sdk` 2.41 and later), the cookies it set: `sessionid`, `csrftoken`
+ *   (sent as `X-CSRFToken` on POST) and `sessionfresh`.
  */
 export type BulkExportCredential =
   | { kind: 'token'; token: string }
   | { kind: 'bearer'; token: string }
-  | { kind: 'session'; sessionId: string; csrfToken?: string }
-  | { kind: 'login'; username: string; password: string };
+  | { kind: 'session'; sessionId: string; csrfToken?: string; sessionFresh?: boolean }
+  | { kind: 'login'; username: string; password: string; use?: 'token' | 'session' };
 
 /** Options of {@link runBulkExport}. Every count and wait is bounded. */
 export interface BulkExportOptions {
   /** Base URL of the server (CVAT, the Django fixture, or `sluice-gateway` in front of them). */
   baseUrl: string;
-  /** How to authenticate. */
-  credential: BulkExportCredential;
+  /**
+   * How to authenticate. Several credentials (e.g. several logins) split the workers between
+   * them round-robin, as that many scripts would; each login happens once, before the run.
+   */
+  credential: BulkExportCredential | readonly BulkExportCredential[];
   /** Task ids to export. Give either this or `tasks`. */
   taskIds?: readonly number[];
   /** Export tasks `firstTaskId .. firstTaskId + tasks - 1`. @default 100 (when `taskIds` is absent) */
@@ -97,7 +103,8 @@ export type TaskOutcome =
 /** The options with defaults applied and checked. */
 export interface ResolvedOptions {
   baseUrl: URL;
-  credential: BulkExportCredential;
+  /** At least one. */
+  credentials: readonly BulkExportCredential[];
   taskIds: readonly number[];
   concurrency: number;
   format: string;
@@ -128,7 +135,13 @@ export function resolveOptions(o: BulkExportOptions): ResolvedOptions {
   if (baseUrl.protocol !== 'http:' && baseUrl.protocol !== 'https:') {
     throw new TypeError(`baseUrl must be an http(s) URL, got ${JSON.stringify(o.baseUrl)}`);
   }
-  checkCredential(o.credential);
+  const credentials: readonly BulkExportCredential[] = Array.isArray(o.credential)
+    ? o.credential
+    : [o.credential as BulkExportCredential];
+  if (credentials.length === 0 || credentials.length > 10_000) {
+    throw new RangeError(`credential must list from 1 to 10000 credentials, got ${credentials.length}`);
+  }
+  for (const c of credentials) checkCredential(c);
   let taskIds: readonly number[];
   if (o.taskIds !== undefined) {
     if (o.tasks !== undefined) throw new TypeError('give either taskIds or tasks, not both');
@@ -142,7 +155,7 @@ export function resolveOptions(o: BulkExportOptions): ResolvedOptions {
   }
   return {
     baseUrl,
-    credential: o.credential,
+    credentials,
     taskIds,
     concurrency: positiveInt('concurrency', o.concurrency ?? 10, 10_000),
     format: nonEmpty('format', o.format ?? 'CVAT for images 1.1'),
@@ -173,6 +186,9 @@ function checkCredential(c: BulkExportCredential | undefined): void {
     case 'login':
       nonEmpty('credential.username', c.username);
       nonEmpty('credential.password', c.password);
+      if (c.use !== undefined && c.use !== 'token' && c.use !== 'session') {
+        throw new TypeError(`credential.use must be token or session, got ${JSON.stringify(c.use)}`);
+      }
       return;
     default: {
       const kind: unknown = (c as { kind?: unknown }).kind;

@@ -17,6 +17,8 @@ export class Recorder {
   readonly resultUrlOrigins = new Map<string, number>();
   readonly firstErrors: string[] = [];
   timeouts = 0;
+  /** Requests stopped by the run's deadline or signal before an answer. */
+  interrupted = 0;
   requests = 0;
   bytes = 0;
 
@@ -29,6 +31,7 @@ export class Recorder {
   failed(kind: 'connection' | 'timeout' | 'deadline', code: string, ms: number, message: string): void {
     this.requests += 1;
     if (kind === 'timeout') this.timeouts += 1;
+    if (kind === 'deadline') this.interrupted += 1;
     if (kind === 'connection') bump(this.connectionErrors, code);
     if (kind !== 'deadline') this.requestLatencies.push(ms);
     this.noteError(`${code}: ${message}`);

@@ -10,6 +10,7 @@ export function formatReport(r: BulkExportReport): string {
     ['status codes', entries(r.statusCounts)],
     ['connection errors', entries(r.connectionErrors)],
     ['timeouts', String(r.timeouts)],
+    ['interrupted by the deadline', String(r.interrupted)],
     ['failures by kind', entries(r.failuresByKind)],
     ['failures by stage', entries(r.failuresByStage)],
     ['request latency p50 / p99 (ms)', `${r.latencyMs.request.p50} / ${r.latencyMs.request.p99}`],

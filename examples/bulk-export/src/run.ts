@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { Agent } from 'undici';
-import { authenticate, LoginError } from './auth.js';
+import { type AuthHeaders, authenticate, LoginError } from './auth.js';
 import { exportTask } from './export-task.js';
 import { isRequestFailure } from './http.js';
 import { type BulkExportOptions, type FailureKind, resolveOptions, type TaskOutcome } from './options.js';
@@ -25,6 +25,11 @@ export interface BulkExportReport {
   connectionErrors: Record<string, number>;
   /** Requests that hit `requestTimeoutMs`. */
   timeouts: number;
+  /**
+   * Requests the run's deadline (or the caller's signal) stopped before an answer. Every request
+   * is in exactly one of `statusCounts`, `connectionErrors`, `timeouts` and this.
+   */
+  interrupted: number;
   /** Failed tasks by reason. */
   failuresByKind: Partial<Record<FailureKind, number>>;
   /** Failed tasks by `stage kind[ status|code]`, e.g. `export http 500`, `poll connection ECONNRESET`. */
@@ -73,32 +78,38 @@ export async function runBulkExport(options: BulkExportOptions): Promise<BulkExp
   const startedAt = new Date();
   const started = o.now();
   try {
-    let auth: Awaited<ReturnType<typeof authenticate>> | undefined;
-    let loginFailure: TaskOutcome | undefined;
-    try {
-      auth = await authenticate(agent, o, recorder, run.signal);
-    } catch (e) {
-      if (!(e instanceof LoginError) && !isRequestFailure(e)) throw e;
-      recorder.noteError(`login: ${e.message}`);
-      loginFailure = {
-        ok: false,
-        taskId: 0,
-        ms: 0,
-        requests: 0,
-        polls: 0,
-        stage: 'login',
-        kind: isRequestFailure(e) ? e.kind : e.status === undefined ? 'bad-response' : 'http',
-        message: e.message,
-      };
-      if (e instanceof LoginError && e.status !== undefined) loginFailure.status = e.status;
-      if (isRequestFailure(e)) loginFailure.code = e.code;
-    }
-    if (auth === undefined) {
+    // Every credential authenticates once (logins in parallel); workers are split between those
+    // that did, round-robin. With none, every task fails at the login stage.
+    const logins = await Promise.all(
+      o.credentials.map(async (credential): Promise<AuthHeaders | TaskOutcome> => {
+        try {
+          return await authenticate(agent, o, credential, recorder, run.signal);
+        } catch (e) {
+          if (!(e instanceof LoginError) && !isRequestFailure(e)) throw e;
+          recorder.noteError(`login: ${e.message}`);
+          const failure: TaskOutcome = {
+            ok: false,
+            taskId: 0,
+            ms: 0,
+            requests: 0,
+            polls: 0,
+            stage: 'login',
+            kind: isRequestFailure(e) ? e.kind : e.status === undefined ? 'bad-response' : 'http',
+            message: e.message,
+          };
+          if (e instanceof LoginError && e.status !== undefined) failure.status = e.status;
+          if (isRequestFailure(e)) failure.code = e.code;
+          return failure;
+        }
+      }),
+    );
+    const auths = logins.filter((l): l is AuthHeaders => !('ok' in l));
+    const loginFailure = logins.find((l): l is TaskOutcome => 'ok' in l);
+    if (auths.length === 0) {
       for (const taskId of o.taskIds) outcomes.push({ ...(loginFailure as TaskOutcome), taskId });
     } else {
-      const headers = auth;
       let next = 0;
-      const worker = async (): Promise<void> => {
+      const worker = async (headers: AuthHeaders): Promise<void> => {
         for (;;) {
           const taskId = o.taskIds[next];
           if (taskId === undefined) return;
@@ -112,7 +123,10 @@ export async function runBulkExport(options: BulkExportOptions): Promise<BulkExp
           options.onTaskEnd?.(outcome, { done: outcomes.length, total: o.taskIds.length });
         }
       };
-      await Promise.all(Array.from({ length: Math.min(o.concurrency, o.taskIds.length) }, worker));
+      const workers = Math.min(o.concurrency, o.taskIds.length);
+      await Promise.all(
+        Array.from({ length: workers }, (_, i) => worker(auths[i % auths.length] as AuthHeaders)),
+      );
     }
   } finally {
     clearTimeout(deadline);
@@ -171,6 +185,7 @@ function buildReport(
     ),
     connectionErrors: Object.fromEntries(r.connectionErrors),
     timeouts: r.timeouts,
+    interrupted: r.interrupted,
     failuresByKind: Object.fromEntries(failuresByKind),
     failuresByStage: Object.fromEntries([...failuresByStage].sort((a, b) => b[1] - a[1])),
     latencyMs: { request: summarize(r.requestLatencies), task: summarize(r.taskLatencies) },

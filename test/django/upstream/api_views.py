@@ -1,9 +1,12 @@
-"""CVAT-shaped API views: /api/server/about and /api/users/self."""
+"""CVAT-shaped API views: /api/server/about, /api/users/self and /api/tasks."""
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .models import ExportRequest
 from .work import hold_connection
+
+PAGE_SIZE = 10
 
 
 class AboutView(APIView):
@@ -38,4 +41,19 @@ class SelfView(APIView):
             'is_active': user.is_active,
             'last_login': user.last_login.isoformat() if user.last_login else None,
             'date_joined': user.date_joined.isoformat(),
+        })
+
+
+class TasksView(APIView):
+    """GET /api/tasks: a CVAT-shaped page of the user's tasks (those it exported), what the UI's
+    task list polls. Holds."""
+
+    def get(self, request):
+        hold_connection()
+        ids = list(ExportRequest.objects.filter(owner=request.user).order_by('task_id')
+                   .values_list('task_id', flat=True).distinct()[:PAGE_SIZE])
+        return Response({
+            'count': len(ids), 'next': None, 'previous': None,
+            'results': [{'id': i, 'name': f'task {i}', 'owner': {'id': request.user.id},
+                         'status': 'annotation', 'mode': 'annotation'} for i in ids],
         })

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .leak import maybe_leak
 from .models import ExportRequest
 from .pattern import pattern_chunks
 from .work import hold_connection
@@ -94,7 +95,8 @@ class RequestView(APIView):
 
 
 class TaskDatasetDownloadView(APIView):
-    """GET /api/tasks/{id}/dataset/download?rq_id=...: the export's bytes, streamed."""
+    """GET /api/tasks/{id}/dataset/download?rq_id=...: the export's bytes, streamed. In leak mode
+    (SLUICE_FIXTURE_LEAK_EVERY) one successful download in n never closes its connection."""
 
     def get(self, request, task_id):
         rq_id = request.query_params.get('rq_id', '')
@@ -105,6 +107,7 @@ class TaskDatasetDownloadView(APIView):
         status, _ = _status(export)
         if status != 'finished':
             return Response({'detail': f'The export is not finished (status {status}).'}, status=409)
+        maybe_leak(request)
         response = StreamingHttpResponse(pattern_chunks(export.result_bytes, _CHUNK),
                                          content_type='application/zip')
         response['Content-Length'] = str(export.result_bytes)

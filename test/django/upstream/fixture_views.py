@@ -8,9 +8,15 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.utils.dateparse import parse_datetime
 from rest_framework.authtoken.models import Token
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 
-from . import inflight
+from . import inflight, leak
+from .access_tokens import token_json
+from .authentication import create_token
+from .models import AccessToken
 
 
 def _debug_only(methods):
@@ -99,3 +105,56 @@ def set_password(request, username):
     user.save(update_fields=['password'])
     token = Token.objects.filter(user=user).values_list('key', flat=True).first()
     return JsonResponse(_user_json(user, token))
+
+
+@_debug_only(('POST',))
+def create_access_token(request, username):
+    """POST {name?, read_only?, expiry_date?}: 201 with a new access token of the user and its
+    `value` (the Bearer credential), without logging in."""
+    data = _json_body(request)
+    if data is None:
+        return JsonResponse({'detail': 'Expected a JSON object.'}, status=400)
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        return JsonResponse({'detail': 'Not found.'}, status=404)
+    read_only = data.get('read_only', True)
+    expiry = data.get('expiry_date')
+    expiry_date = parse_datetime(expiry) if isinstance(expiry, str) else None
+    if not isinstance(read_only, bool) or (expiry is not None and expiry_date is None):
+        return JsonResponse({'detail': 'read_only must be a boolean, expiry_date an ISO 8601 date.'}, status=400)
+    token, key = create_token(user, str(data.get('name') or 'fixture'), read_only, expiry_date)
+    return JsonResponse(token_json(token, key), status=201)
+
+
+@_debug_only(('POST',))
+def revoke_access_token(request, token_id):
+    """POST: revokes the token (as DELETE /api/auth/access_tokens/{id} does)."""
+    updated = AccessToken.objects.filter(id=token_id).update(revoked=True)
+    if not updated:
+        return JsonResponse({'detail': 'Not found.'}, status=404)
+    return JsonResponse({'id': token_id, 'revoked': True})
+
+
+@_debug_only(('GET',))
+def client_address(request):
+    """GET: the client address Django sees, by DRF's rule (what CVAT's throttling and event logs
+    use): `X-Forwarded-For[-NUM_PROXIES]`, with NUM_PROXIES = CVAT_NUM_PROXIES + 1 as in CVAT."""
+    return JsonResponse({
+        'client': BaseThrottle().get_ident(request),
+        'remote_addr': request.META.get('REMOTE_ADDR'),
+        'x_forwarded_for': request.META.get('HTTP_X_FORWARDED_FOR'),
+        'num_proxies': api_settings.NUM_PROXIES,
+    })
+
+
+@_debug_only(('GET',))
+def leaks(request):
+    """GET: {every, downloads, leaked, open}: the leak mode's setting, successful downloads
+    counted, connections leaked, and how many of those are still open."""
+    return JsonResponse(leak.snapshot())
+
+
+@_debug_only(('POST',))
+def leaks_close(request):
+    """POST: closes every leaked connection: {closed}."""
+    return JsonResponse(leak.close_all())

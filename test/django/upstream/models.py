@@ -16,3 +16,20 @@ class ExportRequest(models.Model):
     created = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()
     result_bytes = models.PositiveBigIntegerField()
+
+
+class AccessToken(models.Model):
+    """A personal access token, as CVAT's (djangorestframework-api-key): `<prefix>.<secret>`,
+    8 and 32 alphanumerics. Only the prefix and a SHA-512 of the whole key are stored; the key
+    itself is shown once, when it is created."""
+
+    name = models.CharField(max_length=256)
+    prefix = models.CharField(max_length=8, unique=True)
+    hashed_key = models.CharField(max_length=150)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name='access_tokens')
+    created = models.DateTimeField(auto_now_add=True)
+    expiry_date = models.DateTimeField(null=True, blank=True)
+    last_used_date = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+    read_only = models.BooleanField(default=True)

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, pbkdf2, randomBytes, randomInt } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -12,6 +13,9 @@ export const djangoProjectDir = fileURLToPath(new URL('../../django/', import.me
 
 /** The interpreter with Debian's Django and DRF. Override with SLUICE_DJANGO_PYTHON. */
 export const djangoPython = process.env.SLUICE_DJANGO_PYTHON ?? '/usr/bin/python3';
+
+/** The `application_name` CVAT's server connects with (since 2.10.3); its RQ workers use `cvat:worker:<queues>`. */
+export const CVAT_SERVER_APPLICATION_NAME = 'cvat:server';
 
 /** A user to seed into the fixture's database. */
 export interface DjangoUserSpec {
@@ -94,8 +98,31 @@ export interface StartDjangoOptions {
   readonly logoutDeletesToken?: boolean;
   /** Django's SESSION_COOKIE_NAME. @default 'sessionid' */
   readonly sessionCookieName?: string;
-  /** `application_name` of Django's PostgreSQL connections. @default none (as CVAT) */
+  /**
+   * `application_name` of Django's PostgreSQL connections. Pass {@link CVAT_SERVER_APPLICATION_NAME}
+   * (`'cvat:server'`) to look like CVAT's server to the database. @default none
+   */
   readonly applicationName?: string;
+  /**
+   * Leak mode: one successful dataset download in `n` never closes its database connection (it
+   * stays idle, its last query the `django_session` lookup when the download came with a
+   * session), as in the seed's incident. 0 turns it off. @default 0
+   */
+  readonly leakEvery?: number;
+  /**
+   * CVAT's `CVAT_NUM_PROXIES`: Django sees the client as `X-Forwarded-For[-(n + 1)]` (DRF's
+   * `NUM_PROXIES = n + 1`, as in CVAT 2.66+). @default 0
+   */
+  readonly cvatNumProxies?: number;
+  /**
+   * Where Django connects instead of the shared server (e.g. a PgBouncer in front of it); the
+   * role, database and helpers' own connections stay on the shared server. Django opens no
+   * connection before its first request, so the pooler may start after `startDjango` resolves.
+   * @default the shared server (SLUICE_TEST_PG_HOST / _PORT)
+   */
+  readonly databaseHost?: string;
+  /** Port of `databaseHost`. @default the shared server's */
+  readonly databasePort?: number;
   /** Label in the database name (`sluice_<label>_<pid>_<rand>`). @default 'django' */
   readonly label?: string;
   /** How long to wait for the server to answer. @default 30000 */
@@ -134,9 +161,22 @@ export interface DjangoFixture {
   concurrency(): Promise<DjangoConcurrency>;
   /** Sets the peak back to the number in flight now. */
   resetConcurrency(): Promise<DjangoConcurrency>;
+  /** The leak mode's gauge. */
+  leaks(): Promise<DjangoLeaks>;
+  /** Closes every connection the leak mode leaked; resolves to how many. */
+  closeLeaks(): Promise<number>;
+  /** Creates a personal access token of a user (Bearer), without logging in. */
+  createAccessToken(
+    username: string,
+    options?: { readOnly?: boolean; expiryDate?: Date; name?: string },
+  ): Promise<DjangoAccessToken>;
+  /** Revokes a personal access token. */
+  revokeAccessToken(id: number): Promise<void>;
+  /** Where TUS uploads are stored (a temporary directory removed on `stop()`). */
+  readonly uploadDir: string;
   /** The tail of gunicorn's and Django's stderr. */
   logs(): string;
-  /** Kills gunicorn, drops the database and the role. Idempotent. */
+  /** Kills gunicorn, drops the database and the role, removes the upload directory. Idempotent. */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -159,6 +199,27 @@ export type DjangoFixtureErrorCode =
   | 'E_DJANGO_REQUEST'
   | 'E_DJANGO_DEBUG_DISABLED'
   | 'E_DJANGO_STOPPED';
+
+/** The leak mode's gauge (`GET /api/_fixture/leaks`). */
+export interface DjangoLeaks {
+  /** The `leakEvery` setting (0: off). */
+  readonly every: number;
+  /** Successful dataset downloads counted. */
+  readonly downloads: number;
+  /** Connections leaked so far (and not closed with `closeLeaks`). */
+  readonly leaked: number;
+  /** Of those, how many the server still believes open. */
+  readonly open: number;
+}
+
+/** A personal access token made with `createAccessToken`. */
+export interface DjangoAccessToken {
+  readonly id: number;
+  /** `Authorization: Bearer <value>`: `<8 alnum>.<32 alnum>`. */
+  readonly value: string;
+  readonly readOnly: boolean;
+  readonly expiryDate: string | null;
+}
 
 /** A failure of the fixture itself (not of the code under test). */
 export class DjangoFixtureError extends Error {
@@ -471,6 +532,7 @@ async function cloneTemplate(name: string, owner: string | undefined): Promise<v
 
 const FIXTURE_NAME = /_(\d+)_[a-z0-9]+$/;
 const FIXTURE_COMMENT = 'sluice django fixture';
+const UPLOAD_DIR_PREFIX = 'sluice-django-uploads-';
 let staleSweep: Promise<void> | undefined;
 
 function isAlive(pid: number): boolean {
@@ -484,9 +546,14 @@ function isAlive(pid: number): boolean {
 
 /**
  * Drops fixture databases (`sluice_<label>_<pid>_<rand>`) and roles (`sluice_django_<pid>_<rand>`)
- * whose process is gone. Runs once per process before the first start; safe to call any time.
+ * whose process is gone, and removes their upload directories. Runs once per process before the
+ * first start; safe to call any time.
  */
 export async function dropStaleDjangoFixtures(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    const pid = Number(new RegExp(`^${UPLOAD_DIR_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (pid && !isAlive(pid)) await rm(join(tmpdir(), name), { recursive: true, force: true });
+  }
   const dbs = await adminQuery<{ name: string }>(
     `SELECT datname AS name FROM pg_database
       WHERE NOT datistemplate
@@ -525,6 +592,10 @@ interface ResolvedOptions {
   logoutDeletesToken: boolean;
   sessionCookieName: string;
   applicationName: string | undefined;
+  leakEvery: number;
+  cvatNumProxies: number;
+  databaseHost: string | undefined;
+  databasePort: number | undefined;
   label: string;
   startTimeoutMs: number;
   env: Readonly<Record<string, string>>;
@@ -613,6 +684,11 @@ function resolveOptions(o: StartDjangoOptions): ResolvedOptions {
     logoutDeletesToken: bool('logoutDeletesToken', o.logoutDeletesToken, true),
     sessionCookieName: text('sessionCookieName', o.sessionCookieName, /^[\w.-]{1,64}$/) ?? 'sessionid',
     applicationName: text('applicationName', o.applicationName, /^[\x20-\x7e]{1,63}$/),
+    leakEvery: integer('leakEvery', o.leakEvery, 0, 0, 1_000_000),
+    cvatNumProxies: integer('cvatNumProxies', o.cvatNumProxies, 0, 0, 100),
+    databaseHost: text('databaseHost', o.databaseHost, /^[\w.:-]{1,255}$/),
+    databasePort:
+      o.databasePort === undefined ? undefined : integer('databasePort', o.databasePort, 0, 1, 65_535),
     label: text('label', o.label, /^[a-z0-9_]{1,20}$/) ?? 'django',
     startTimeoutMs: integer('startTimeoutMs', o.startTimeoutMs, 30_000, 1, 600_000),
     env,
@@ -831,6 +907,7 @@ export async function startDjango(options: StartDjangoOptions = {}): Promise<Dja
   let server: Server | undefined;
   let dbCreated = false;
   let roleCreated = false;
+  let uploadDir: string | undefined;
 
   const teardown = async (): Promise<void> => {
     if (server) {
@@ -842,6 +919,7 @@ export async function startDjango(options: StartDjangoOptions = {}): Promise<Dja
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000).unref())]);
       }
     }
+    if (uploadDir) await rm(uploadDir, { recursive: true, force: true });
     if (dbCreated) await adminQuery(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`);
     if (roleCreated && role) await adminQuery(`DROP ROLE IF EXISTS ${ident(role)}`);
   };
@@ -856,6 +934,7 @@ export async function startDjango(options: StartDjangoOptions = {}): Promise<Dja
     await cloneTemplate(dbName, role);
     dbCreated = true;
     await adminQuery(`COMMENT ON DATABASE ${ident(dbName)} IS ${literal(FIXTURE_COMMENT)}`);
+    uploadDir = await mkdtemp(join(tmpdir(), `${UPLOAD_DIR_PREFIX}${process.pid}-`));
 
     const env: NodeJS.ProcessEnv = {
       ...baseEnv(),
@@ -870,6 +949,11 @@ export async function startDjango(options: StartDjangoOptions = {}): Promise<Dja
       SLUICE_FIXTURE_LOGOUT_DELETES_TOKEN: o.logoutDeletesToken ? '1' : '0',
       SLUICE_FIXTURE_SESSION_COOKIE_NAME: o.sessionCookieName,
       SLUICE_FIXTURE_PARENT_PID: String(process.pid),
+      SLUICE_FIXTURE_LEAK_EVERY: String(o.leakEvery),
+      SLUICE_FIXTURE_CVAT_NUM_PROXIES: String(o.cvatNumProxies),
+      SLUICE_FIXTURE_UPLOAD_DIR: uploadDir,
+      ...(o.databaseHost ? { SLUICE_FIXTURE_DB_HOST: o.databaseHost } : {}),
+      ...(o.databasePort ? { SLUICE_FIXTURE_DB_PORT: String(o.databasePort) } : {}),
       ...(o.applicationName ? { SLUICE_FIXTURE_DB_APPLICATION_NAME: o.applicationName } : {}),
       ...o.env,
     };
@@ -994,6 +1078,30 @@ export async function startDjango(options: StartDjangoOptions = {}): Promise<Dja
       needDebug('resetConcurrency');
       return call<DjangoConcurrency>('/api/_fixture/concurrency/reset', { method: 'POST' });
     },
+    async leaks() {
+      needDebug('leaks');
+      return call<DjangoLeaks>('/api/_fixture/leaks');
+    },
+    async closeLeaks() {
+      needDebug('closeLeaks');
+      return (await call<{ closed: number }>('/api/_fixture/leaks/close', { method: 'POST' })).closed;
+    },
+    async createAccessToken(username, options = {}) {
+      needDebug('createAccessToken');
+      const body: Record<string, unknown> = { read_only: options.readOnly ?? true };
+      if (options.name !== undefined) body.name = options.name;
+      if (options.expiryDate !== undefined) body.expiry_date = options.expiryDate.toISOString();
+      const t = await call<{ id: number; value: string; read_only: boolean; expiry_date: string | null }>(
+        `/api/_fixture/users/${encodeURIComponent(username)}/access_tokens`,
+        json(body),
+      );
+      return { id: t.id, value: t.value, readOnly: t.read_only, expiryDate: t.expiry_date };
+    },
+    async revokeAccessToken(id) {
+      needDebug('revokeAccessToken');
+      await call(`/api/_fixture/access_tokens/${id}/revoke`, { method: 'POST' });
+    },
+    uploadDir,
     logs: () => running.logs(),
     stop,
     [Symbol.asyncDispose]: stop,

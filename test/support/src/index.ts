@@ -1,9 +1,12 @@
 export {
+  CVAT_SERVER_APPLICATION_NAME,
   DEFAULT_DJANGO_USERS,
+  type DjangoAccessToken,
   type DjangoConcurrency,
   type DjangoFixture,
   DjangoFixtureError,
   type DjangoFixtureErrorCode,
+  type DjangoLeaks,
   type DjangoLogin,
   type DjangoUser,
   type DjangoUserSpec,
