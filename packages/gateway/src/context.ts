@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { RequestClass } from './request-class.js';
+import type { RequestClass } from './cvat-profile.js';
+import type { EdgeView } from './edge.js';
 
 /** Where a request's credential was answered from: a cache tier, the validator, or nowhere. */
-export type CacheTier = 'l1' | 'l2' | 'validator' | 'public' | 'none';
+export type CacheTier = 'l1' | 'l2' | 'validator' | 'public' | 'anonymous' | 'none';
 
 /** What the gateway records about one request while it passes through; the access log line. */
 export interface RequestContext {
@@ -33,6 +34,14 @@ export interface RequestContext {
   client: string;
   /** Gives the request's admission slot back (set while it holds one). */
   releaseSlot: (() => void) | undefined;
+  /** What the edge decided (path, host, client, forwarding chain), once it did. */
+  edge: EdgeView | undefined;
+  /** The canonical path, once decided (what public paths, classes and the guard act on). */
+  path: string;
+  /** Whether the upstream needs its database for this request (`/api/*` but public paths). */
+  needsDatabase: boolean;
+  /** The upstream's own request id, from its answer. */
+  upstreamRequestId: string | undefined;
 }
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
@@ -57,6 +66,10 @@ export function requestContext(req: IncomingMessage): RequestContext {
       strippedIdentityHeaders: 0,
       client: '',
       releaseSlot: undefined,
+      edge: undefined,
+      path: '',
+      needsDatabase: false,
+      upstreamRequestId: undefined,
     };
     contexts.set(req, context);
   }

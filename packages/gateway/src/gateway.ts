@@ -8,14 +8,16 @@ import { checkFunction, TypedEvents } from '@sluice/kit';
 import type { SessionCache, Validator } from '@sluice/session-cache';
 import { resolveConfig } from './config/load.js';
 import type { GatewayConfig, GatewayConfigInput } from './config/settings.js';
+import { type ConnectionFigures, defaultMaxConnections, guardConnections } from './connections.js';
+import type { RequestClassifier } from './cvat-profile.js';
 import { GatewayError } from './errors.js';
 import { createLogger, type GatewayLogger } from './logger.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
-import { ownEndpoints, readinessChecks } from './own-endpoints.js';
+import { adminHandler, healthEndpoint, readinessChecks } from './own-endpoints.js';
 import { buildParts, type GatewayEvents } from './parts.js';
 import { createPipeline } from './pipeline.js';
 import { checkReadiness, type ReadinessReport } from './readiness.js';
-import { createClassifier, type RequestClassifier } from './request-class.js';
+import { createClassifier } from './request-class.js';
 import { type StatusSnapshot, statusSnapshot } from './status.js';
 
 /** Options of {@link createGateway}: configuration fields plus objects to share or replace. */
@@ -64,6 +66,8 @@ export interface Gateway {
   listen(): Promise<GatewayAddress>;
   /** Where it listens, once listening. */
   address(): GatewayAddress | undefined;
+  /** Where the admin listener (`/metrics`, `/readyz`, status page) listens, once listening; undefined when off. */
+  adminAddress(): GatewayAddress | undefined;
   /** Live figures (what `/sluice/status.json` answers). */
   status(): StatusSnapshot;
   /** Probes upstream, database and Redis (what `/readyz` answers). */
@@ -141,9 +145,13 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
 
   let state: StatusSnapshot['state'] = 'running';
   let server: Server | undefined;
+  let adminServer: Server | undefined;
   let bound: GatewayAddress | undefined;
+  let adminBound: GatewayAddress | undefined;
+  let connections: (() => ConnectionFigures) | undefined;
   const running = (): boolean => state === 'running';
-  const status = (): StatusSnapshot => statusSnapshot({ config, parts, pipeline, state, startedAt, now });
+  const status = (): StatusSnapshot =>
+    statusSnapshot({ config, parts, pipeline, state, startedAt, now, connections: connections?.() });
   const metrics = createGatewayMetrics(status);
   const checks = readinessChecks(config, parts);
   const readiness = (): Promise<ReadinessReport> => checkReadiness(checks, config.readyTimeoutMs);
@@ -156,8 +164,22 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     classify,
     running,
     onIdleWhileDraining: () => server?.closeIdleConnections(),
-    serveOwn: ownEndpoints({ config, metrics, running, state: () => state, status, readiness }),
+    serveOwn: healthEndpoint({ running, state: () => state }),
   });
+  const admin = adminHandler({ metrics, running, state: () => state, status, readiness });
+
+  /** Listens `s` on `address`; resolves where it listens, rejects with the server's error (EADDRINUSE). */
+  async function bind(s: Server, address: { host: string; port: number }): Promise<GatewayAddress> {
+    s.listen(address.port, address.host);
+    await Promise.race([
+      once(s, 'listening'),
+      once(s, 'error').then(([error]) => {
+        throw error;
+      }),
+    ]);
+    const a = s.address() as AddressInfo;
+    return formatAddress(a.address, a.port);
+  }
 
   async function start(): Promise<GatewayAddress> {
     await parts.sizeFromDatabase();
@@ -172,6 +194,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         headersTimeout,
         connectionsCheckingInterval: Math.min(30_000, Math.max(1_000, Math.floor(headersTimeout / 4))),
         keepAliveTimeout: 65_000,
+        // Browsers with many cookies send more than Node's default 16 KiB of headers.
+        maxHeaderSize: 32 * 1024,
       },
       pipeline.handle,
     );
@@ -179,19 +203,27 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     // `Expect: 100-continue` comes to the pipeline too: it sends 100 once it wants the body
     // (after authentication), not the server before anything was checked.
     s.on('checkContinue', pipeline.handle);
+    connections = guardConnections(s, {
+      max: config.maxConnections ?? defaultMaxConnections(config.upstreamConnections, config.poolMax),
+      perClient: config.maxConnectionsPerClient,
+    });
     server = s;
-    s.listen(config.listen.port, config.listen.host);
-    await Promise.race([
-      once(s, 'listening'),
-      once(s, 'error').then(([error]) => {
-        throw error;
-      }),
-    ]);
-    const address = s.address() as AddressInfo;
-    bound = formatAddress(address.address, address.port);
+    bound = await bind(s, config.listen);
+    if (config.adminListen !== false) {
+      const where = config.adminListen ?? {
+        host: '127.0.0.1',
+        port: config.listen.port === 0 ? 0 : config.listen.port + 1,
+      };
+      adminServer = createServer(
+        { requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 },
+        admin,
+      );
+      adminBound = await bind(adminServer, where);
+    }
     logger.info(
       {
         listen: bound.url,
+        admin: adminBound?.url ?? 'off',
         upstream: config.upstream,
         limit: parts.gate.limit,
         limitSource: parts.limitSource,
@@ -231,6 +263,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     const lingering = setTimeout(() => server?.closeAllConnections(), 1_000);
     await serverClosed;
     clearTimeout(lingering);
+    adminServer?.closeAllConnections();
+    await new Promise<void>((resolve) => (adminServer ? adminServer.close(() => resolve()) : resolve()));
     await admissionClosed;
     await parts.close();
     state = 'closed';
@@ -256,6 +290,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       return starting;
     },
     address: () => bound,
+    adminAddress: () => adminBound,
     status,
     readiness,
     close(graceMs = config.shutdownGraceMs) {

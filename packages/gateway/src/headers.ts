@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { EdgeView } from './edge.js';
 
 /** Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded. */
 export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
@@ -151,58 +152,21 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
   return tokens.size === 0 ? undefined : tokens;
 }
 
-/** The client's address without the IPv4-mapped IPv6 prefix. */
-export function socketAddress(req: IncomingMessage): string {
-  const address = (req.socket as IncomingMessage['socket'] | null)?.remoteAddress ?? '';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-function first(value: string | string[] | undefined): string | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (v === undefined) return undefined;
-  const head = v.split(',')[0]?.trim();
-  return head === '' ? undefined : head;
-}
-
 /**
- * The client's address: the socket peer, or with `trustProxy` the left-most X-Forwarded-For entry.
- */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = first(req.headers['x-forwarded-for']);
-    if (forwarded) return forwarded;
-  }
-  return socketAddress(req);
-}
-
-/** Options of {@link upstreamRequestHeaders}. */
-export interface UpstreamHeaderOptions {
-  /** Keep and extend the client's X-Forwarded-* instead of replacing them. */
-  readonly trustProxy: boolean;
-  /** Forward the client's Host; otherwise undici sends the upstream's host. */
-  readonly preserveHost: boolean;
-}
-
-/** What {@link upstreamRequestHeaders} removed, for logs and tests. */
-export interface StrippedHeaders {
-  /** Identity headers the client sent (names only). */
-  identity: number;
-}
-
-/**
- * The headers to send upstream for `req`: hop-by-hop headers, `Expect`, identity headers and
- * every header name containing `_` removed; X-Forwarded-For/-Proto/-Host and X-Real-IP set so
+ * The headers to send upstream: hop-by-hop headers (and those `Connection` names), `Expect`,
+ * identity headers, every header name containing `_`, and the client's own forwarding headers
+ * removed; `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` set from what the edge decided, so
  * Django sees the client and builds absolute URLs that point at the gateway.
  *
  * @example
  * ```ts
- * const headers = upstreamRequestHeaders(req, { trustProxy: false, preserveHost: true });
+ * const headers = upstreamRequestHeaders(req, view, true);
  * ```
  */
 export function upstreamRequestHeaders(
   req: IncomingMessage,
-  options: UpstreamHeaderOptions,
-  stripped?: StrippedHeaders,
+  view: EdgeView,
+  preserveHost: boolean,
 ): Record<string, string | string[]> {
   const source: IncomingHttpHeaders = req.headers;
   const listed = connectionTokens(source.connection);
@@ -211,33 +175,14 @@ export function upstreamRequestHeaders(
     const value = source[name];
     if (value === undefined) continue;
     if (HOP.has(name) || name === 'expect' || name === 'host' || listed?.has(name)) continue;
-    if (name.includes('_') || isIdentityHeader(name)) {
-      if (stripped && isIdentityHeader(name)) stripped.identity += 1;
-      continue;
-    }
-    if (FORWARDING.has(name) && !options.trustProxy) continue;
+    if (name.includes('_') || isIdentityHeader(name) || FORWARDING.has(name)) continue;
     out[name] = value;
   }
-
-  const peer = socketAddress(req);
-  const socket = req.socket as IncomingMessage['socket'] | null;
-  const proto = socket && 'encrypted' in socket && socket.encrypted ? 'https' : 'http';
-  const host = source.host;
-  if (options.trustProxy) {
-    const prior = source['x-forwarded-for'];
-    const chain = Array.isArray(prior) ? prior.join(', ') : prior;
-    out['x-forwarded-for'] = chain ? `${chain}, ${peer}` : peer;
-    out['x-forwarded-proto'] = first(source['x-forwarded-proto']) ?? proto;
-    const forwardedHost = first(source['x-forwarded-host']) ?? host;
-    if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
-    out['x-real-ip'] = first(source['x-real-ip']) ?? first(prior) ?? peer;
-  } else {
-    out['x-forwarded-for'] = peer;
-    out['x-forwarded-proto'] = proto;
-    if (host) out['x-forwarded-host'] = host;
-    out['x-real-ip'] = peer;
-  }
-  if (options.preserveHost && host) out.host = host;
+  out['x-forwarded-for'] = view.forwardedFor;
+  out['x-forwarded-proto'] = view.proto;
+  if (view.forwardedHost) out['x-forwarded-host'] = view.forwardedHost;
+  out['x-real-ip'] = view.client;
+  if (preserveHost && view.host) out.host = view.host;
   return out;
 }
 

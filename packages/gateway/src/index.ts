@@ -11,6 +11,18 @@ export {
   type LogLevel,
 } from './config/settings.js';
 export {
+  type ClassifiableRequest,
+  CVAT_LOGOUT_PATH,
+  CVAT_PASSWORD_CHANGE_PATH,
+  CVAT_PROTECTED_PATHS,
+  CVAT_PUBLIC_PATHS,
+  CVAT_SERVER_APPLICATION,
+  CVAT_WORKER_APPLICATIONS,
+  cvatClassifier,
+  type RequestClass,
+  type RequestClassifier,
+} from './cvat-profile.js';
+export {
   type ConfigIssue,
   formatIssue,
   GatewayConfigError,
@@ -30,15 +42,8 @@ export {
 export type { GatewayLogger } from './logger.js';
 export { GATEWAY_APPLICATION_NAME, type GatewayEvents } from './parts.js';
 export { type AccessLogEntry, gatewayChannels } from './pipeline.js';
-export { CVAT_PUBLIC_PATHS } from './public-paths.js';
 export type { CheckResult, ReadinessReport } from './readiness.js';
-export {
-  type ClassifiableRequest,
-  createClassifier,
-  cvatClassifier,
-  type RequestClass,
-  type RequestClassifier,
-} from './request-class.js';
+export { createClassifier } from './request-class.js';
 export type {
   AdmissionStatus,
   BreakerState,

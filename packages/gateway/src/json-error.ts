@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
 
 /**
- * Answers with a small JSON error in the shape every Sluice middleware uses: `{ code, message }` (plus `extra` fields).
- * Does nothing when headers were already sent or the client is gone.
+ * Answers with a small JSON error: `{ detail, code, message }` (plus `extra` fields). `detail`
+ * is what Django REST framework clients (CVAT's UI, cvat_sdk) read; `code` is Sluice's stable
+ * code. Does nothing when headers were already sent or the client is gone.
  */
 export function sendJsonError(
   res: ServerResponse,
@@ -13,7 +14,7 @@ export function sendJsonError(
   extra: Readonly<Record<string, unknown>> = {},
 ): void {
   if (res.headersSent || res.destroyed || res.writableEnded) return;
-  const body = JSON.stringify({ ...extra, code, message });
+  const body = JSON.stringify({ detail: message, ...extra, code, message });
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json; charset=utf-8',

@@ -28,6 +28,8 @@ export const METRIC_NAMES = [
   'sluice_reaped_connections_total',
   'sluice_sessions_purged_total',
   'sluice_draining',
+  'sluice_client_connections',
+  'sluice_connections_refused_total',
 ] as const;
 
 /** One finished request, as the metrics see it. */
@@ -302,6 +304,32 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
     registers,
     collect() {
       this.set(snapshot().state === 'running' ? 0 : 1);
+    },
+  });
+
+  new Gauge({
+    name: 'sluice_client_connections',
+    help: 'Client connections open now, and the cap.',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      const c = snapshot().connections;
+      this.reset();
+      if (!c) return;
+      this.set({ kind: 'open' }, c.open);
+      this.set({ kind: 'max' }, c.max);
+    },
+  });
+  new Counter({
+    name: 'sluice_connections_refused_total',
+    help: "Client connections the gateway refused itself, by cap ('total' or 'per_client').",
+    labelNames: ['cap'],
+    registers,
+    collect() {
+      const c = snapshot().connections;
+      this.reset();
+      setCounter(this, c?.refused.total ?? 0, { cap: 'total' });
+      setCounter(this, c?.refused.perClient ?? 0, { cap: 'per_client' });
     },
   });
 

@@ -63,7 +63,6 @@ export function readinessChecks(config: GatewayConfig, parts: GatewayParts): Rea
 
 /** What the own endpoints read. */
 export interface OwnEndpointSources {
-  readonly config: GatewayConfig;
   readonly metrics: GatewayMetrics;
   readonly running: () => boolean;
   readonly state: () => StatusSnapshot['state'];
@@ -71,16 +70,39 @@ export interface OwnEndpointSources {
   readonly readiness: () => Promise<ReadinessReport>;
 }
 
-/** Answers the gateway's own endpoints; returns true when `pathname` was one of them. */
-export function ownEndpoints(
-  s: OwnEndpointSources,
-): (pathname: string, req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => boolean {
-  return function serveOwn(pathname, req, res, next) {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+/** The public port's own endpoint, `/healthz` (no internal detail); true when it answered. */
+export function healthEndpoint(
+  s: Pick<OwnEndpointSources, 'running' | 'state'>,
+): (pathname: string, req: IncomingMessage, res: ServerResponse) => boolean {
+  return function serveHealth(pathname, req, res) {
+    if (pathname !== '/healthz' || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    sendJson(res, s.running() ? 200 : 503, { status: s.running() ? 'ok' : s.state() });
+    return true;
+  };
+}
+
+/**
+ * The admin listener's handler: `/healthz`, `/readyz` (with the detail of every check),
+ * `/metrics`, the status page and its JSON. Anything else is 404.
+ */
+export function adminHandler(s: OwnEndpointSources): (req: IncomingMessage, res: ServerResponse) => void {
+  const health = healthEndpoint(s);
+  const fail = (res: ServerResponse) => (error: unknown) => {
+    if (!res.headersSent)
+      sendJson(res, 500, { detail: 'failed', code: 'E_INTERNAL', message: String(error) });
+  };
+  return function admin(req, res) {
+    const pathname = (req.url ?? '/').split('?')[0] ?? '/';
+    if (health(pathname, req, res)) return;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, {
+        detail: 'Method not allowed.',
+        code: 'E_METHOD_NOT_ALLOWED',
+        message: 'GET only.',
+      });
+      return;
+    }
     switch (pathname) {
-      case '/healthz':
-        sendJson(res, 200, { status: s.running() ? 'ok' : s.state() });
-        return true;
       case '/readyz':
         s.readiness().then((report) => {
           const ready = report.status !== 'unready' && s.running();
@@ -89,8 +111,8 @@ export function ownEndpoints(
             ready ? 200 : 503,
             s.running() ? report : { ...report, status: 'unready', state: s.state() },
           );
-        }, next);
-        return true;
+        }, fail(res));
+        return;
       case '/metrics':
         s.metrics.render().then((text) => {
           res.writeHead(200, {
@@ -99,16 +121,20 @@ export function ownEndpoints(
             'cache-control': 'no-store',
           });
           res.end(text);
-        }, next);
-        return true;
+        }, fail(res));
+        return;
       case STATUS_PATH:
         sendStatusPage(res);
-        return true;
+        return;
       case `${STATUS_PATH}.json`:
         sendJson(res, 200, s.status());
-        return true;
+        return;
       default:
-        return false;
+        sendJson(res, 404, {
+          detail: 'Not found.',
+          code: 'E_NOT_FOUND',
+          message: `${pathname} is not an admin endpoint.`,
+        });
     }
   };
 }

@@ -1,17 +1,25 @@
-// The request pipeline: what happens to one request, in order: the target is checked, the
-// gateway's own endpoints answered, identity headers stripped, the credential validated (the
-// session cache, on paths that need the database), a slot taken (admission by class and client),
-// then the proxy. It also keeps the per-request figures the status page and metrics read.
+// The request pipeline: what happens to one request, in order. The edge decides on the request
+// (canonical path, Host, client; refused when ambiguous); the gateway's health endpoint answers;
+// identity headers go; the credential is validated where the path needs one (the session cache);
+// the body is received in full; a slot is taken (admission by class and client); the proxy
+// forwards it and gives the slot back once the upstream has answered. It also keeps the
+// per-request figures the status page and metrics read.
 import diagnosticsChannel from 'node:diagnostics_channel';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type AdmissionMiddleware, admission } from '@sluice/admission';
-import { extractCredential } from '@sluice/django';
-import type { TypedEvents } from '@sluice/kit';
-import { pathMatcher } from '@sluice/kit';
+import { extractCredentials } from '@sluice/django';
+import { pathMatcher, type TypedEvents } from '@sluice/kit';
 import { type SessionCacheMiddleware, type SluiceContext, sessionCache } from '@sluice/session-cache';
 import type { GatewayConfig } from './config/settings.js';
 import { type RequestContext, requestContext } from './context.js';
-import { clientAddress, isIdentityHeader } from './headers.js';
+import {
+  CVAT_LOGOUT_PATH,
+  CVAT_PASSWORD_CHANGE_PATH,
+  type RequestClass,
+  type RequestClassifier,
+} from './cvat-profile.js';
+import { inspectRequest, trustedAddresses } from './edge.js';
+import { isIdentityHeader } from './headers.js';
 import { sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -19,15 +27,12 @@ import type { GatewayEvents, GatewayParts } from './parts.js';
 import { createProxy, type ProxyReplacement } from './proxy/forward.js';
 import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
 import type { Spool } from './proxy/spool.js';
-import type { RequestClass, RequestClassifier } from './request-class.js';
-import { canonicalPath, isOriginFormTarget } from './request-target.js';
-
-/** CVAT's logout endpoint: a 2xx answer to a POST there invalidates the request's credential. */
-export const CVAT_LOGOUT_PATH = '/api/auth/logout';
 
 /** One line of the access log (what `request` events carry). Never holds a credential. */
 export interface AccessLogEntry {
   readonly reqId: string;
+  /** The upstream's own request id (its `X-Request-Id` answer header), to find its log lines. */
+  readonly upstreamReqId: string | undefined;
   readonly method: string;
   /** The path with ids replaced by `:id`; the query string is never logged. */
   readonly route: string;
@@ -78,7 +83,7 @@ export interface Pipeline {
   counts(): PipelineCounts;
   /** Resolves true when no request is active, false after `graceMs`. */
   waitForIdle(graceMs: number): Promise<boolean>;
-  /** Stops admitting: queued requests are answered 503 at once. */
+  /** Stops admitting: queued requests are answered at once. */
   close(): Promise<void>;
 }
 
@@ -90,11 +95,26 @@ export interface PipelineOptions {
   readonly metrics: GatewayMetrics;
   readonly events: TypedEvents<GatewayEvents>;
   readonly classify: RequestClassifier;
-  /** Whether the gateway still takes requests (`running`), and the server to nudge while draining. */
+  /** Whether the gateway still takes requests. */
   readonly running: () => boolean;
+  /** Called when a request ends while the gateway drains. */
   readonly onIdleWhileDraining: () => void;
-  /** The gateway's own endpoints: true when it answered `pathname`. */
+  /** The public port's own endpoints (`/healthz`): true when it answered. */
   readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse, next: Next) => boolean;
+}
+
+/** DRF's answer when no credential was accepted, and the header it sends with it (CVAT's first authenticator is `Token`). */
+const NOT_PROVIDED = 'Authentication credentials were not provided.';
+const UNAUTHENTICATED_HEADERS = { 'www-authenticate': 'Token' } as const;
+const INVALID_DETAIL: Readonly<Record<string, string>> = {
+  token: 'Invalid token.',
+  bearer: 'Invalid token.',
+  basic: 'Invalid username/password.',
+};
+
+/** Classifies the status for counters: '2xx' ... '5xx' (499 counts as '4xx'). */
+function statusClass(status: number): string {
+  return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
 }
 
 /** Sends `100 Continue` when the client waits for it (the server leaves that to the gateway). */
@@ -104,16 +124,31 @@ function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
     res.writeContinue();
 }
 
-/** Classifies the status for counters: '2xx' ... '5xx' (499 counts as '4xx'). */
-function statusClass(status: number): string {
-  return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
+/** A CORS preflight: answered by the upstream's CORS middleware, never with a credential. */
+function isPreflight(req: IncomingMessage): boolean {
+  return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+}
+
+/** The `detail` of a small JSON error body, if it has one. */
+function detailOf(body: Buffer | undefined): string | undefined {
+  if (!body || body.length > 4096) return undefined;
+  try {
+    const detail = (JSON.parse(body.toString('utf8')) as { detail?: unknown }).detail;
+    return typeof detail === 'string' ? detail : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Builds the pipeline. */
 export function createPipeline(o: PipelineOptions): Pipeline {
   const { config, parts, logger, metrics, events } = o;
   const { cache, databaseHealth } = parts;
-  const publicPaths = pathMatcher(config.publicPaths);
+  const publicPaths = pathMatcher(config.publicPaths, 'publicPaths');
+  const protectedPaths = pathMatcher(config.protectedPaths, 'protectedPaths');
+  const trust = config.trustProxy;
+  const trusted = trust !== false && 'addresses' in trust ? trustedAddresses(trust.addresses) : undefined;
+  const credentialOptions = { cookieName: config.sessionCookieName, maxHeaderBytes: 32 * 1024 };
   /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
   const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
   /** The answer while the database is down, up front or in place of an upstream 5xx. */
@@ -124,6 +159,13 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     headers: { 'retry-after': String(databaseRetryAfterSeconds) },
     details: { retryAfterSeconds: databaseRetryAfterSeconds },
   } as const satisfies ProxyReplacement;
+  const bodyLimits = {
+    memoryBytes: config.bufferMemory,
+    maxBytes: config.maxBodySize,
+    tempDir: config.tempDir,
+    idleMs: config.clientBodyTimeoutMs,
+    minRate: config.clientMinRate,
+  };
 
   const byClassNow: PipelineCounts['byClassNow'] = {
     interactive: { inFlight: 0, queued: 0 },
@@ -139,7 +181,13 @@ export function createPipeline(o: PipelineOptions): Pipeline {
   let active = 0;
   const idleWaiters = new Set<() => void>();
 
-  const cacheMiddleware = sessionCache({ cache, cookieName: config.sessionCookieName });
+  // The gateway answers 401 itself (DRF's shape), so the middleware only records what it found.
+  const cacheMiddleware = sessionCache({
+    cache,
+    cookieName: config.sessionCookieName,
+    maxHeaderBytes: credentialOptions.maxHeaderBytes,
+    onUnauthenticated: 'next',
+  });
   const admissionMiddleware = admission({
     gate: parts.gate,
     breaker: parts.breaker,
@@ -155,13 +203,6 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     metrics.rejected(code);
   });
 
-  /** Whether the upstream needs its database to answer `pathname`: `/api/*` except public paths. */
-  function needsDatabase(pathname: string): boolean {
-    if (!pathname.startsWith('/api/')) return false;
-    const path = canonicalPath(pathname);
-    return !(path !== undefined && publicPaths.matches(path));
-  }
-
   /** Answers 503 `E_DATABASE_UNAVAILABLE` when the database is known down; true when it did. */
   function refuseWhileDatabaseDown(res: ServerResponse, ctx: RequestContext): boolean {
     if (databaseHealth?.state !== 'down') return false;
@@ -171,21 +212,20 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     return true;
   }
 
-  async function invalidateLogout(req: SluiceRequest): Promise<void> {
+  /** After a 2xx logout or password change, every credential of the user the caches know goes. */
+  async function forgetUser(req: SluiceRequest): Promise<void> {
     try {
-      const done = await cache.invalidateRequest(req);
-      if (done) return;
-      const credential = extractCredential(req.headers, { cookieName: config.sessionCookieName });
-      if (credential !== null && credential.kind !== 'malformed') await cache.invalidate(credential);
+      const identity = req.sluice?.identity;
+      if (identity) await cache.invalidateUser(identity.userId);
+      else await cache.invalidateRequest(req);
     } catch (error) {
-      logger.warn({ err: error }, 'could not invalidate a logged-out credential');
+      logger.warn({ err: error }, 'could not invalidate the credentials of a logged-out user');
     }
   }
 
   const proxy = createProxy({
     upstream: config.upstream,
     dispatcher: parts.dispatcher,
-    trustProxy: config.trustProxy,
     preserveHost: config.preserveHost,
     headersTimeoutMs: config.upstreamHeadersTimeoutMs,
     bodyTimeoutMs: config.upstreamBodyTimeoutMs,
@@ -197,14 +237,15 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       : false,
     // The upstream is done with the request: its slot goes back, whatever the client still reads.
     onUpstreamDone: (req) => requestContext(req).releaseSlot?.(),
-    onResponseStart(req, statusCode) {
+    onResponseStart(req, statusCode, headers, body) {
       const r = req as SluiceRequest;
+      const ctx = requestContext(req);
+      const upstreamId = headers['x-request-id'];
+      if (typeof upstreamId === 'string') ctx.upstreamRequestId = upstreamId.slice(0, 128);
       // A 5xx may be the upstream failing on its database: check it (at most once per probe interval).
       if (statusCode >= 500 && databaseHealth) {
         const error = new Error(`upstream answered ${statusCode}`);
-        const url = req.url ?? '/';
-        const q = url.indexOf('?');
-        if (statusCode <= 504 && needsDatabase(q === -1 ? url : url.slice(0, q))) {
+        if (statusCode <= 504 && ctx.needsDatabase) {
           // The database may have died under this very request: wait for the verdict (the proxy
           // bounds the wait) and answer as the up-front guard would if it is down.
           return databaseHealth
@@ -213,15 +254,19 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         }
         databaseHealth.suspect(error);
       }
-      if (statusCode === 401 && r.sluice?.identity) {
-        // The cache called this credential valid and the upstream disagrees: forget it.
+      // The upstream refused a credential the cache called valid: forget it, unless the view only
+      // did not take this kind of credential (DRF's "not provided": a session where a token is
+      // required, a Bearer token on a password change).
+      if (statusCode === 401 && r.sluice?.identity && detailOf(body) !== NOT_PROVIDED) {
         return cache.invalidateRequest(r).catch((error: unknown) => {
           logger.warn({ err: error }, 'could not evict a credential the upstream refused');
         });
       }
       if (statusCode >= 200 && statusCode < 300 && req.method === 'POST') {
-        const path = canonicalPath((req.url ?? '/').split('?')[0] ?? '/');
-        if (path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`) return invalidateLogout(r);
+        const path = ctx.path;
+        if (path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`) return forgetUser(r);
+        if (path === CVAT_PASSWORD_CHANGE_PATH || path === `${CVAT_PASSWORD_CHANGE_PATH}/`)
+          return forgetUser(r);
       }
       return undefined;
     },
@@ -239,13 +284,14 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     const sluice = (req as SluiceRequest).sluice;
     const entry: AccessLogEntry = {
       reqId: ctx.id,
+      upstreamReqId: ctx.upstreamRequestId,
       method: req.method ?? 'GET',
       route: ctx.route,
       status,
       class: ctx.requestClass,
       queueWaitMs: ctx.queueWaitMs === undefined ? undefined : Math.round(ctx.queueWaitMs * 10) / 10,
       upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 10) / 10,
-      cacheTier: sluice?.cache?.tier ?? ctx.cacheTier,
+      cacheTier: sluice?.cache?.tier === 'none' ? ctx.cacheTier : (sluice?.cache?.tier ?? ctx.cacheTier),
       durationMs: Math.round(durationMs * 10) / 10,
       userId: sluice?.identity?.userId,
       client: ctx.client,
@@ -278,33 +324,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     }
   }
 
-  const bodyLimits = {
-    memoryBytes: config.bufferMemory,
-    maxBytes: config.maxBodySize,
-    tempDir: config.tempDir,
-    idleMs: config.clientBodyTimeoutMs,
-    minRate: config.clientMinRate,
-  };
-
-  /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
-  function refuseBody(res: ServerResponse, ctx: RequestContext, error: BodyError): void {
-    ctx.errorCode = error.code;
-    if (error.code === 'E_CLIENT_ABORTED') return;
-    ctx.errorCause = error.message;
-    res.shouldKeepAlive = false;
-    if (error.code === 'E_BODY_TOO_LARGE') {
-      sendJsonError(res, 413, error.code, `The request body is larger than ${config.maxBodySize} bytes.`, {
-        connection: 'close',
-      });
-    } else if (res.headersSent) {
-      res.destroy();
-    } else {
-      sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
-        connection: 'close',
-      });
-    }
-  }
-
+  /** Answers at the edge, for a request no slot was involved in, and closes the connection. */
   function refuse(
     req: IncomingMessage,
     res: ServerResponse,
@@ -320,26 +340,62 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     sendJsonError(res, status, code, message, { connection: 'close' });
   }
 
+  /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
+  function refuseBody(res: ServerResponse, ctx: RequestContext, error: BodyError): void {
+    ctx.errorCode = error.code;
+    if (error.code === 'E_CLIENT_ABORTED') return;
+    ctx.errorCause = error.message;
+    res.shouldKeepAlive = false;
+    if (error.code === 'E_BODY_TOO_LARGE') {
+      sendJsonError(res, 413, error.code, `The request body is larger than ${config.maxBodySize} bytes.`, {
+        connection: 'close',
+      });
+    } else if (res.headersSent) res.destroy();
+    else
+      sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
+        connection: 'close',
+      });
+  }
+
+  /** DRF's 401: `{ detail }` and `WWW-Authenticate`. */
+  function unauthenticated(res: ServerResponse, ctx: RequestContext, detail: string): void {
+    ctx.errorCode = 'E_UNAUTHENTICATED';
+    sendJsonError(res, 401, 'E_UNAUTHENTICATED', detail, UNAUTHENTICATED_HEADERS);
+  }
+
+  /** Whether a request without any credential is answered 401 here rather than by the upstream. */
+  function anonymousRefused(path: string): boolean {
+    return protectedPaths.matches(path) || config.anonymous === 'reject';
+  }
+
   function pipeline(req: IncomingMessage, res: ServerResponse, next: Next): void {
     const ctx = requestContext(req);
-    ctx.client = clientAddress(req, config.trustProxy);
-    const url = req.url ?? '/';
-    if (!isOriginFormTarget(url)) {
-      // `OPTIONS *`, `M-SEARCH *`, absolute or authority form: refused before admission and the proxy.
-      refuse(req, res, ctx, 400, 'E_BAD_REQUEST', 'The request target must be a path.');
+    const view = inspectRequest(req, trust, trusted);
+    if ('refused' in view) {
+      ctx.client = ctx.client || (req.socket?.remoteAddress ?? '');
+      refuse(req, res, ctx, 400, 'E_BAD_REQUEST', view.refused);
       return;
     }
-    const q = url.indexOf('?');
-    const pathname = q === -1 ? url : url.slice(0, q);
-    if (o.serveOwn(pathname, req, res, next)) {
+    ctx.client = view.client;
+    ctx.edge = view;
+    ctx.path = view.path;
+    if (o.serveOwn(view.path, req, res, next)) {
       ctx.requestClass = 'gateway';
       res.once('close', () => finishRequest(req, res, ctx, false));
       return;
     }
+    const headers: IncomingHttpHeaders = req.headers;
+    for (const name in headers) {
+      if (isIdentityHeader(name)) {
+        delete headers[name];
+        ctx.strippedIdentityHeaders += 1;
+      }
+    }
     ctx.requestClass = o.classify({
       method: req.method ?? 'GET',
-      pathname: canonicalPath(pathname) ?? pathname,
-      search: q === -1 ? '' : url.slice(q + 1),
+      pathname: view.path,
+      search: view.search,
+      headers,
     });
     const counts = byClassNow[ctx.requestClass];
     let phase: 'before' | 'queued' | 'admitted' | 'released' = 'before';
@@ -359,17 +415,14 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       });
       return;
     }
-    const headers = req.headers;
-    for (const name in headers) {
-      if (isIdentityHeader(name)) {
-        delete headers[name];
-        ctx.strippedIdentityHeaders += 1;
-      }
-    }
 
-    const needsDb = needsDatabase(pathname);
+    const path = view.path;
+    const api = path.startsWith('/api/');
+    const open = !api || isPreflight(req) || publicPaths.matches(path);
+    ctx.needsDatabase = api && !open;
     const bufferBody = config.requestBuffering && hasBody(req);
     let spool: Spool | undefined;
+
     const admit = (): void => {
       phase = 'queued';
       counts.queued += 1;
@@ -393,7 +446,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         }
         ctx.queueWaitMs = performance.now() - queuedAt;
         // The database may have gone while the request was queued.
-        if (needsDb && refuseWhileDatabaseDown(res, ctx)) return;
+        if (ctx.needsDatabase && refuseWhileDatabaseDown(res, ctx)) return;
         if (!o.running()) res.shouldKeepAlive = false;
         if (!bufferBody) continueIfExpected(req, res);
         proxy(req, res, spool).then((outcome) => {
@@ -406,11 +459,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         }, next);
       });
     };
-    const receive = (authError?: unknown): void => {
-      if (authError !== undefined) {
-        next(authError);
-        return;
-      }
+
+    const receive = (): void => {
       if (!bufferBody) {
         admit();
         return;
@@ -419,6 +469,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         refuseBody(res, ctx, new BodyError('E_BODY_TOO_LARGE', 'declared too large'));
         return;
       }
+      // Only now, with the credential checked, does the client get to send its body.
       continueIfExpected(req, res);
       receiveBody(req, bodyLimits).then(
         (received) => {
@@ -435,15 +486,47 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         },
       );
     };
-    if (!needsDb) {
+
+    const candidates = extractCredentials(headers, credentialOptions);
+    if (open) {
       ctx.cacheTier = 'public';
+      // Logout is public (CVAT answers it even for an expired session), but who logs out matters:
+      // every credential of that user is forgotten once it succeeds.
+      if (candidates.length > 0 && (path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`)) {
+        cacheMiddleware(req, res, (error?: unknown) => (error === undefined ? receive() : next(error)));
+        return;
+      }
       receive();
       return;
     }
     if (refuseWhileDatabaseDown(res, ctx)) return;
+    if (candidates.length === 0) {
+      if (anonymousRefused(path)) {
+        ctx.cacheTier = 'none';
+        unauthenticated(res, ctx, NOT_PROVIDED);
+        return;
+      }
+      // A path the gateway is not sure about: the upstream answers an anonymous request itself.
+      ctx.cacheTier = 'anonymous';
+      receive();
+      return;
+    }
     // The middleware records the tier that answered as `req.sluice.cache` (read when the request ends).
     ctx.cacheTier = 'none';
-    cacheMiddleware(req, res, receive);
+    cacheMiddleware(req, res, (error?: unknown) => {
+      if (error !== undefined) {
+        next(error);
+        return;
+      }
+      const sluice = (req as SluiceRequest).sluice;
+      if (sluice?.identity) {
+        receive();
+        return;
+      }
+      if (res.headersSent) return; // the middleware answered (503 while the validator is down)
+      const kind = sluice?.cache?.kind;
+      unauthenticated(res, ctx, (kind && INVALID_DETAIL[kind]) ?? NOT_PROVIDED);
+    });
   }
 
   function gatewayError(error: unknown, req: IncomingMessage, res: ServerResponse): void {

@@ -1,8 +1,9 @@
 import { Cluster } from 'ioredis';
 import type { GatewayConfig } from './config/settings.js';
+import type { ConnectionFigures } from './connections.js';
+import type { RequestClass } from './cvat-profile.js';
 import type { GatewayParts } from './parts.js';
 import type { Pipeline } from './pipeline.js';
-import type { RequestClass } from './request-class.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
@@ -116,6 +117,8 @@ export interface StatusSnapshot {
   readonly database: DatabaseStatus | null;
   readonly redis: RedisStatus | null;
   readonly requests: RequestStatus;
+  /** Client connections (`null` before `listen()`). */
+  readonly connections: ConnectionFigures | null;
 }
 
 /** The Redis figures of the status page and readiness (`null` without Redis). */
@@ -136,6 +139,7 @@ export interface StatusSources {
   readonly state: StatusSnapshot['state'];
   readonly startedAt: number;
   readonly now: () => number;
+  readonly connections: ConnectionFigures | undefined;
 }
 
 function describeError(error: unknown): string {
@@ -210,6 +214,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
         }
       : null,
     redis: redisStatus(parts),
+    connections: s.connections ?? null,
     requests: {
       total: counts.total,
       byClass: counts.byClass,

@@ -140,7 +140,7 @@ describe('sluice-gateway CLI', () => {
     }));
     slow.catch(() => {}); // awaited below; if an assertion fails first, afterAll's kill ends it
     await waitFor(async () => {
-      const s = (await (await fetch(`${gw.url}/sluice/status.json`)).json()) as {
+      const s = (await (await fetch(`${gw.adminUrl}/sluice/status.json`)).json()) as {
         admission: { inFlight: number };
       };
       return s.admission.inFlight === 1;
@@ -151,7 +151,7 @@ describe('sluice-gateway CLI', () => {
     }));
     queued.catch(() => {}); // awaited below; if an assertion fails first, afterAll's kill ends it
     await waitFor(async () => {
-      const s = (await (await fetch(`${gw.url}/sluice/status.json`)).json()) as {
+      const s = (await (await fetch(`${gw.adminUrl}/sluice/status.json`)).json()) as {
         admission: { queued: number };
       };
       return s.admission.queued === 1;

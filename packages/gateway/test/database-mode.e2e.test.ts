@@ -13,7 +13,7 @@ import {
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessLogEntry, createGateway, type Gateway } from '../src/index.ts';
-import { memoryLogger, recordRequests, repoRoot } from './helpers.ts';
+import { adminUrl, memoryLogger, recordRequests, repoRoot } from './helpers.ts';
 
 // The gateway with the upstream's database and a shared Redis: database validation, the budget
 // sized from max_connections, the connection monitor, the reaper and the session purge, and two
@@ -97,12 +97,12 @@ describe('sluice-gateway with a database and Redis', () => {
     expect(status.admission.limit).toBeGreaterThanOrEqual(1);
     expect(status.database?.maxConnections).toBeGreaterThan(0);
     expect(status.database?.connections).toBeGreaterThan(0);
-    const ready = await fetch(`${aUrl}/readyz`);
+    const ready = await fetch(`${adminUrl(a)}/readyz`);
     expect(ready.status).toBe(200);
     const report = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean }> };
     expect(report.status).toBe('ready');
     expect(Object.keys(report.checks).sort()).toEqual(['database', 'redis', 'upstream']);
-    const metrics = await (await fetch(`${aUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl(a)}/metrics`)).text();
     expect(metrics).toMatch(/sluice_db_connections [1-9]\d*/);
     expect(metrics).toMatch(/sluice_db_max_connections [1-9]\d*/);
     expect(metrics).toMatch(/sluice_pool_connections\{state="max"\} 4/);
@@ -165,7 +165,7 @@ describe('sluice-gateway with a database and Redis', () => {
       page.on('console', (m) => {
         if (m.type() === 'error') errors.push(m.text());
       });
-      await page.goto(`${aUrl}/sluice/status`);
+      await page.goto(`${adminUrl(a)}/sluice/status`);
       await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 });
       expect(await page.textContent('#state')).toBe('running');
       // The limit follows the database's free connections, which parallel suites move: the page

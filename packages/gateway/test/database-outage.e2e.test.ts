@@ -4,7 +4,7 @@ import type { Validator } from '@sluice/session-cache';
 import { type OwnPostgres, startOwnPostgres, waitFor } from '@sluice/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway } from '../src/index.ts';
-import { memoryLogger } from './helpers.ts';
+import { adminUrl, memoryLogger } from './helpers.ts';
 
 // A PostgreSQL the suite owns and crashes (SIGKILL of every server process), a small Node upstream
 // that stands in for Django (it answers 200 to everything but two failure paths), and a gateway in database mode whose
@@ -119,10 +119,10 @@ describe('database outage (database mode)', () => {
     expect(about.status).toBe(200);
     await about.body?.cancel();
 
-    const ready = await fetch(`${url}/readyz`);
+    const ready = await fetch(`${adminUrl(gateway)}/readyz`);
     expect(ready.status).toBe(503);
     await ready.body?.cancel();
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl(gateway)}/metrics`)).text();
     expect(metrics).toMatch(/^sluice_db_up 0$/m);
     const status = gateway.status().database?.health;
     expect(status?.state).toBe('down');
@@ -140,10 +140,10 @@ describe('database outage (database mode)', () => {
     );
     expect(gateway.status().database?.health.state).toBe('up');
     expect(changes).toEqual(['down', 'up']);
-    const readyAgain = await fetch(`${url}/readyz`);
+    const readyAgain = await fetch(`${adminUrl(gateway)}/readyz`);
     expect(readyAgain.status).toBe(200);
     await readyAgain.body?.cancel();
-    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sluice_db_up 1$/m);
+    expect(await (await fetch(`${adminUrl(gateway)}/metrics`)).text()).toMatch(/^sluice_db_up 1$/m);
   }, 60_000);
 
   it('forwards an upstream 5xx unchanged while the database is up', async () => {
@@ -197,7 +197,7 @@ describe('database outage (database mode)', () => {
       const res = await fetch(`${u}/api/projects`, auth);
       expect(res.status).toBe(200);
       await res.body?.cancel();
-      expect(await (await fetch(`${u}/metrics`)).text()).toMatch(/^sluice_db_up 1$/m);
+      expect(await (await fetch(`${adminUrl(unguarded)}/metrics`)).text()).toMatch(/^sluice_db_up 1$/m);
     } finally {
       await unguarded.close(1_000);
     }

@@ -3,7 +3,7 @@ import { type DjangoFixture, freePort, startDjango, waitFor } from '@sluice/test
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessLogEntry, createGateway, type Gateway } from '../src/index.ts';
 import { METRIC_NAMES } from '../src/metrics.ts';
-import { memoryLogger, recordRequests } from './helpers.ts';
+import { adminUrl, memoryLogger, recordRequests } from './helpers.ts';
 
 // End to end against the real Django fixture (gunicorn + PostgreSQL), the gateway embedded:
 // no database URL, no Redis, so credentials are validated through /api/users/self.
@@ -99,7 +99,7 @@ describe('sluice-gateway in front of Django (embedded mode)', () => {
     expect((await download.arrayBuffer()).byteLength).toBe(200_000);
     await waitFor(() => lastEntry('/api/tasks/:id/dataset/download')?.status === 200);
     expect(lastEntry('/api/tasks/:id/dataset/export')?.class).toBe('bulk');
-    expect(lastEntry('/api/requests/:id')?.class).toBe('bulk');
+    expect(lastEntry('/api/requests/:id')?.class).toBe('interactive');
     expect(lastEntry('/api/tasks/:id/dataset/download')?.class).toBe('bulk');
     expect(lastEntry('/api/users/self')?.class).toBe('interactive');
   });
@@ -170,12 +170,12 @@ describe('sluice-gateway in front of Django (embedded mode)', () => {
 
   it('serves /healthz, /readyz and /metrics', async () => {
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
-    const ready = await fetch(`${base}/readyz`);
+    const ready = await fetch(`${adminUrl(gateway)}/readyz`);
     expect(ready.status).toBe(200);
     const report = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean }> };
     expect(report.status).toBe('ready');
     expect(report.checks.upstream?.ok).toBe(true);
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl(gateway)}/metrics`)).text();
     for (const name of METRIC_NAMES) expect(metrics).toContain(name);
     expect(metrics).toMatch(/sluice_requests_total\{class="interactive",status="200"\} \d+/);
     expect(metrics).toMatch(/sluice_cache_hits_total\{tier="l1"\} [1-9]/);
@@ -195,8 +195,12 @@ describe('upstream down', () => {
     try {
       const res = await fetch(`${url}/api/server/about`);
       expect(res.status).toBe(502);
-      expect(await res.json()).toEqual({ code: 'E_UPSTREAM_UNAVAILABLE', message: expect.any(String) });
-      const ready = await fetch(`${url}/readyz`);
+      expect(await res.json()).toEqual({
+        detail: expect.any(String),
+        code: 'E_UPSTREAM_UNAVAILABLE',
+        message: expect.any(String),
+      });
+      const ready = await fetch(`${adminUrl(down)}/readyz`);
       expect(ready.status).toBe(503);
       const body = (await ready.json()) as { checks: { upstream: { ok: boolean; error: string } } };
       expect(body.checks.upstream.ok).toBe(false);

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@sluice/test-support';
+import { freePort, waitFor } from '@sluice/test-support';
 import pino from 'pino';
 import type { AccessLogEntry, Gateway } from '../src/index.ts';
 
@@ -45,6 +45,8 @@ export function recordRequests(gateway: Gateway): AccessLogEntry[] {
 export interface GatewayChild {
   readonly child: ChildProcess;
   readonly url: string;
+  /** The admin listener: `/metrics`, `/readyz`, the status page. */
+  readonly adminUrl: string;
   /** stdout so far (pino JSON lines). */
   stdout(): string;
   stderr(): string;
@@ -55,6 +57,7 @@ export interface GatewayChild {
 
 /** Spawns the CLI (`src/cli.ts` through tsx) and waits until `/healthz` answers. */
 export async function spawnGateway(args: readonly string[], port: number): Promise<GatewayChild> {
+  const adminPort = await freePort();
   const child = spawn(
     process.execPath,
     [
@@ -65,6 +68,8 @@ export async function spawnGateway(args: readonly string[], port: number): Promi
       ...args,
       '--listen',
       `127.0.0.1:${port}`,
+      '--admin-listen',
+      `127.0.0.1:${adminPort}`,
     ],
     { cwd: repoRoot, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -98,6 +103,7 @@ export async function spawnGateway(args: readonly string[], port: number): Promi
   return {
     child,
     url,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     stdout: () => out,
     stderr: () => err,
     exited,
@@ -114,4 +120,11 @@ export async function memoryOf(pid: number): Promise<{ rss: number; peak: number
   const kb = (name: string): number =>
     Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** The URL of a gateway's admin listener (`/metrics`, `/readyz`, the status page). */
+export function adminUrl(gateway: Gateway): string {
+  const address = gateway.adminAddress();
+  if (!address) throw new Error('the gateway has no admin listener');
+  return address.url;
 }

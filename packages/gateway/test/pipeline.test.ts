@@ -5,7 +5,7 @@ import { waitFor } from '@sluice/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDENTITY_HEADERS } from '../src/headers.ts';
 import { type AccessLogEntry, createGateway, type Gateway, isGatewayError } from '../src/index.ts';
-import { memoryLogger, recordRequests } from './helpers.ts';
+import { adminUrl, memoryLogger, recordRequests } from './helpers.ts';
 
 // A small real upstream that speaks CVAT's /api/users/self for one token and records every
 // request it receives, so the test sees exactly what crossed the gateway.
@@ -68,7 +68,7 @@ describe('header hygiene through the whole pipeline', () => {
     expect(received[0]?.authorization).toBe(`Token ${TOKEN}`);
     expect(received[0]?.['x-forwarded-for']).toBe('127.0.0.1');
     await waitFor(() => entries.some((e) => e.route === '/api/tasks'));
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl(gateway)}/metrics`)).text();
     const stripped = Number(/sluice_identity_headers_stripped_total (\d+)/.exec(metrics)?.[1]);
     expect(stripped).toBeGreaterThanOrEqual(IDENTITY_HEADERS.length);
   });
@@ -104,7 +104,7 @@ describe('circuit breaker and lifecycle', () => {
     expect(((await shed.json()) as { code: string }).code).toBe('E_CIRCUIT_OPEN');
     expect(gateway.status().breaker).toBe('open');
     expect(changes).toContain('open');
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await fetch(`${adminUrl(gateway)}/metrics`)).text();
     expect(metrics).toContain('sluice_breaker_state{state="open"} 1');
     expect(metrics).toMatch(/sluice_admission_rejections_total\{reason="E_CIRCUIT_OPEN"\} [1-9]/);
     off();

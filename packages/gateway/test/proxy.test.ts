@@ -133,7 +133,7 @@ describe('createProxy', () => {
       const res = await fetch(`${origin}/api/tasks`);
       expect(res.status).toBe(502);
       expect(res.headers.get('content-type')).toMatch(/application\/json/);
-      expect(await res.json()).toEqual({ code: 'E_UPSTREAM_UNAVAILABLE', message: expect.any(String) });
+      expect(await res.json()).toMatchObject({ detail: expect.any(String), code: 'E_UPSTREAM_UNAVAILABLE' });
     } finally {
       server.close();
       await deadPool.close();

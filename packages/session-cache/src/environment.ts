@@ -29,7 +29,7 @@ const ENVIRONMENT_POOL_MAX = 5;
 export function validatorFromEnvironment(env: SessionCacheEnvironment): Validator | undefined {
   const databaseUrl = nonEmpty(env.DATABASE_URL);
   const introspectionUrl = nonEmpty(env.SLUICE_INTROSPECTION_URL);
-  const cookieName = nonEmpty(env.SLUICE_SESSION_COOKIE_NAME);
+  const cookieName = nonEmpty(env.SLUICE_SESSION_COOKIE);
   let remote: Validator | undefined;
   if (introspectionUrl !== undefined) {
     const timeout = nonEmpty(env.SLUICE_INTROSPECTION_TIMEOUT_MS);

@@ -19,7 +19,7 @@ import type { LookupResult, SessionCache } from './types.js';
 export interface SessionCacheMiddlewareOptions extends SessionCacheOptions {
   /** A cache built with `createSessionCache()` (shared with the code that invalidates). Not closed by the middleware. */
   readonly cache?: SessionCache | undefined;
-  /** Django's `SESSION_COOKIE_NAME`. @default process.env.SLUICE_SESSION_COOKIE_NAME ?? 'sessionid' */
+  /** Django's `SESSION_COOKIE_NAME`. @default process.env.SLUICE_SESSION_COOKIE ?? 'sessionid' */
   readonly cookieName?: string | undefined;
   /** Longest `Authorization`/`Cookie` header parsed, bytes; longer is malformed. @default 8192 */
   readonly maxHeaderBytes?: number | undefined;
@@ -116,7 +116,7 @@ const MALFORMED_OUTCOME = Object.freeze(refusedOutcome('malformed', undefined));
 export function sessionCache(options: SessionCacheMiddlewareOptions = {}): SessionCacheMiddleware {
   checkObject('options', options);
   const env = options.env ?? process.env;
-  const cookieName = options.cookieName ?? env.SLUICE_SESSION_COOKIE_NAME ?? 'sessionid';
+  const cookieName = options.cookieName ?? env.SLUICE_SESSION_COOKIE ?? 'sessionid';
   if (typeof cookieName !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) {
     throw new TypeError(`options.cookieName should be a cookie name token, got ${show(cookieName)}`);
   }

@@ -1,5 +1,7 @@
 // The value kinds of the gateway's settings: how a flag or environment string is parsed, how a
 // value given in code is checked, and how a value is shown in --help and the README.
+
+import { isIP } from 'node:net';
 import { checkPathPattern } from '@sluice/kit';
 import { formatDuration, parseDuration } from '../duration.js';
 import { parseRedisUrl } from '../redis-client.js';
@@ -265,4 +267,57 @@ export const listen: Kind<ListenAddress> = {
     return ok({ host, port });
   },
   show: (v) => `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}`,
+};
+
+/** `--trust-proxy`: `false`, a number of trusted hops (`true` is one), or trusted addresses and CIDRs. */
+export type TrustProxySetting = false | { readonly hops: number } | { readonly addresses: readonly string[] };
+
+function parseTrust(value: unknown): Parsed<TrustProxySetting> {
+  if (value === false || value === 'false' || value === '0' || value === 'off' || value === 'no')
+    return ok(false);
+  if (value === true || value === 'true' || value === 'on' || value === 'yes') return ok({ hops: 1 });
+  if (typeof value === 'number' || (typeof value === 'string' && /^\d+$/.test(value.trim()))) {
+    const hops = Number(value);
+    return Number.isInteger(hops) && hops >= 0 && hops <= 32
+      ? ok(hops === 0 ? false : { hops })
+      : refuse('hops must be an integer 0..32');
+  }
+  const entries = Array.isArray(value)
+    ? value
+    : typeof value === 'string'
+      ? value
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '')
+      : undefined;
+  if (!entries || entries.length === 0) return refuse('expected false, a number of hops, or addresses/CIDRs');
+  for (const entry of entries) {
+    if (
+      typeof entry !== 'string' ||
+      !/^(?:[0-9.]+|[0-9a-fA-F:]+)(?:\/\d{1,3})?$/.test(entry) ||
+      isIP(entry.split('/')[0] ?? '') === 0
+    ) {
+      return refuse(`${JSON.stringify(entry)} is not an IP address or CIDR`);
+    }
+    const bits = Number(entry.split('/')[1] ?? 0);
+    if (bits > (isIP(entry.split('/')[0] ?? '') === 6 ? 128 : 32))
+      return refuse(`${JSON.stringify(entry)} has too many prefix bits`);
+  }
+  return ok({ addresses: Object.freeze([...(entries as string[])]) });
+}
+
+/** The trusted proxies in front of the gateway. */
+export const trustProxy: Kind<TrustProxySetting> = {
+  label: '<hops|cidrs>',
+  parse: parseTrust,
+  check: parseTrust,
+  show: (v) => (v === false ? 'false' : 'hops' in v ? String(v.hops) : v.addresses.join(', ')),
+};
+
+/** A listen address, or `off`. */
+export const listenOrOff: Kind<ListenAddress | false | undefined> = {
+  label: '<host:port|off>',
+  parse: (raw) => (raw.trim() === 'off' ? ok(false) : listen.parse(raw)),
+  check: (v) => (v === false || v === 'off' ? ok(false) : v === undefined ? ok(undefined) : listen.check(v)),
+  show: (v) => (v === false ? 'off' : v === undefined ? '(derived)' : listen.show(v)),
 };

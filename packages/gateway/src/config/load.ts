@@ -281,10 +281,12 @@ function crossCheck(c: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: Set
           : undefined;
     if (problem !== undefined) add('redisUrl', redactRedisUrl(c.redisUrl), problem);
   }
-  for (const field of ['reaper', 'sessionPurge'] as const) {
-    if (c[field] && c.databaseUrl === undefined)
-      add(field, 'true', 'needs a database URL (--database-url / DATABASE_URL)');
+  // The reaper is on by default and simply idle without a database; the purge is asked for.
+  if (c.sessionPurge && c.databaseUrl === undefined) {
+    add('sessionPurge', 'true', 'needs a database URL (--database-url / DATABASE_URL)');
   }
+  if (c.shedStatus !== 429 && c.shedStatus !== 503)
+    add('shedStatus', String(c.shedStatus), 'must be 429 or 503');
 }
 
 /** A URL without its password (`redacted` in its place). */

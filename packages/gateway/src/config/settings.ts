@@ -2,7 +2,12 @@
 // configuration type, the defaults, the flags and environment variables, `--help` and the
 // README's table are all derived from this list (see load.ts and docs.ts).
 import { tmpdir } from 'node:os';
-import { CVAT_PUBLIC_PATHS } from '../public-paths.js';
+import {
+  CVAT_PROTECTED_PATHS,
+  CVAT_PUBLIC_PATHS,
+  CVAT_SERVER_APPLICATION,
+  CVAT_WORKER_APPLICATIONS,
+} from '../cvat-profile.js';
 import {
   bool,
   bytes,
@@ -13,12 +18,15 @@ import {
   type ListenAddress,
   list,
   listen,
+  listenOrOff,
   maybe,
   origin,
   pathPattern,
   redisUrl,
   share,
+  type TrustProxySetting,
   text,
+  trustProxy,
   url,
 } from './kinds.js';
 
@@ -116,10 +124,20 @@ export const SETTINGS = {
     kind: text('<name>', (v) =>
       Buffer.byteLength(v) <= 63 ? undefined : 'must be at most 63 bytes (PostgreSQL truncates longer names)',
     ),
-    default: '',
-    doc: "`application_name` of the upstream's database connections (budget sizing, reaper)",
+    default: CVAT_SERVER_APPLICATION,
+    doc: "`application_name` of the upstream's request-serving database connections: its own in the budget, the ones the reaper may end (another Django stack sets its own; Django sets none unless told)",
     group: 'database',
-    defaultText: "'' (Django sets none)",
+  }),
+  workerApplicationNames: setting<readonly string[]>({
+    kind: list(
+      '<name>',
+      text('<name>', (v) => (v === '' ? 'must not be empty' : undefined)),
+    ),
+    default: Object.freeze([CVAT_WORKER_APPLICATIONS]),
+    doc: "`application_name`s (a trailing `*` is a prefix) of the upstream's background workers: they hold connections of their own (counted against the budget, never reaped)",
+    group: 'database',
+    flag: 'worker-application-name',
+    env: 'SLUICE_WORKER_APPLICATION_NAMES',
   }),
   dbBudget: setting({
     kind: maybe(int(1, 100_000)),
@@ -131,7 +149,7 @@ export const SETTINGS = {
   dbReserve: setting({
     kind: int(0, 100_000),
     default: 10,
-    doc: 'connections left to others when the budget comes from `max_connections`',
+    doc: 'connections kept for others (workers, psql, migrations) when the budget comes from `max_connections`; what others hold now counts instead when it is more',
     group: 'database',
   }),
   poolMax: setting({
@@ -160,20 +178,26 @@ export const SETTINGS = {
   }),
   reaper: setting({
     kind: bool,
-    default: false,
-    doc: "terminate the upstream's connections idle longer than `--reaper-idle` (its database only)",
+    default: true,
+    doc: "with a database: end the upstream's connections it leaked idle: idle longer than `--reaper-idle`, last query like `--reaper-last-query`, beyond the requests the gateway has in flight (its database only; never behind PgBouncer)",
     group: 'database',
   }),
   reaperIdleMs: setting({
     kind: duration(1_000, MAX_DURATION),
-    default: 300_000,
-    doc: 'idle time after which a connection is reaped',
+    default: 60_000,
+    doc: 'idle time after which a leaked connection is ended',
     group: 'database',
   }),
   reaperIntervalMs: setting({
     kind: duration(1_000, MAX_DURATION),
-    default: 60_000,
+    default: 10_000,
     doc: 'how often the reaper runs',
+    group: 'database',
+  }),
+  reaperLastQuery: setting({
+    kind: text('<like>'),
+    default: '%django_session%',
+    doc: "SQL LIKE pattern the last query of a leaked connection matches (CVAT's leak: the session lookup); '' for any",
     group: 'database',
   }),
   sessionPurge: setting({
@@ -225,13 +249,25 @@ export const SETTINGS = {
   queueMax: setting({
     kind: int(0, 1_000_000),
     default: 1000,
-    doc: 'most requests waiting for a slot (then 503)',
+    doc: 'most requests waiting for a slot (then shed)',
     group: 'admission',
   }),
   queueTimeoutMs: setting({
     kind: duration(1, 3_600_000),
     default: 30_000,
-    doc: 'longest wait for a slot (then 503)',
+    doc: 'longest an interactive request waits for a slot (then shed)',
+    group: 'admission',
+  }),
+  bulkQueueTimeoutMs: setting({
+    kind: duration(1, 3_600_000),
+    default: 600_000,
+    doc: 'longest a bulk request (export, download, upload) waits for a slot: bulk clients rarely retry, so they wait rather than fail',
+    group: 'admission',
+  }),
+  shedStatus: setting({
+    kind: int(429, 503),
+    default: 429,
+    doc: "status of a request shed by admission (queue full or timed out), with `Retry-After`: 429, which CVAT's UI retries on every request, or 503",
     group: 'admission',
   }),
   perClientLimit: setting({
@@ -255,6 +291,22 @@ export const SETTINGS = {
     flag: 'public-path',
     env: 'SLUICE_PUBLIC_PATHS',
     extendsDefault: true,
+  }),
+  protectedPaths: setting<readonly string[]>({
+    kind: list('<path>', pathPattern),
+    default: CVAT_PROTECTED_PATHS,
+    doc: 'paths that always need a credential: without one the gateway answers 401 (repeatable; the CLI adds them to the defaults)',
+    group: 'admission',
+    defaultText: "CVAT's",
+    flag: 'protected-path',
+    env: 'SLUICE_PROTECTED_PATHS',
+    extendsDefault: true,
+  }),
+  anonymous: setting({
+    kind: choice(['forward', 'reject'] as const),
+    default: 'forward',
+    doc: 'a request without any credential on a path neither public nor protected: `forward` lets the upstream answer it, `reject` answers 401 at the gateway',
+    group: 'admission',
   }),
   bulkPaths: setting<readonly string[]>({
     kind: list('<path>', pathPattern),
@@ -368,10 +420,23 @@ export const SETTINGS = {
     doc: 'slowest average, in bytes per second, a client may send its body or read its answer once its timeout has passed (a trickle is cut); 0: no minimum',
     group: 'clients',
   }),
-  trustProxy: setting({
-    kind: bool,
+  trustProxy: setting<TrustProxySetting>({
+    kind: trustProxy,
     default: false,
-    doc: "behind another proxy: extend the client's `X-Forwarded-*` instead of replacing them",
+    doc: 'the proxies in front of the gateway allowed to say who the client is: a number of hops (`true` is 1) or their addresses/CIDRs; the client is the right-most untrusted `X-Forwarded-For` entry',
+    group: 'clients',
+  }),
+  maxConnections: setting({
+    kind: maybe(int(16, 1_000_000)),
+    default: undefined,
+    doc: 'most client connections at once (then refused with 503): kept under the open-file limit, with room for upstream, database and Redis sockets',
+    group: 'clients',
+    defaultText: 'open-file limit minus headroom',
+  }),
+  maxConnectionsPerClient: setting({
+    kind: int(1, 1_000_000),
+    default: 256,
+    doc: 'most connections from one address at once (then refused with 503)',
     group: 'clients',
   }),
 
@@ -413,6 +478,13 @@ export const SETTINGS = {
     defaultText: 'the system temp directory',
   }),
 
+  adminListen: setting({
+    kind: listenOrOff,
+    default: undefined,
+    doc: 'where `/metrics`, `/readyz` and the status page answer (`off`: nowhere); the public port answers `/healthz` only',
+    group: 'operations',
+    defaultText: '127.0.0.1, the port after `--listen`',
+  }),
   shutdownGraceMs: setting({
     kind: duration(0, 3_600_000),
     default: 10_000,

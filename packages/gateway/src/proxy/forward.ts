@@ -8,10 +8,10 @@ import { pipeline } from 'node:stream/promises';
 import { withTimeout } from '@sluice/kit';
 import type { Dispatcher } from 'undici';
 import { requestContext } from '../context.js';
+import { inspectRequest, isMethodToken, isOriginFormTarget } from '../edge.js';
 import { type GatewayErrorCode, gatewayErrorStatus } from '../errors.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../headers.js';
 import { sendJsonError } from '../json-error.js';
-import { isMethodToken, isOriginFormTarget } from '../request-target.js';
 import { hasBody } from './request-body.js';
 import { Spool } from './spool.js';
 import { type StallReason, watchTransfer } from './transfer-watch.js';
@@ -53,8 +53,6 @@ export interface ProxyOptions {
   readonly upstream: string;
   /** The undici dispatcher (a Pool or Agent) that holds the keep-alive connections. */
   readonly dispatcher: Dispatcher;
-  /** @default false */
-  readonly trustProxy?: boolean | undefined;
   /** @default true */
   readonly preserveHost?: boolean | undefined;
   /** @default 120000 */
@@ -62,7 +60,8 @@ export interface ProxyOptions {
   /** @default 300000 */
   readonly bodyTimeoutMs?: number | undefined;
   /**
-   * Called with the upstream's status and headers before anything is sent to the client. When it
+   * Called with the upstream's status, headers and (when it fits in memory) body before anything
+   * is sent to the client. When it
    * returns a promise, the response waits for it (at most `hookTimeoutMs`); a
    * {@link ProxyReplacement} it resolves with is answered instead of the upstream's response.
    */
@@ -71,6 +70,7 @@ export interface ProxyOptions {
         req: IncomingMessage,
         statusCode: number,
         headers: IncomingHttpHeaders,
+        body: Buffer | undefined,
       ) => Promise<unknown> | undefined)
     | undefined;
   /** @default 1000 */
@@ -163,10 +163,7 @@ export function classifyUpstreamError(error: unknown): {
  */
 export function createProxy(options: ProxyOptions): ProxyHandler {
   const origin = new URL(options.upstream).origin;
-  const headerOptions = {
-    trustProxy: options.trustProxy ?? false,
-    preserveHost: options.preserveHost ?? true,
-  };
+  const preserveHost = options.preserveHost ?? true;
   const headersTimeout = options.headersTimeoutMs ?? 120_000;
   const bodyTimeout = options.bodyTimeoutMs ?? 300_000;
   const hookTimeoutMs = options.hookTimeoutMs ?? 1_000;
@@ -225,7 +222,14 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
         });
       }
     };
-    const headers = upstreamRequestHeaders(req, headerOptions, { identity: 0 });
+    const view = ctx.edge ?? inspectRequest(req, false, undefined);
+    if ('refused' in view) {
+      res.shouldKeepAlive = false;
+      sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, { connection: 'close' });
+      upstreamFinished();
+      return outcome(400, 'E_BAD_REQUEST');
+    }
+    const headers = upstreamRequestHeaders(req, view, preserveHost);
     let requestBody: Dispatcher.DispatchOptions['body'] = null;
     if (body) {
       headers['content-length'] = String(body.written);
@@ -267,7 +271,12 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       }
       upstreamMs = performance.now() - started;
       ctx.upstreamMs = upstreamMs;
-      const verdict = await hook(req, response.statusCode, response.headers as IncomingHttpHeaders);
+      const length = Number(response.headers['content-length']);
+      // Small answers (most of an API's) are read in one piece: the hook sees them, one write sends them.
+      const small = Number.isFinite(length) && length <= memoryBytes;
+      const bytes = small ? Buffer.from(await response.body.arrayBuffer()) : undefined;
+      if (small) upstreamFinished();
+      const verdict = await hook(req, response.statusCode, response.headers as IncomingHttpHeaders, bytes);
       if (isReplacement(verdict)) {
         response.body.destroy();
         upstreamFinished();
@@ -291,15 +300,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           onStall: stall('read'),
         }),
       );
-      const length = Number(response.headers['content-length']);
-      if (Number.isFinite(length) && length <= memoryBytes) {
-        // Small answers (most of an API's) in one piece: one write, no spool.
-        const bytes = Buffer.from(await response.body.arrayBuffer());
-        upstreamFinished();
-        await new Promise<void>((resolve) => res.end(bytes, resolve));
-      } else {
-        await deliver(response.body, res, upstreamFinished);
-      }
+      if (bytes) await new Promise<void>((resolve) => res.end(bytes, resolve));
+      else await deliver(response.body, res, upstreamFinished);
       return outcome(res.statusCode);
     } catch (error) {
       const e = error instanceof Error ? error : new Error(String(error));
@@ -330,10 +332,11 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     req: IncomingMessage,
     status: number,
     headers: IncomingHttpHeaders,
+    body: Buffer | undefined,
   ): Promise<unknown> | undefined {
     let pending: Promise<unknown> | undefined;
     try {
-      pending = onResponseStart?.(req, status, headers);
+      pending = onResponseStart?.(req, status, headers, body);
     } catch {
       return undefined;
     }
