@@ -268,7 +268,7 @@ describe('Semaphore: bulk work waits (per-class queue bounds and timeouts)', () 
     // the default bulk timeout is five minutes
     expect(isAdmissionError(bulk[1]?.error, 'E_QUEUE_TIMEOUT')).toBe(true);
     expect(isAdmissionError(bulk[2]?.error, 'E_QUEUE_TIMEOUT')).toBe(true);
-    (bulk[0]?.value as Permit).release();
+    (bulk[0] as { value: Permit }).value.release();
     user.release();
     await gate.close();
   });
