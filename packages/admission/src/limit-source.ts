@@ -34,7 +34,7 @@ export interface LimitSource {
   attach?(gate: GateDemand): void;
 }
 
-/** True when `value` looks like a {@link LimitSource}. */
+/** @internal True when `value` looks like a {@link LimitSource}. */
 export function isLimitSource(value: unknown): value is LimitSource {
   return (
     typeof value === 'object' &&
@@ -42,20 +42,6 @@ export function isLimitSource(value: unknown): value is LimitSource {
     typeof (value as LimitSource).current === 'number' &&
     typeof (value as LimitSource).onChange === 'function'
   );
-}
-
-/**
- * A limit that never changes (a gate's `setLimit` still overrides it).
- *
- * @throws {RangeError} when `limit` is not an integer >= 0.
- * @example
- * ```ts
- * new Semaphore({ limit: fixedLimit(20) });
- * ```
- */
-export function fixedLimit(limit: number): LimitSource {
-  const value = checkInteger('limit', limit, 0);
-  return { current: value, onChange: () => () => {} };
 }
 
 /**
