@@ -47,7 +47,7 @@ export interface SimController {
   onChange(listener: (limit: number) => void): unknown;
   record?(sample: LatencySample): void;
   sample?(load: LoadSample): void;
-  attach?(gate: GateDemand): void;
+  attach?(demand: () => GateDemand): void;
 }
 
 export interface SimResult {
@@ -207,7 +207,7 @@ export function simulate(
       return inFlight;
     },
   };
-  controller.attach?.(gauges);
+  controller.attach?.(() => gauges);
   const bulkCap = (): number => limit - Math.ceil(limit * 0.2);
   const dispatch = (): void => {
     while (inFlight < limit) {

@@ -205,15 +205,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   type Tracked = ServerResponse & { [kSlot]?: Slot };
 
   const reject = (res: ServerResponse, error: AdmissionError, key: string, priority: Priority): void => {
-    if (events.has('reject')) {
-      events.emit('reject', {
-        code: error.code,
-        status: error.status,
-        key,
-        priority,
-        retryAfterSeconds: error.retryAfterSeconds,
-      });
-    }
+    const { code, status, retryAfterSeconds } = error;
+    events.emit('reject', { code, status, key, priority, retryAfterSeconds }); // rare: no has() check
     if (error.code !== 'E_ABORTED') sendRejection(res, error);
   };
 

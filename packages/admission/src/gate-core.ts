@@ -10,7 +10,7 @@ import {
 } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
-import { isLimitSource, type LimitSource } from './limit-source.js';
+import { type GateDemand, isLimitSource, type LimitSource } from './limit-source.js';
 import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
 import { type ExpiryReason, type Waiter, WaitQueue } from './wait-queue.js';
 
@@ -168,11 +168,16 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   /** Starts following the limit source (subclasses call it once they are ready). */
   protected followSource(): void {
     if (this.#source && !this.#unsubscribeSource) {
-      this.#source.attach?.(this);
+      this.#source.attach?.(() => this.demand());
       this.#unsubscribeSource = this.#source.onChange((limit) => {
         if (!this.#closed) this.applyLimit(limit);
       });
     }
+  }
+
+  /** What a closed-loop limit source reads: the waiters queued here and the permits in flight. */
+  protected demand(): GateDemand {
+    return { queued: this.queue.size, inFlight: this.#inFlight };
   }
 
   /** Permits held now (by this process). */

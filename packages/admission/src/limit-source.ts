@@ -20,7 +20,7 @@ export interface GateDemand {
 
 /**
  * Where a gate's limit comes from. A gate reads `current` at construction, follows `onChange`,
- * hands itself to `attach` (when present) and feeds `record` (when present) with a sample for
+ * hands its gauges to `attach` (when present) and feeds `record` (when present) with a sample for
  * every released permit.
  */
 export interface LimitSource {
@@ -30,18 +30,14 @@ export interface LimitSource {
   onChange(listener: (limit: number) => void): () => void;
   /** Takes a latency sample (closed-loop sources only). */
   record?(sample: LatencySample): void;
-  /** Called once by the gate that follows it, with the gate's gauges (closed-loop sources only). */
-  attach?(gate: GateDemand): void;
+  /** Called once by the gate that follows it, with a reader of its gauges (closed-loop sources only). */
+  attach?(demand: () => GateDemand): void;
 }
 
 /** @internal True when `value` looks like a {@link LimitSource}. */
 export function isLimitSource(value: unknown): value is LimitSource {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as LimitSource).current === 'number' &&
-    typeof (value as LimitSource).onChange === 'function'
-  );
+  const source = value as Partial<LimitSource> | null | undefined;
+  return typeof source?.current === 'number' && typeof source.onChange === 'function';
 }
 
 /**

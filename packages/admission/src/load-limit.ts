@@ -158,8 +158,8 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
       return reason;
     },
     onChange: (listener) => events.on('change', listener),
-    attach(gate) {
-      demand ??= () => gate;
+    attach(gauges) {
+      demand ??= gauges;
     },
     record(sample) {
       if (sample.dropped) return;
@@ -170,11 +170,9 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
       checkObject('load', load);
       const count = (name: keyof LoadSample, v: unknown): number =>
         checkNumber(`load.${name}`, v, 0, Number.MAX_SAFE_INTEGER);
-      const [busy, capacity, waiting] = [
-        count('busy', load.busy),
-        count('capacity', load.capacity),
-        count('waiting', load.waiting),
-      ];
+      const busy = count('busy', load.busy);
+      const capacity = count('capacity', load.capacity);
+      const waiting = count('waiting', load.waiting);
       const maxWaitMs = optional(load.maxWaitMs, undefined, (v) => count('maxWaitMs', v));
       const d = demand?.() ?? { queued: 1, inFlight: limit };
       // Smoothed over about two samples: instantaneous counts are noisy, a trend is not.
@@ -201,7 +199,6 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
         } else limit = Math.max(base / 2, Math.min(limit - 1, (base * tolerance) / r));
       } else if (d.queued === 0) {
         reason = 'no-demand';
-        episode = undefined;
       } else if (busyAvg < goal && (r === undefined || r <= 1 + (tolerance - 1) / 2)) {
         reason = 'headroom';
         // The share of admitted requests holding a connection tells how many fill `goal`; while

@@ -3,6 +3,7 @@ import { checkInteger, checkNumber, Health, optional, show, withTimeout } from '
 import { Redis } from 'ioredis';
 import { admissionChannels } from './channels.js';
 import { GateCore, type GateOptions, type GatePermit } from './gate-core.js';
+import type { GateDemand } from './limit-source.js';
 import { acquireScript, type RedisLike, releaseScript, renewScript } from './redis-scripts.js';
 import type { AcquireOptions, AdmissionGate, GateEvents, Permit, Priority } from './types.js';
 import type { Waiter } from './wait-queue.js';
@@ -198,6 +199,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   override get available(): number {
     if (this.mode === 'fallback') return Math.max(0, this.fallbackLimit - this.inFlight);
     return Math.max(0, this.limit - this.#globalInUse);
+  }
+
+  /** In flight: every process's permits, as Redis last counted them (the limit is global). */
+  protected override demand(): GateDemand {
+    return { queued: this.queued, inFlight: Math.max(this.inFlight, this.#globalInUse) };
   }
 
   /** Leases this process holds in Redis (or will register on recovery). */

@@ -185,7 +185,7 @@ function upstream(limit: LoadLimit, o: { capacity: number; share: number; demand
       return inFlight();
     },
   };
-  limit.attach?.(gate);
+  limit.attach?.(() => gate);
   return {
     model,
     step(): number {

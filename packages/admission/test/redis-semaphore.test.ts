@@ -5,7 +5,9 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   admission,
+  type GateDemand,
   isAdmissionError,
+  type LimitSource,
   type Permit,
   RedisSemaphore,
   type RedisSemaphoreOptions,
@@ -192,6 +194,23 @@ describe('RedisSemaphore against a real Redis', () => {
     } finally {
       for (const a of apps) await a.server.close();
     }
+  });
+
+  it('shows a closed-loop limit source the global in-flight count, not only its own', async () => {
+    const name = uniqueName();
+    let demand: (() => GateDemand) | undefined;
+    const source: LimitSource = {
+      current: 4,
+      onChange: () => () => {},
+      attach: (gauges) => {
+        demand = gauges;
+      },
+    };
+    const a = gate({ name, limit: 4 });
+    const b = gate({ name, limit: source });
+    const held = [await a.acquire(), await a.acquire(), await b.acquire()];
+    expect(demand?.()).toEqual({ queued: 0, inFlight: 3 }); // b holds 1, Redis counted 3
+    for (const p of held) p.release();
   });
 
   it('validates options', () => {
