@@ -1,48 +1,49 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TypedEvents } from '@sluice/kit';
+import { checkChoice, checkFunction, checkObject, optional, show, TypedEvents } from '@sluice/kit';
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,
   type CircuitCall,
   type CircuitState,
 } from './circuit-breaker.js';
-import {
-  type AdmissionError,
-  type AdmissionErrorCode,
-  isAdmissionError,
-  isAdmissionRejected,
-} from './errors.js';
+import { type AdmissionError, type AdmissionErrorCode, isAdmissionError } from './errors.js';
 import type { GateOptions } from './gate-core.js';
 import type { LimitSource } from './limit-source.js';
 import { Semaphore } from './semaphore.js';
 import type { AdmissionGate, Permit, Priority, ReleaseOutcome } from './types.js';
-import { checkFunction, checkObject, show } from './validate.js';
 
 /** The request shape `admission()` reads (Express's `Request` fits). */
 export type AdmissionRequest = IncomingMessage & { ip?: string | undefined };
 
 /** Options of {@link admission}. */
-export interface AdmissionOptions extends Partial<Omit<GateOptions, 'limit'>> {
+export interface AdmissionOptions extends Omit<GateOptions, 'limit'> {
   /** A gate to use (a {@link Semaphore} or a {@link RedisSemaphore}); else one is built from the options below. */
-  gate?: AdmissionGate;
+  gate?: AdmissionGate | undefined;
   /** The limit of the gate built when no `gate` is given (required then). */
-  limit?: number | LimitSource;
+  limit?: number | LimitSource | undefined;
   /** A circuit breaker, or options to build one; `false` for none. @default false */
-  breaker?: CircuitBreaker | CircuitBreakerOptions | false;
+  breaker?: CircuitBreaker | CircuitBreakerOptions | false | undefined;
   /** Priority class of a request. @default every request is 'interactive' */
-  classify?: (req: AdmissionRequest) => Priority;
+  classify?: ((req: AdmissionRequest) => Priority) | undefined;
   /** The client a request belongs to (fairness and `perKeyLimit`). @default req.ip, else the socket's address */
-  key?: (req: AdmissionRequest) => string | undefined;
+  key?: ((req: AdmissionRequest) => string | undefined) | undefined;
   /** Which response statuses count as upstream failures for the breaker. @default status >= 500 */
-  isFailure?: (statusCode: number) => boolean;
+  isFailure?: ((statusCode: number) => boolean) | undefined;
   /** Name of a response header carrying the queue wait in ms (e.g. 'X-Queue-Wait-Ms'); `false` for none. @default false */
-  queueWaitHeader?: string | false;
+  queueWaitHeader?: string | false | undefined;
   /**
-   * Which requests feed latency samples to an adaptive limit: long downloads (bulk) say little
+   * Which requests feed latency samples to a closed-loop limit: long downloads (bulk) say little
    * about the database, so by default only interactive ones do.
    * @default 'interactive'
    */
-  latencySamples?: 'all' | 'interactive' | 'none';
+  latencySamples?: 'all' | 'interactive' | 'none' | undefined;
+  /**
+   * Status of a request shed by the queue (`E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`): 503, or 429,
+   * which more clients retry (browsers' retry libraries honour `Retry-After` on 429). A circuit
+   * open or a closed gate stay 503.
+   * @default 503
+   */
+  shedStatus?: 429 | 503 | undefined;
 }
 
 /** Events of the middleware. */
@@ -55,12 +56,15 @@ export interface AdmissionEvents {
     priority: Priority;
     retryAfterSeconds: number;
   };
-  /** An admitted request ended and released its slot. */
+  /** An admitted request released its slot (at the response's end or close, or by `release(res)`). */
   complete: {
     key: string;
     priority: Priority;
+    /** The response head's status (`res.statusCode` when no head was sent). */
     statusCode: number;
+    /** The head's status counts as an upstream failure. */
     failure: boolean;
+    /** The connection closed before the response finished (and before `release(res)`). */
     aborted: boolean;
     waitedMs: number;
   };
@@ -83,35 +87,46 @@ export interface AdmissionMiddleware {
   readonly limit: number;
   /** The breaker's state, or `undefined` without a breaker. */
   readonly breakerState: CircuitState | undefined;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void): () => void;
   /**
-   * Releases the slot of an admitted response now, before the response ends: for a proxy that has
-   * the upstream's whole answer and now only waits for the client to read it. Later calls and
-   * the response's end do nothing more.
+   * Reports the response head of `res` (its status) to the breaker now, for a caller that knows
+   * it before `res.writeHead` runs (a gateway relaying a buffered answer). `res.writeHead` reports
+   * by itself; the first report wins. Does nothing for a response this middleware did not admit.
+   */
+  reportHead(res: ServerResponse, statusCode: number): void;
+  /**
+   * Releases the slot of `res` now: the upstream has finished its work, the rest is the client's
+   * transfer, which holds no slot. Without it the slot is released when the response finishes or
+   * its connection closes. Idempotent; does nothing for a response this middleware did not admit.
    */
   release(res: ServerResponse): void;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void): () => void;
   /** Closes the gate and the breaker if `admission()` built them (yours stay open). Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** What an admitted request holds until its response ends. */
+/** What an admitted request holds: its slot until released, its breaker call until its head. */
 interface Slot {
   readonly permit: Permit;
   readonly call: CircuitCall | undefined;
   readonly key: string;
   readonly priority: Priority;
-  done: boolean;
+  /** The response's own `writeHead`, called by the hook. */
+  readonly writeHead: (...args: unknown[]) => ServerResponse;
+  /** The head's status, once reported. */
+  status: number | undefined;
+  released: boolean;
 }
 
 const defaultKey = (req: AdmissionRequest): string => req.ip ?? req.socket?.remoteAddress ?? '';
 const defaultIsFailure = (status: number): boolean => status >= 500;
 
-function sendRejection(res: ServerResponse, error: AdmissionError): void {
+function sendRejection(res: ServerResponse, error: AdmissionError, shedStatus: number): void {
   if (res.headersSent || res.destroyed || res.closed) return;
   const body = JSON.stringify(error.toJSON());
-  res.statusCode = error.status;
+  const shed = error.code === 'E_QUEUE_FULL' || error.code === 'E_QUEUE_TIMEOUT';
+  res.statusCode = shed ? shedStatus : error.status;
   res.setHeader('Retry-After', String(error.retryAfterSeconds));
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
@@ -122,9 +137,11 @@ function sendRejection(res: ServerResponse, error: AdmissionError): void {
 /**
  * Express middleware: admits at most `limit` requests at a time (sized to the database), makes
  * the rest wait in a bounded fair queue or answers `503` JSON `{ code, message, retryAfterSeconds }`
- * with `Retry-After`, reports each admitted request's outcome to the circuit breaker
- * (status >= 500 = failure) and releases the slot exactly once when the response finishes or
- * the connection closes, whatever happens. A request's wait is aborted when its client goes away.
+ * with `Retry-After`, and releases the slot exactly once when the response finishes or the
+ * connection closes (or at `release(res)`), whatever happens. A request's wait is aborted when its
+ * client goes away. Each admitted request's breaker verdict is taken at its response head
+ * (`res.writeHead` is hooked, explicit or implicit): status >= 500 fails, anything else succeeds,
+ * a client gone before the head abandons the call, no head within the breaker's `timeoutMs` fails.
  *
  * @throws {TypeError|RangeError} on invalid options, naming the option.
  * @example
@@ -132,11 +149,11 @@ function sendRejection(res: ServerResponse, error: AdmissionError): void {
  * const gate = admission({
  *   limit: databaseBudget({ monitor, reserve: 5 }),
  *   maxQueue: 500,
- *   queueTimeoutMs: 10_000,
+ *   queueTimeoutMs: { interactive: 10_000, bulk: 300_000 },
  *   perKeyLimit: 8,
  *   classify: (req) => (/\/(dataset|export|requests)\b/.test(req.url ?? '') ? 'bulk' : 'interactive'),
  *   key: (req) => req.sluice?.identity?.userId?.toString() ?? req.ip ?? '',
- *   breaker: { resetTimeoutMs: 5000 },
+ *   breaker: { resetTimeoutMs: 5000, timeoutMs: 30_000 },
  *   queueWaitHeader: 'X-Queue-Wait-Ms',
  * });
  * app.use(gate);
@@ -144,50 +161,55 @@ function sendRejection(res: ServerResponse, error: AdmissionError): void {
  */
 export function admission(options: AdmissionOptions): AdmissionMiddleware {
   checkObject('options', options);
-  const o = options;
+  const {
+    gate: givenGate,
+    limit,
+    breaker: breakerOption,
+    classify: _c,
+    key: _k,
+    isFailure: _f,
+    queueWaitHeader: _q,
+    latencySamples: _l,
+    shedStatus: _s,
+    ...gateOptions
+  } = options;
   let gate: AdmissionGate;
-  let ownsGate = false;
-  if (o.gate !== undefined) {
-    if (typeof o.gate !== 'object' || o.gate === null || typeof o.gate.acquire !== 'function') {
-      throw new TypeError(`gate should be a Semaphore or a RedisSemaphore, got ${show(o.gate)}`);
+  if (givenGate !== undefined) {
+    if (typeof givenGate !== 'object' || givenGate === null || typeof givenGate.acquire !== 'function') {
+      throw new TypeError(`gate should be a Semaphore or a RedisSemaphore, got ${show(givenGate)}`);
     }
-    gate = o.gate;
+    gate = givenGate;
   } else {
-    if (o.limit === undefined) throw new TypeError('limit is required when no gate is given, got undefined');
-    const {
-      gate: _g,
-      breaker: _b,
-      classify: _c,
-      key: _k,
-      isFailure: _f,
-      queueWaitHeader: _q,
-      latencySamples: _l,
-      ...rest
-    } = o;
-    gate = new Semaphore({ ...rest, limit: o.limit });
-    ownsGate = true;
+    if (limit === undefined) throw new TypeError('limit is required when no gate is given, got undefined');
+    gate = new Semaphore({ ...gateOptions, limit });
   }
-  let breaker: CircuitBreaker | undefined;
-  let ownsBreaker = false;
-  if (o.breaker instanceof CircuitBreaker) breaker = o.breaker;
-  else if (o.breaker !== undefined && o.breaker !== false) {
-    breaker = new CircuitBreaker(o.breaker);
-    ownsBreaker = true;
-  }
-  const classify = checkFunction('classify', o.classify);
-  const keyOf = checkFunction('key', o.key) ?? defaultKey;
-  const isFailure = checkFunction('isFailure', o.isFailure) ?? defaultIsFailure;
-  const waitHeader = o.queueWaitHeader ?? false;
+  const breaker =
+    breakerOption instanceof CircuitBreaker || !breakerOption
+      ? breakerOption || undefined
+      : new CircuitBreaker(breakerOption);
+  const classify = optional(options.classify, undefined, (v) =>
+    checkFunction<(req: AdmissionRequest) => Priority>('classify', v),
+  );
+  const keyOf = optional(options.key, defaultKey, (v) =>
+    checkFunction<(req: AdmissionRequest) => string | undefined>('key', v),
+  );
+  const isFailure = optional(options.isFailure, defaultIsFailure, (v) =>
+    checkFunction<(status: number) => boolean>('isFailure', v),
+  );
+  const waitHeader = options.queueWaitHeader ?? false;
   if (
     waitHeader !== false &&
     (typeof waitHeader !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(waitHeader))
   ) {
     throw new TypeError(`queueWaitHeader should be a header name or false, got ${show(waitHeader)}`);
   }
-  const samples = o.latencySamples ?? 'interactive';
-  if (samples !== 'all' && samples !== 'interactive' && samples !== 'none') {
-    throw new TypeError(`latencySamples should be 'all', 'interactive' or 'none', got ${show(samples)}`);
-  }
+  const shedStatus = optional(options.shedStatus, 503, (v) => {
+    if (v !== 429 && v !== 503) throw new TypeError(`shedStatus should be 429 or 503, got ${show(v)}`);
+    return v;
+  });
+  const samples = optional(options.latencySamples, 'interactive', (v) =>
+    checkChoice('latencySamples', v, ['all', 'interactive', 'none'] as const),
+  );
   const events = new TypedEvents<AdmissionEvents>();
   // Per instance: the same middleware mounted twice admits once; two different ones both apply.
   const kAdmitted = Symbol('sluice.admission.admitted');
@@ -196,50 +218,55 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   type Tracked = ServerResponse & { [kSlot]?: Slot };
 
   const reject = (res: ServerResponse, error: AdmissionError, key: string, priority: Priority): void => {
-    if (events.has('reject')) {
-      events.emit('reject', {
-        code: error.code,
-        status: error.status,
-        key,
-        priority,
-        retryAfterSeconds: error.retryAfterSeconds,
-      });
-    }
-    if (error.code !== 'E_ABORTED') sendRejection(res, error);
+    const { code, status, retryAfterSeconds } = error;
+    events.emit('reject', { code, status, key, priority, retryAfterSeconds }); // rare: no has() check
+    if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
   };
 
-  // The `finish` and `close` listener of admitted responses (`this` is the response): one
-  // function for every request, no closure per request; it settles once.
-  const onResponseEnd = function onResponseEnd(this: ServerResponse): void {
-    const slot = (this as Tracked)[kSlot];
-    if (!slot || slot.done) return;
-    slot.done = true;
-    settle(this, slot);
+  const head = (slot: Slot, status: number): void => {
+    if (slot.status !== undefined) return;
+    slot.status = status;
+    if (!slot.call) return;
+    if (isFailure(status)) slot.call.failure(new Error(`upstream answered ${status}`));
+    else slot.call.success();
   };
 
-  const settle = (res: ServerResponse, slot: Slot): void => {
-    const answered = res.writableFinished || res.headersSent;
-    const failure = answered && isFailure(res.statusCode);
+  const releaseSlot = (res: ServerResponse, slot: Slot, aborted: boolean): void => {
+    if (slot.released) return;
+    slot.released = true;
+    const failure = slot.status !== undefined && isFailure(slot.status);
     let outcome: ReleaseOutcome = 'ignore';
-    if (!answered) slot.call?.neutral();
-    else if (failure) {
-      slot.call?.failure(new Error(`upstream answered ${res.statusCode}`));
-      outcome = 'dropped';
-    } else {
-      slot.call?.success();
-      if (samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive')) outcome = 'ok';
-    }
+    if (failure) outcome = 'dropped';
+    else if (
+      slot.status !== undefined &&
+      (samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive'))
+    )
+      outcome = 'ok';
     slot.permit.release(outcome);
     if (events.has('complete')) {
       events.emit('complete', {
         key: slot.key,
         priority: slot.priority,
-        statusCode: res.statusCode,
+        statusCode: slot.status ?? res.statusCode,
         failure,
-        aborted: !res.writableFinished,
+        aborted,
         waitedMs: slot.permit.waitedMs,
       });
     }
+  };
+
+  // Shared by every admitted response (`this` is the response): no closure per request.
+  const hookedWriteHead = function writeHead(this: Tracked, ...args: unknown[]): ServerResponse {
+    const slot = this[kSlot] as Slot;
+    const result = slot.writeHead.apply(this, args);
+    head(slot, this.statusCode);
+    return result;
+  };
+  const onResponseEnd = function onResponseEnd(this: Tracked): void {
+    const slot = this[kSlot];
+    if (!slot) return;
+    if (slot.status === undefined) slot.call?.abandon(); // the client went away before the head
+    releaseSlot(this, slot, !this.writableFinished);
   };
 
   const admitted = (
@@ -261,8 +288,9 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       }
     }
     if (waitHeader !== false) res.setHeader(waitHeader, String(Math.round(permit.waitedMs)));
-    (res as Tracked)[kSlot] = { permit, call, key, priority, done: false };
-    // One shared listener (no closure per request); it finds the slot on the response.
+    const writeHead = res.writeHead as Slot['writeHead'];
+    (res as Tracked)[kSlot] = { permit, call, key, priority, writeHead, status: undefined, released: false };
+    res.writeHead = hookedWriteHead as ServerResponse['writeHead'];
     res.on('finish', onResponseEnd);
     res.on('close', onResponseEnd);
     next();
@@ -290,7 +318,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     }
     if (breaker && !breaker.allows) {
       try {
-        breaker.begin();
+        breaker.begin(); // throws the refusal
       } catch (error) {
         if (isAdmissionError(error)) reject(res, error, key, priority);
         else next(error);
@@ -317,8 +345,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       },
       (error: unknown) => {
         res.off('close', onClose);
-        if (isAdmissionRejected(error) || isAdmissionError(error, 'E_ABORTED'))
-          reject(res, error, key, priority);
+        if (isAdmissionError(error)) reject(res, error, key, priority);
         else next(error);
       },
     );
@@ -327,8 +354,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= Promise.all([
-      ownsGate ? gate.close() : undefined,
-      ownsBreaker ? breaker?.close() : undefined,
+      givenGate === undefined ? gate.close() : undefined,
+      breaker !== breakerOption ? breaker?.close() : undefined,
     ]).then(() => undefined);
     return closing;
   };
@@ -341,11 +368,22 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     available: { get: () => gate.available, enumerable: true },
     limit: { get: () => gate.limit, enumerable: true },
     breakerState: { get: () => breaker?.state, enumerable: true },
+    reportHead: {
+      value: (res: ServerResponse, statusCode: number): void => {
+        const slot = (res as Tracked)[kSlot];
+        if (slot) head(slot, statusCode);
+      },
+    },
+    release: {
+      value: (res: ServerResponse): void => {
+        const slot = (res as Tracked)[kSlot];
+        if (slot) releaseSlot(res, slot, false);
+      },
+    },
     on: {
       value: <E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void) =>
         events.on(event, listener),
     },
-    release: { value: (res: ServerResponse) => onResponseEnd.call(res) },
     close: { value: close },
     [Symbol.asyncDispose]: { value: close },
   }) as AdmissionMiddleware;

@@ -1,8 +1,16 @@
-import { TypedEvents } from '@sluice/kit';
-import Opossum from 'opossum';
+import {
+  checkFunction,
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkString,
+  optional,
+  TimeoutError,
+  TypedEvents,
+  withTimeout,
+} from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError } from './errors.js';
-import { checkFunction, checkInteger, checkNumber, checkObject, show } from './validate.js';
 
 /** A circuit's state. */
 export type CircuitState = 'closed' | 'open' | 'half-open';
@@ -10,23 +18,27 @@ export type CircuitState = 'closed' | 'open' | 'half-open';
 /** Options of {@link CircuitBreaker}. */
 export interface CircuitBreakerOptions {
   /** Name in events, errors and diagnostics messages. @default 'upstream' */
-  name?: string;
+  name?: string | undefined;
   /** Failure percentage over the rolling window above which the circuit opens. @default 50 */
-  errorThresholdPercentage?: number;
-  /** Fewest calls in the rolling window before the circuit may open. @default 10 */
-  volumeThreshold?: number;
+  errorThresholdPercentage?: number | undefined;
+  /** Fewest settled calls in the rolling window before the circuit may open. @default 10 */
+  volumeThreshold?: number | undefined;
   /** Length of the rolling window, in ms. @default 10000 */
-  rollingWindowMs?: number;
+  rollingWindowMs?: number | undefined;
   /** Buckets the rolling window is divided into. @default 10 */
-  rollingBuckets?: number;
+  rollingBuckets?: number | undefined;
   /** Time the circuit stays open before letting one trial call through (half-open), in ms. @default 10000 */
-  resetTimeoutMs?: number;
-  /** A call not settled after this many ms counts as a failure (a timeout); `false` = never. @default false */
-  timeoutMs?: number | false;
+  resetTimeoutMs?: number | undefined;
+  /**
+   * A call without a verdict after this many ms fails (a hang; for HTTP, no response head yet).
+   * Set it from the upstream's headers timeout. `false` = never.
+   * @default false
+   */
+  timeoutMs?: number | false | undefined;
   /** For {@link CircuitBreaker.run}: which thrown errors count as failures. @default every error */
-  isFailure?: (error: unknown) => boolean;
-  /** Wall clock in ms, for `retryAfterSeconds`. @default Date.now */
-  now?: () => number;
+  isFailure?: ((error: unknown) => boolean) | undefined;
+  /** Monotonic clock in ms (rolling window, `retryAfterSeconds`). @default performance.now */
+  now?: (() => number) | undefined;
 }
 
 /** Events of {@link CircuitBreaker}. */
@@ -35,127 +47,136 @@ export interface CircuitBreakerEvents {
   state: { from: CircuitState; to: CircuitState };
   /** A call was refused because the circuit is open (or half-open with its trial call running). */
   reject: { state: CircuitState; retryAfterSeconds: number };
-  /** A call counted as a failure (`timedOut` when it was a timeout). */
+  /** A call counted as a failure (`timedOut` when it hung past `timeoutMs`). */
   failure: { error: unknown; timedOut: boolean };
 }
 
-/** One call through the circuit whose outcome is reported by hand (an HTTP request, a stream). */
+/**
+ * One call through the circuit whose verdict is reported by hand (an HTTP request: at its
+ * response head). The first report wins; later ones do nothing.
+ */
 export interface CircuitCall {
   /** The upstream did its job (2xx-4xx). */
   success(): void;
-  /** The upstream failed (5xx, timeout, connection error). */
+  /** The upstream failed (5xx, connection error). */
   failure(error?: unknown): void;
-  /** No verdict (the client went away): counts as a success, never as a failure. */
-  neutral(): void;
-  /** True once one of the above was called; later calls do nothing. */
+  /**
+   * No verdict: the client went away before the upstream answered. Counts nothing; a half-open
+   * trial is void and the circuit opens again (it never closes on an abandoned trial).
+   */
+  abandon(): void;
+  /** True once settled (reported, or failed by `timeoutMs`). */
   readonly settled: boolean;
 }
 
 /** Counts over the rolling window. */
 export interface CircuitStats {
-  fires: number;
   successes: number;
+  /** Failures, timeouts included. */
   failures: number;
   timeouts: number;
-  /** Calls refused while open (never counted as fires or failures). */
+  /** Calls refused while open (never counted as calls). */
   rejects: number;
 }
 
-/** The rejection a failed `CircuitCall` settles with inside opossum (always counted). */
-class CallFailure extends Error {
-  override readonly name = 'CallFailure';
+type Verdict = 'success' | 'failure' | 'timeout' | 'abandon';
+
+/** The state, switched on exhaustively. A half-open circuit has at most one trial call. */
+type Inner =
+  | { readonly kind: 'closed' }
+  | { readonly kind: 'open'; readonly until: number; readonly timer: ReturnType<typeof setTimeout> }
+  | { readonly kind: 'half-open'; trial: Call | undefined };
+
+interface Bucket extends CircuitStats {
+  at: number;
 }
 
-type Work = () => Promise<unknown>;
+class Call implements CircuitCall {
+  settled = false;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  constructor(
+    readonly trial: boolean,
+    private readonly settle: (call: Call, verdict: Verdict, error?: unknown) => void,
+  ) {}
+  success(): void {
+    this.settle(this, 'success');
+  }
+  failure(error?: unknown): void {
+    this.settle(this, 'failure', error);
+  }
+  abandon(): void {
+    this.settle(this, 'abandon');
+  }
+}
 
 /**
- * A circuit breaker (opossum) around the upstream: it opens when more than
- * `errorThresholdPercentage` of the calls in the rolling window failed (with at least
- * `volumeThreshold` calls), refuses calls at once while open (`E_CIRCUIT_OPEN`, with
- * `retryAfterSeconds` until half-open), lets one trial call through when half-open, and closes
- * when that call succeeds. Only what you report as a failure counts: requests shed before the
- * call and 4xx answers never do. It has no capacity of its own: put it behind a gate.
+ * A circuit breaker around the upstream. It opens when more than `errorThresholdPercentage` of
+ * the settled calls in the rolling window failed (with at least `volumeThreshold` of them),
+ * refuses calls at once while open (`E_CIRCUIT_OPEN`, with `retryAfterSeconds` until half-open),
+ * lets one trial call through when half-open, closes when the trial succeeds, opens again when it
+ * fails, hangs past `timeoutMs` or is abandoned. Only reported failures and hangs count: shed
+ * requests, 4xx answers and abandoned calls never do.
+ *
+ * Written here rather than on opossum: opossum counts every call when it starts and settles each
+ * as a success or a failure, so an abandoned call could not count nothing, and an abandoned
+ * half-open trial would close the circuit. It has no capacity of its own: put it behind a gate.
  *
  * @throws {TypeError|RangeError} on invalid options, naming the option.
  * @example
  * ```ts
- * const breaker = new CircuitBreaker({ resetTimeoutMs: 5000 });
+ * const breaker = new CircuitBreaker({ resetTimeoutMs: 5000, timeoutMs: 30_000 });
  * const call = breaker.begin(); // throws E_CIRCUIT_OPEN while open
- * res.on('finish', () => (res.statusCode >= 500 ? call.failure() : call.success()));
+ * upstream.once('response', (r) => (r.statusCode >= 500 ? call.failure() : call.success()));
+ * client.once('close', () => call.abandon()); // does nothing once settled
  * ```
  */
 export class CircuitBreaker {
-  readonly #opossum: Opossum<[Work], unknown>;
   readonly #events = new TypedEvents<CircuitBreakerEvents>();
   readonly #name: string;
+  readonly #threshold: number;
+  readonly #volume: number;
+  readonly #bucketMs: number;
+  readonly #buckets: Bucket[];
   readonly #resetTimeoutMs: number;
-  readonly #now: () => number;
+  readonly #timeoutMs: number | false;
   readonly #isFailure: (error: unknown) => boolean;
-  #state: CircuitState = 'closed';
-  #openedAt = 0;
-  #rejects = 0;
+  readonly #now: () => number;
+  readonly #settleBound = (call: Call, verdict: Verdict, error?: unknown): void =>
+    this.#settle(call, verdict, error);
+  #state: Inner = { kind: 'closed' };
   #closed = false;
 
   constructor(options: CircuitBreakerOptions = {}) {
     checkObject('options', options);
     const o = options;
-    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) {
-      throw new TypeError(`name should be a non-empty string, got ${show(o.name)}`);
-    }
-    this.#name = o.name ?? 'upstream';
-    const threshold =
-      o.errorThresholdPercentage === undefined
-        ? 50
-        : checkNumber('errorThresholdPercentage', o.errorThresholdPercentage, 0, 100, true);
-    const volume =
-      o.volumeThreshold === undefined ? 10 : checkInteger('volumeThreshold', o.volumeThreshold, 0);
-    const windowMs =
-      o.rollingWindowMs === undefined
-        ? 10_000
-        : checkInteger('rollingWindowMs', o.rollingWindowMs, 10, 2 ** 31 - 1);
-    const buckets =
-      o.rollingBuckets === undefined
-        ? 10
-        : checkInteger('rollingBuckets', o.rollingBuckets, 1, Math.floor(windowMs / 10));
-    this.#resetTimeoutMs =
-      o.resetTimeoutMs === undefined
-        ? 10_000
-        : checkInteger('resetTimeoutMs', o.resetTimeoutMs, 1, 2 ** 31 - 1);
-    let timeout: number | false = false;
-    if (o.timeoutMs !== undefined && o.timeoutMs !== false) {
-      timeout = checkInteger('timeoutMs', o.timeoutMs, 1, 2 ** 31 - 1);
-    }
-    this.#now = checkFunction('now', o.now) ?? Date.now;
-    this.#isFailure = checkFunction('isFailure', o.isFailure) ?? (() => true);
-
-    this.#opossum = new Opossum<[Work], unknown>((work: Work) => work(), {
-      name: this.#name,
-      timeout,
-      resetTimeout: this.#resetTimeoutMs,
-      errorThresholdPercentage: threshold,
-      volumeThreshold: volume,
-      rollingCountTimeout: windowMs,
-      rollingCountBuckets: buckets,
-      // opossum counts an error the filter accepts as a success; only real failures count.
-      errorFilter: (error: unknown) => !(error instanceof CallFailure) && !this.#isFailure(error),
-      rollingPercentilesEnabled: false,
-      enableSnapshots: false,
-    });
-    this.#opossum.on('open', () => {
-      this.#openedAt = this.#now();
-      this.#transition('open');
-    });
-    this.#opossum.on('halfOpen', () => this.#transition('half-open'));
-    this.#opossum.on('close', () => this.#transition('closed'));
-    this.#opossum.on('failure', (error: Error) => {
-      if (this.#events.has('failure')) {
-        const cause = error instanceof CallFailure ? error.cause : error;
-        this.#events.emit('failure', {
-          error: cause,
-          timedOut: (error as { code?: string }).code === 'ETIMEDOUT',
-        });
-      }
-    });
+    this.#name = optional(o.name, 'upstream', (v) => checkString('name', v));
+    this.#threshold = optional(o.errorThresholdPercentage, 50, (v) =>
+      checkNumber('errorThresholdPercentage', v, 0, 100, true),
+    );
+    this.#volume = optional(o.volumeThreshold, 10, (v) => checkInteger('volumeThreshold', v, 0));
+    const windowMs = optional(o.rollingWindowMs, 10_000, (v) => checkInteger('rollingWindowMs', v, 10));
+    const buckets = optional(o.rollingBuckets, 10, (v) =>
+      checkInteger('rollingBuckets', v, 1, Math.floor(windowMs / 10)),
+    );
+    this.#bucketMs = windowMs / buckets;
+    this.#buckets = Array.from({ length: buckets }, () => emptyBucket());
+    this.#resetTimeoutMs = optional(o.resetTimeoutMs, 10_000, (v) =>
+      checkInteger('resetTimeoutMs', v, 1, 2 ** 31 - 1),
+    );
+    this.#timeoutMs =
+      o.timeoutMs === false
+        ? false
+        : optional(o.timeoutMs, false, (v) => checkInteger('timeoutMs', v, 1, 2 ** 31 - 1));
+    this.#isFailure = optional(
+      o.isFailure,
+      () => true,
+      (v) => checkFunction<(e: unknown) => boolean>('isFailure', v),
+    );
+    this.#now = optional(
+      o.now,
+      () => performance.now(),
+      (v) => checkFunction<() => number>('now', v),
+    );
   }
 
   /** The circuit's name. */
@@ -165,26 +186,27 @@ export class CircuitBreaker {
 
   /** `'closed'`, `'open'` or `'half-open'`. */
   get state(): CircuitState {
-    return this.#state;
+    return this.#state.kind;
   }
 
   /** Whether a call would be let through now. */
   get allows(): boolean {
-    return !this.#closed && (this.#opossum.closed || this.#opossum.pendingClose);
+    const s = this.#state;
+    return !this.#closed && (s.kind === 'closed' || (s.kind === 'half-open' && s.trial === undefined));
   }
 
   /** Seconds until the circuit lets a trial call through (0 when closed). */
   get retryAfterSeconds(): number {
-    const state = this.#state;
-    switch (state) {
+    const s = this.#state;
+    switch (s.kind) {
       case 'closed':
         return 0;
       case 'half-open':
         return 1;
       case 'open':
-        return Math.max(1, Math.ceil((this.#openedAt + this.#resetTimeoutMs - this.#now()) / 1000));
+        return Math.max(1, Math.ceil((s.until - this.#now()) / 1000));
       default: {
-        const unreachable: never = state;
+        const unreachable: never = s;
         return unreachable;
       }
     }
@@ -192,66 +214,67 @@ export class CircuitBreaker {
 
   /** Counts over the rolling window. */
   stats(): CircuitStats {
-    const s = this.#opossum.stats;
-    return {
-      fires: s.fires,
-      successes: s.successes,
-      failures: s.failures,
-      timeouts: s.timeouts,
-      rejects: this.#rejects,
-    };
+    const oldest = this.#bucketIndex() - this.#buckets.length;
+    const sum = emptyBucket();
+    for (const b of this.#buckets) {
+      if (b.at <= oldest) continue;
+      sum.successes += b.successes;
+      sum.failures += b.failures;
+      sum.timeouts += b.timeouts;
+      sum.rejects += b.rejects;
+    }
+    const { at: _, ...stats } = sum;
+    return stats;
   }
 
   /**
-   * Starts a call whose outcome you report with `success()`, `failure()` or `neutral()`.
+   * Starts a call whose verdict you report with `success()`, `failure()` or `abandon()`; it fails
+   * by itself when `timeoutMs` passes first.
    *
    * @throws {AdmissionError} `E_CIRCUIT_OPEN` while open (or half-open with its trial running), `E_CLOSED` after `close()`.
    */
   begin(): CircuitCall {
-    this.#precheck();
-    let resolve!: () => void;
-    let reject!: (error: unknown) => void;
-    const outcome = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    this.#opossum.fire(() => outcome).catch(() => {});
-    let settled = false;
-    return {
-      get settled() {
-        return settled;
-      },
-      success() {
-        if (settled) return;
-        settled = true;
-        resolve();
-      },
-      neutral() {
-        if (settled) return;
-        settled = true;
-        resolve();
-      },
-      failure(error?: unknown) {
-        if (settled) return;
-        settled = true;
-        reject(new CallFailure('upstream failure', { cause: error }));
-      },
-    };
+    if (this.#closed) throw new AdmissionError('E_CLOSED', `circuit '${this.#name}' is closed`);
+    const s = this.#state;
+    let call: Call;
+    if (s.kind === 'closed') call = new Call(false, this.#settleBound);
+    else if (s.kind === 'half-open' && s.trial === undefined) {
+      call = new Call(true, this.#settleBound);
+      s.trial = call;
+    } else throw this.#refuse();
+    if (this.#timeoutMs !== false) {
+      const ms = this.#timeoutMs;
+      call.timer = setTimeout(() => {
+        this.#settle(call, 'timeout', new TimeoutError(`no verdict within ${ms} ms`, ms));
+      }, ms);
+      call.timer.unref?.();
+    }
+    return call;
   }
 
   /**
    * Runs `fn` through the circuit: its rejection counts as a failure when `isFailure` says so.
+   * With `timeoutMs`, `fn`'s signal aborts and the call fails with a `TimeoutError` when it passes.
    *
-   * @throws {AdmissionError} `E_CIRCUIT_OPEN` while open, `E_CLOSED` after `close()`; else whatever `fn` throws
-   * (or opossum's `ETIMEDOUT` error when `timeoutMs` passes).
+   * @throws {AdmissionError} `E_CIRCUIT_OPEN` while open, `E_CLOSED` after `close()`; else whatever `fn` throws.
    * @example
    * ```ts
-   * const body = await breaker.run(() => fetch(url).then((r) => r.text()));
+   * const body = await breaker.run((signal) => fetch(url, { signal }).then((r) => r.text()));
    * ```
    */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    this.#precheck();
-    return (await this.#opossum.fire(fn)) as T;
+  async run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const call = this.begin();
+    try {
+      const value = await (this.#timeoutMs === false
+        ? fn(new AbortController().signal)
+        : withTimeout(fn, this.#timeoutMs));
+      call.success();
+      return value;
+    } catch (error) {
+      if (this.#isFailure(error)) call.failure(error);
+      else call.success();
+      throw error;
+    }
   }
 
   /**
@@ -269,13 +292,10 @@ export class CircuitBreaker {
     return this.#events.on(event, listener);
   }
 
-  /** Stops opossum's timers; later calls fail with `E_CLOSED`. Idempotent. */
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      this.#opossum.shutdown();
-    }
-    return Promise.resolve();
+  /** Stops its timer; later calls fail with `E_CLOSED`. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#state.kind === 'open') clearTimeout(this.#state.timer);
   }
 
   /** Same as `close()`. */
@@ -283,27 +303,85 @@ export class CircuitBreaker {
     return this.close();
   }
 
-  #precheck(): void {
-    if (this.#closed) throw new AdmissionError('E_CLOSED', `circuit '${this.#name}' is closed`);
-    if (this.#opossum.closed || this.#opossum.pendingClose) return;
-    this.#rejects += 1;
+  #settle(call: Call, verdict: Verdict, error?: unknown): void {
+    if (call.settled) return;
+    call.settled = true;
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    const s = this.#state;
+    if (this.#closed) return;
+    if (call.trial) {
+      // Only the running trial decides a half-open circuit; a void trial opens it again.
+      if (s.kind !== 'half-open' || s.trial !== call) return;
+      if (verdict === 'success') {
+        for (const b of this.#buckets) Object.assign(b, emptyBucket());
+        this.#to({ kind: 'closed' });
+      } else {
+        if (verdict !== 'abandon') this.#failed(error, verdict === 'timeout');
+        this.#open();
+      }
+      return;
+    }
+    // A call begun before the circuit opened says nothing about it now; abandoned calls never count.
+    if (s.kind !== 'closed' || verdict === 'abandon') return;
+    const bucket = this.#bucket();
+    if (verdict === 'success') {
+      bucket.successes += 1;
+      return;
+    }
+    bucket.failures += 1;
+    if (verdict === 'timeout') bucket.timeouts += 1;
+    this.#failed(error, verdict === 'timeout');
+    const { successes, failures } = this.stats();
+    const total = successes + failures;
+    if (total >= this.#volume && failures * 100 > this.#threshold * total) this.#open();
+  }
+
+  #failed(error: unknown, timedOut: boolean): void {
+    if (this.#events.has('failure')) this.#events.emit('failure', { error, timedOut });
+  }
+
+  #open(): void {
+    const timer = setTimeout(() => this.#to({ kind: 'half-open', trial: undefined }), this.#resetTimeoutMs);
+    timer.unref?.();
+    this.#to({ kind: 'open', until: this.#now() + this.#resetTimeoutMs, timer });
+  }
+
+  #to(next: Inner): void {
+    const from = this.#state.kind;
+    this.#state = next;
+    if (from === next.kind) return;
+    this.#events.emit('state', { from, to: next.kind });
+    if (admissionChannels.breaker.hasSubscribers)
+      admissionChannels.breaker.publish({ breaker: this.#name, from, to: next.kind });
+  }
+
+  #refuse(): AdmissionError {
+    this.#bucket().rejects += 1;
     const retryAfterSeconds = this.retryAfterSeconds;
-    const payload = { state: this.#state, retryAfterSeconds };
+    const payload = { state: this.#state.kind, retryAfterSeconds };
     this.#events.emit('reject', payload);
     if (admissionChannels.reject.hasSubscribers) {
       admissionChannels.reject.publish({ breaker: this.#name, code: 'E_CIRCUIT_OPEN', ...payload });
     }
-    throw new AdmissionError('E_CIRCUIT_OPEN', `circuit '${this.#name}' is ${this.#state}`, {
+    return new AdmissionError('E_CIRCUIT_OPEN', `circuit '${this.#name}' is ${this.#state.kind}`, {
       retryAfterSeconds,
     });
   }
 
-  #transition(to: CircuitState): void {
-    const from = this.#state;
-    if (from === to) return;
-    this.#state = to;
-    this.#events.emit('state', { from, to });
-    if (admissionChannels.breaker.hasSubscribers)
-      admissionChannels.breaker.publish({ breaker: this.#name, from, to });
+  #bucketIndex(): number {
+    return Math.floor(this.#now() / this.#bucketMs);
   }
+
+  /** The current bucket, emptied first when it last served a window ago or more. */
+  #bucket(): Bucket {
+    const at = this.#bucketIndex();
+    const n = this.#buckets.length;
+    const bucket = this.#buckets[((at % n) + n) % n] as Bucket;
+    if (bucket.at !== at) Object.assign(bucket, emptyBucket(), { at });
+    return bucket;
+  }
+}
+
+function emptyBucket(): Bucket {
+  return { at: Number.NEGATIVE_INFINITY, successes: 0, failures: 0, timeouts: 0, rejects: 0 };
 }

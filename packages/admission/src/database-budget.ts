@@ -1,5 +1,5 @@
+import { checkInteger, checkNumber, checkObject, optional, show, TypedEvents } from '@sluice/kit';
 import type { LimitSource } from './limit-source.js';
-import { checkInteger, checkNumber, checkObject, show } from './validate.js';
 
 /** What a connection sample must carry (a `@sluice/pool` `ConnectionSample` fits). */
 export interface ConnectionSampleLike {
@@ -26,21 +26,21 @@ export interface DatabaseBudgetOptions {
   /** The connection monitor to follow. */
   monitor: ConnectionMonitorLike;
   /** `application_name`s whose connections are ours (not "held by others"). @default ['sluice'] */
-  applicationNames?: readonly string[];
+  applicationNames?: readonly string[] | undefined;
   /** Connections to leave free beyond `superuser_reserved_connections` (migrations, psql, cron). @default 0 */
-  reserve?: number;
+  reserve?: number | undefined;
   /** Lowest limit ever published. @default 1 */
-  floor?: number;
+  floor?: number | undefined;
   /** Highest limit ever published (e.g. the pool's size). @default unlimited */
-  ceiling?: number;
+  ceiling?: number | undefined;
   /**
    * Weight of a new sample when the budget grows, in (0, 1]: growth is smoothed, shrinking is
    * applied at once so the gate never admits more than the server can take.
    * @default 0.3
    */
-  smoothing?: number;
+  smoothing?: number | undefined;
   /** Limit before the first sample (which then replaces it). @default the monitor's last sample, else `floor` */
-  initial?: number;
+  initial?: number | undefined;
 }
 
 /** A {@link LimitSource} that follows a database's connection budget; `close()` stops following. */
@@ -51,6 +51,8 @@ export interface DatabaseBudget extends LimitSource {
   readonly heldByOthers: number | undefined;
   /** Stops following the monitor. Idempotent. */
   close(): void;
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -77,17 +79,15 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
     throw new TypeError(`applicationNames should be an array of strings, got ${show(names)}`);
   }
-  const reserve = options.reserve === undefined ? 0 : checkInteger('reserve', options.reserve, 0);
-  const floor = options.floor === undefined ? 1 : checkInteger('floor', options.floor, 0);
-  const ceiling =
-    options.ceiling === undefined
-      ? Number.POSITIVE_INFINITY
-      : checkInteger('ceiling', options.ceiling, Math.max(1, floor));
-  const smoothing =
-    options.smoothing === undefined ? 0.3 : checkNumber('smoothing', options.smoothing, 0, 1, true);
+  const reserve = optional(options.reserve, 0, (v) => checkInteger('reserve', v, 0));
+  const floor = optional(options.floor, 1, (v) => checkInteger('floor', v, 0));
+  const ceiling = optional(options.ceiling, Number.POSITIVE_INFINITY, (v) =>
+    checkInteger('ceiling', v, Math.max(1, floor)),
+  );
+  const smoothing = optional(options.smoothing, 0.3, (v) => checkNumber('smoothing', v, 0, 1, true));
   const clamp = (n: number): number => Math.min(ceiling, Math.max(floor, n));
 
-  const listeners = new Set<(limit: number) => void>();
+  const events = new TypedEvents<{ change: number }>();
   let raw: number | undefined;
   let heldByOthers: number | undefined;
   let smoothed: number;
@@ -126,7 +126,7 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     const next = Math.round(smoothed);
     if (next === current) return;
     current = next;
-    for (const l of [...listeners]) l(next);
+    events.emit('change', next);
   };
   let unsubscribe: (() => void) | undefined = monitor.onSample(onSample);
 
@@ -140,16 +140,14 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     get heldByOthers() {
       return heldByOthers;
     },
-    onChange(listener) {
-      listeners.add(listener);
-      return () => {
-        listeners.delete(listener);
-      };
-    },
+    onChange: (listener) => events.on('change', listener),
     close() {
       unsubscribe?.();
       unsubscribe = undefined;
-      listeners.clear();
+      events.clear();
+    },
+    async [Symbol.asyncDispose]() {
+      this.close();
     },
   };
 }

@@ -48,7 +48,7 @@ export class AdmissionError extends Error {
   constructor(
     code: AdmissionErrorCode,
     message: string,
-    options?: { cause?: unknown; retryAfterSeconds?: number },
+    options?: { cause?: unknown; retryAfterSeconds?: number | undefined },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -56,9 +56,17 @@ export class AdmissionError extends Error {
     this.retryAfterSeconds = code === 'E_ABORTED' ? 0 : Math.max(1, options?.retryAfterSeconds ?? 1);
   }
 
-  /** The JSON body `admission()` answers with: `{ code, message, retryAfterSeconds }`. */
-  toJSON(): { code: AdmissionErrorCode; message: string; retryAfterSeconds: number } {
-    return { code: this.code, message: this.message, retryAfterSeconds: this.retryAfterSeconds };
+  /**
+   * The JSON body `admission()` answers with: `{ detail, code, message, retryAfterSeconds }`
+   * (`detail` is what Django REST framework clients read).
+   */
+  toJSON(): { detail: string; code: AdmissionErrorCode; message: string; retryAfterSeconds: number } {
+    return {
+      detail: this.message,
+      code: this.code,
+      message: this.message,
+      retryAfterSeconds: this.retryAfterSeconds,
+    };
   }
 }
 

@@ -1,35 +1,30 @@
+import { LinkedList, type ListNode } from '@sluice/kit';
+
 // A FIFO per key and a ring of keys, for round-robin dequeue across clients: the key served
 // longest ago goes first, and a fresh key (one that holds nothing yet) goes ahead of every key
 // already served (behind other fresh keys), so one client with 1000 queued requests delays
-// another client's request by at most one turn. Every operation is O(1) except the eligibility scan,
-// which walks keys in ring order until one is eligible.
+// another client's request by at most one turn. The ring is two lists, fresh keys then served
+// keys; every operation is O(1) except the eligibility scan, which walks keys in ring order.
 
-/** Something a {@link FairQueue} holds. The link fields belong to the queue. */
+/** @internal Something a {@link FairQueue} holds. The link fields belong to the queue. */
 export interface FairQueueEntry {
   readonly key: string;
   /** @internal */ lane: Lane | undefined;
-  /** @internal */ prevInLane: FairQueueEntry | undefined;
-  /** @internal */ nextInLane: FairQueueEntry | undefined;
+  /** @internal */ node: ListNode<FairQueueEntry> | undefined;
 }
 
-/** @internal One key's FIFO, linked into the ring. */
+/** @internal One key's FIFO, in the fresh or the served list. */
 export interface Lane {
   readonly key: string;
-  head: FairQueueEntry | undefined;
-  tail: FairQueueEntry | undefined;
-  size: number;
-  prev: Lane | undefined;
-  next: Lane | undefined;
-  /** Not served since it entered the ring: such lanes form a prefix of the ring. */
-  fresh: boolean;
+  readonly entries: LinkedList<FairQueueEntry>;
+  node: ListNode<Lane>;
 }
 
-/** Round-robin queue across keys, FIFO within a key. */
+/** @internal Round-robin queue across keys, FIFO within a key. */
 export class FairQueue<T extends FairQueueEntry> {
   readonly #lanes = new Map<string, Lane>();
-  #first: Lane | undefined;
-  #last: Lane | undefined;
-  #lastFresh: Lane | undefined;
+  readonly #fresh = new LinkedList<Lane>();
+  readonly #served = new LinkedList<Lane>();
   #size = 0;
 
   /** Entries queued. */
@@ -44,7 +39,7 @@ export class FairQueue<T extends FairQueueEntry> {
 
   /** Entries queued for one key. */
   sizeOf(key: string): number {
-    return this.#lanes.get(key)?.size ?? 0;
+    return this.#lanes.get(key)?.entries.size ?? 0;
   }
 
   /**
@@ -54,39 +49,19 @@ export class FairQueue<T extends FairQueueEntry> {
   push(entry: T, fresh = true): void {
     let lane = this.#lanes.get(entry.key);
     if (!lane) {
-      lane = {
-        key: entry.key,
-        head: undefined,
-        tail: undefined,
-        size: 0,
-        prev: undefined,
-        next: undefined,
-        fresh,
-      };
-      this.#lanes.set(entry.key, lane);
-      if (fresh) {
-        this.#insertAfter(lane, this.#lastFresh);
-        this.#lastFresh = lane;
-      } else {
-        this.#insertAfter(lane, this.#last);
-      }
+      const created = { key: entry.key, entries: new LinkedList<FairQueueEntry>() } as Lane;
+      created.node = (fresh ? this.#fresh : this.#served).push(created);
+      this.#lanes.set(entry.key, created);
+      lane = created;
     }
     entry.lane = lane;
-    entry.nextInLane = undefined;
-    entry.prevInLane = lane.tail;
-    if (lane.tail) lane.tail.nextInLane = entry;
-    else lane.head = entry;
-    lane.tail = entry;
-    lane.size += 1;
+    entry.node = lane.entries.push(entry);
     this.#size += 1;
   }
 
   /** The next entry in round-robin order whose key passes `eligible`, left in the queue. */
   peek(eligible?: (key: string) => boolean): T | undefined {
-    for (let lane = this.#first; lane; lane = lane.next) {
-      if (eligible === undefined || eligible(lane.key)) return lane.head as T;
-    }
-    return undefined;
+    return this.#scan(this.#fresh, eligible) ?? this.#scan(this.#served, eligible);
   }
 
   /**
@@ -94,10 +69,12 @@ export class FairQueue<T extends FairQueueEntry> {
    * order, then their second entries, and so on, at most `room(key)` per key.
    */
   collect(max: number, room: (key: string) => number, out: T[] = []): T[] {
-    const cursors: { entry: FairQueueEntry | undefined; left: number }[] = [];
-    for (let lane = this.#first; lane && cursors.length < max; lane = lane.next) {
-      const left = room(lane.key);
-      if (left > 0) cursors.push({ entry: lane.head, left });
+    const cursors: { node: ListNode<FairQueueEntry> | undefined; left: number }[] = [];
+    for (const lanes of [this.#fresh, this.#served]) {
+      for (let n = lanes.head; n && cursors.length < max; n = n.next) {
+        const left = room(n.value.key);
+        if (left > 0) cursors.push({ node: n.value.entries.head, left });
+      }
     }
     const limit = out.length + max;
     let progress = true;
@@ -105,9 +82,9 @@ export class FairQueue<T extends FairQueueEntry> {
       progress = false;
       for (const c of cursors) {
         if (out.length >= limit) break;
-        if (c.entry && c.left > 0) {
-          out.push(c.entry as T);
-          c.entry = c.entry.nextInLane;
+        if (c.node && c.left > 0) {
+          out.push(c.node.value as T);
+          c.node = c.node.next;
           c.left -= 1;
           progress = true;
         }
@@ -127,11 +104,10 @@ export class FairQueue<T extends FairQueueEntry> {
   take(entry: T): boolean {
     const lane = entry.lane;
     if (!lane) return false;
-    this.#unlinkEntry(entry, lane);
-    if (lane.size > 0) {
-      this.#unlinkLane(lane);
-      lane.fresh = false;
-      this.#insertAfter(lane, this.#last);
+    this.remove(entry);
+    if (lane.entries.size > 0) {
+      if (this.#fresh.remove(lane.node)) lane.node = this.#served.push(lane);
+      else this.#served.moveToBack(lane.node);
     }
     return true;
   }
@@ -139,60 +115,37 @@ export class FairQueue<T extends FairQueueEntry> {
   /** Takes `entry` out without counting a turn (a waiter that timed out or aborted). False if not queued. */
   remove(entry: T): boolean {
     const lane = entry.lane;
-    if (!lane) return false;
-    this.#unlinkEntry(entry, lane);
+    if (!lane || !entry.node) return false;
+    lane.entries.remove(entry.node);
+    entry.lane = undefined;
+    entry.node = undefined;
+    this.#size -= 1;
+    if (lane.entries.size === 0) {
+      if (!this.#fresh.remove(lane.node)) this.#served.remove(lane.node);
+      this.#lanes.delete(lane.key);
+    }
     return true;
   }
 
   /** Empties the queue and returns what it held, in ring order. */
   drain(): T[] {
     const out: T[] = [];
-    for (let lane = this.#first; lane; lane = lane.next) {
-      for (let e = lane.head; e; e = e.nextInLane) out.push(e as T);
-    }
-    for (const e of out) {
-      e.lane = undefined;
-      e.prevInLane = undefined;
-      e.nextInLane = undefined;
+    for (const lane of [...this.#fresh.clear(), ...this.#served.clear()]) {
+      for (const e of lane.entries.clear()) {
+        e.lane = undefined;
+        e.node = undefined;
+        out.push(e as T);
+      }
     }
     this.#lanes.clear();
-    this.#first = this.#last = this.#lastFresh = undefined;
     this.#size = 0;
     return out;
   }
 
-  #unlinkEntry(entry: FairQueueEntry, lane: Lane): void {
-    if (entry.prevInLane) entry.prevInLane.nextInLane = entry.nextInLane;
-    else lane.head = entry.nextInLane;
-    if (entry.nextInLane) entry.nextInLane.prevInLane = entry.prevInLane;
-    else lane.tail = entry.prevInLane;
-    entry.lane = undefined;
-    entry.prevInLane = undefined;
-    entry.nextInLane = undefined;
-    lane.size -= 1;
-    this.#size -= 1;
-    if (lane.size === 0) {
-      this.#unlinkLane(lane);
-      this.#lanes.delete(lane.key);
+  #scan(lanes: LinkedList<Lane>, eligible: ((key: string) => boolean) | undefined): T | undefined {
+    for (let n = lanes.head; n; n = n.next) {
+      if (eligible === undefined || eligible(n.value.key)) return n.value.entries.head?.value as T;
     }
-  }
-
-  #insertAfter(lane: Lane, after: Lane | undefined): void {
-    lane.prev = after;
-    lane.next = after ? after.next : this.#first;
-    if (lane.next) lane.next.prev = lane;
-    else this.#last = lane;
-    if (after) after.next = lane;
-    else this.#first = lane;
-  }
-
-  #unlinkLane(lane: Lane): void {
-    if (lane === this.#lastFresh) this.#lastFresh = lane.prev;
-    if (lane.prev) lane.prev.next = lane.next;
-    else this.#first = lane.next;
-    if (lane.next) lane.next.prev = lane.prev;
-    else this.#last = lane.prev;
-    lane.prev = undefined;
-    lane.next = undefined;
+    return undefined;
   }
 }

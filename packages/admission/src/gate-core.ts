@@ -1,35 +1,78 @@
-import { TypedEvents } from '@sluice/kit';
+import {
+  checkChoice,
+  checkFunction,
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkString,
+  optional,
+  TypedEvents,
+} from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
-import { isLimitSource, type LimitSource } from './limit-source.js';
+import { type GateDemand, isLimitSource, type LimitSource } from './limit-source.js';
 import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
-import { checkFunction, checkInteger, checkNumber, checkObject, show } from './validate.js';
 import { type ExpiryReason, type Waiter, WaitQueue } from './wait-queue.js';
+
+/** A value for each priority class, or one number for both. */
+export type PerPriority =
+  | number
+  | { readonly interactive?: number | undefined; readonly bulk?: number | undefined };
 
 /** Options every gate takes. */
 export interface GateOptions {
-  /** The concurrency limit: a number, or a {@link LimitSource} (pool size, database budget, adaptive). */
+  /** The concurrency limit: a number, or a {@link LimitSource} (pool size, database budget, load-following). */
   limit: number | LimitSource;
-  /** Most waiters queued at once; beyond it acquire fails with `E_QUEUE_FULL`. 0 = never queue. @default 1000 */
-  maxQueue?: number;
-  /** Longest wait in the queue before `E_QUEUE_TIMEOUT`. @default 10000 */
-  queueTimeoutMs?: number;
+  /**
+   * Most waiters queued per priority class; beyond it acquire fails with `E_QUEUE_FULL`. 0 = never
+   * queue. Bulk waiters never take the interactive class's places.
+   * @default 1000 per class
+   */
+  maxQueue?: PerPriority | undefined;
+  /**
+   * Longest wait in the queue before `E_QUEUE_TIMEOUT`, per priority class: bulk work (exports,
+   * scripts that do not retry) waits minutes rather than fail.
+   * @default { interactive: 10000, bulk: 300000 }
+   */
+  queueTimeoutMs?: PerPriority | undefined;
   /** Most permits one key may hold at once (its other requests wait their turn). @default unlimited */
-  perKeyLimit?: number;
+  perKeyLimit?: number | undefined;
   /**
    * Share of the limit reserved for `interactive` work, in [0, 1): `bulk` may hold at most
    * `limit - ceil(limit * interactiveReserve)` permits. With a limit of 1 and a reserve, bulk waits.
    * @default 0.2
    */
-  interactiveReserve?: number;
+  interactiveReserve?: number | undefined;
   /** How long `close()` waits for permits to come back. @default 10000 */
-  drainTimeoutMs?: number;
+  drainTimeoutMs?: number | undefined;
   /** Upper bound of the `retryAfterSeconds` estimate on rejections. @default 30 */
-  maxRetryAfterSeconds?: number;
+  maxRetryAfterSeconds?: number | undefined;
   /** Name in events and diagnostics messages. @default 'default' */
-  name?: string;
+  name?: string | undefined;
   /** Monotonic clock in milliseconds. @default performance.now */
-  now?: () => number;
+  now?: (() => number) | undefined;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const priorities: readonly Priority[] = ['interactive', 'bulk'];
+
+function perPriority(
+  name: string,
+  value: unknown,
+  defaults: Readonly<Record<Priority, number>>,
+  check: (name: string, value: unknown) => number,
+): Readonly<Record<Priority, number>> {
+  if (value === undefined) return defaults;
+  if (typeof value === 'number') {
+    const both = check(name, value);
+    return { interactive: both, bulk: both };
+  }
+  checkObject(name, value);
+  const o = value as { interactive?: unknown; bulk?: unknown };
+  return {
+    interactive: optional(o.interactive, defaults.interactive, (v) => check(`${name}.interactive`, v)),
+    bulk: optional(o.bulk, defaults.bulk, (v) => check(`${name}.bulk`, v)),
+  };
 }
 
 /** A permit of a gate. */
@@ -67,8 +110,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   protected readonly queue: WaitQueue;
   protected readonly events = new TypedEvents<M>();
   protected readonly gateName: string;
-  protected readonly maxQueue: number;
-  protected readonly queueTimeoutMs: number;
+  protected readonly maxQueue: Readonly<Record<Priority, number>>;
   protected readonly perKeyLimit: number;
   protected readonly interactiveReserve: number;
   protected readonly now: () => number;
@@ -97,44 +139,45 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
       this.#source = undefined;
       this.#limit = checkInteger('limit', o.limit, 0);
     }
-    this.maxQueue = o.maxQueue === undefined ? 1000 : checkInteger('maxQueue', o.maxQueue, 0);
-    this.queueTimeoutMs =
-      o.queueTimeoutMs === undefined
-        ? 10_000
-        : checkInteger('queueTimeoutMs', o.queueTimeoutMs, 1, 2 ** 31 - 1);
-    this.perKeyLimit =
-      o.perKeyLimit === undefined ? Number.POSITIVE_INFINITY : checkInteger('perKeyLimit', o.perKeyLimit, 1);
-    this.interactiveReserve =
-      o.interactiveReserve === undefined
-        ? 0.2
-        : checkNumber('interactiveReserve', o.interactiveReserve, 0, 0.99);
-    this.#drainTimeoutMs =
-      o.drainTimeoutMs === undefined
-        ? 10_000
-        : checkInteger('drainTimeoutMs', o.drainTimeoutMs, 0, 2 ** 31 - 1);
-    this.#maxRetryAfterSeconds =
-      o.maxRetryAfterSeconds === undefined
-        ? 30
-        : checkInteger('maxRetryAfterSeconds', o.maxRetryAfterSeconds, 1);
-    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0)) {
-      throw new TypeError(`name should be a non-empty string, got ${show(o.name)}`);
-    }
-    this.gateName = o.name ?? 'default';
-    this.now = checkFunction('now', o.now) ?? defaultNow;
-    this.queue = new WaitQueue({
-      timeoutMs: this.queueTimeoutMs,
-      now: this.now,
-      onExpire: (w, reason) => this.#expired(w, reason),
-    });
+    this.maxQueue = perPriority('maxQueue', o.maxQueue, { interactive: 1000, bulk: 1000 }, (n, v) =>
+      checkInteger(n, v, 0),
+    );
+    const timeouts = perPriority(
+      'queueTimeoutMs',
+      o.queueTimeoutMs,
+      { interactive: 10_000, bulk: 300_000 },
+      (n, v) => checkInteger(n, v, 1, MAX_TIMER_MS),
+    );
+    this.perKeyLimit = optional(o.perKeyLimit, Number.POSITIVE_INFINITY, (v) =>
+      checkInteger('perKeyLimit', v, 1),
+    );
+    this.interactiveReserve = optional(o.interactiveReserve, 0.2, (v) =>
+      checkNumber('interactiveReserve', v, 0, 0.99),
+    );
+    this.#drainTimeoutMs = optional(o.drainTimeoutMs, 10_000, (v) =>
+      checkInteger('drainTimeoutMs', v, 0, MAX_TIMER_MS),
+    );
+    this.#maxRetryAfterSeconds = optional(o.maxRetryAfterSeconds, 30, (v) =>
+      checkInteger('maxRetryAfterSeconds', v, 1),
+    );
+    this.gateName = optional(o.name, 'default', (v) => checkString('name', v));
+    this.now = optional(o.now, defaultNow, (v) => checkFunction<() => number>('now', v));
+    this.queue = new WaitQueue(timeouts, this.now, (w, reason) => this.#expired(w, reason));
   }
 
   /** Starts following the limit source (subclasses call it once they are ready). */
   protected followSource(): void {
     if (this.#source && !this.#unsubscribeSource) {
+      this.#source.attach?.(() => this.demand());
       this.#unsubscribeSource = this.#source.onChange((limit) => {
         if (!this.#closed) this.applyLimit(limit);
       });
     }
+  }
+
+  /** What a closed-loop limit source reads: the waiters queued here and the permits in flight. */
+  protected demand(): GateDemand {
+    return { queued: this.queue.size, inFlight: this.#inFlight };
   }
 
   /** Permits held now (by this process). */
@@ -256,10 +299,9 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   /** Checks `closed` and the signal before any waiting. */
   protected precheck(options: AcquireOptions | undefined): { key: string; priority: Priority } {
     const key = options?.key ?? '';
-    const priority = options?.priority ?? 'interactive';
-    if (priority !== 'interactive' && priority !== 'bulk') {
-      throw new TypeError(`priority should be 'interactive' or 'bulk', got ${show(priority)}`);
-    }
+    const priority = optional(options?.priority, 'interactive', (v) =>
+      checkChoice('priority', v, priorities),
+    );
     if (this.#closed) throw this.rejection('E_CLOSED', key, priority);
     if (options?.signal?.aborted) throw this.rejection('E_ABORTED', key, priority, options.signal.reason);
     return { key, priority };
@@ -269,7 +311,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   protected enqueue(key: string, priority: Priority, signal: AbortSignal | undefined): Promise<Permit> {
     if (this.#closed) return Promise.reject(this.rejection('E_CLOSED', key, priority));
     if (signal?.aborted) return Promise.reject(this.rejection('E_ABORTED', key, priority, signal.reason));
-    if (this.queue.size >= this.maxQueue)
+    if (this.queue.lane(priority).size >= this.maxQueue[priority])
       return Promise.reject(this.rejection('E_QUEUE_FULL', key, priority));
     return new Promise<Permit>((resolve, reject) => {
       this.queue.add(key, priority, signal, resolve, reject, !this.#byKey.has(key));
@@ -283,7 +325,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     priority: Priority,
     cause?: unknown,
   ): AdmissionError {
-    const retryAfterSeconds = this.retryAfterSeconds();
+    const retryAfterSeconds = this.retryAfterSeconds(priority);
     const error = new AdmissionError(code, messages[code](this.gateName), {
       cause,
       retryAfterSeconds,
@@ -296,12 +338,16 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   }
 
   /**
-   * Seconds until a shed request is likely to get in: the queue ahead of it divided by the limit,
-   * times the average time a permit is held; between 1 and `maxRetryAfterSeconds`.
+   * Seconds until a shed request of `priority` is likely to get in: the waiters ahead of it
+   * (interactive ones are ahead of every bulk one) divided by the slots its class may use, times
+   * the average time a permit is held; between 1 and `maxRetryAfterSeconds`.
    */
-  retryAfterSeconds(): number {
+  retryAfterSeconds(priority: Priority = 'interactive'): number {
     const holdMs = this.#holdEwmaMs > 0 ? this.#holdEwmaMs : 1000;
-    const turns = (this.queue.size + 1) / Math.max(1, this.#limit);
+    const bulk = priority === 'bulk';
+    const ahead = this.queue.interactive.size + (bulk ? this.queue.bulk.size : 0);
+    const slots = bulk ? this.bulkCap(this.#limit) : this.#limit;
+    const turns = (ahead + 1) / Math.max(1, slots);
     return Math.min(this.#maxRetryAfterSeconds, Math.max(1, Math.ceil((turns * holdMs) / 1000)));
   }
 

@@ -1,4 +1,5 @@
-export { type AdaptiveLimit, type AdaptiveLimitOptions, adaptiveLimit } from './adaptive-limit.js';
+// The public API of @sluice/admission: what an application or the gateway calls. Everything
+// else in src/ is internal.
 export {
   type AdmissionEvents,
   type AdmissionMiddleware,
@@ -26,19 +27,23 @@ export {
   AdmissionError,
   type AdmissionErrorCode,
   type AdmissionRejectionCode,
-  admissionErrorStatus,
   isAdmissionError,
   isAdmissionRejected,
 } from './errors.js';
-export type { GateOptions } from './gate-core.js';
-export { Gradient2, type Gradient2Options } from './gradient2.js';
+export type { GateOptions, PerPriority } from './gate-core.js';
 export {
-  fixedLimit,
-  isLimitSource,
+  type GateDemand,
   type LatencySample,
   type LimitSource,
   poolSizeLimit,
 } from './limit-source.js';
+export {
+  type LoadLimit,
+  type LoadLimitOptions,
+  type LoadLimitReason,
+  type LoadSample,
+  loadLimit,
+} from './load-limit.js';
 export type { RedisLike } from './redis-scripts.js';
 export { RedisSemaphore, type RedisSemaphoreEvents, type RedisSemaphoreOptions } from './redis-semaphore.js';
 export { Semaphore, type SemaphoreOptions } from './semaphore.js';

@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, checkObject } from './validate.js';
+import { checkInteger, checkNumber, checkObject, optional } from '@sluice/kit';
 
 /** One finished piece of work, for adaptive limits. */
 export interface LatencySample {
@@ -10,41 +10,34 @@ export interface LatencySample {
   dropped: boolean;
 }
 
+/** What a gate shows a limit source that follows its demand (a gate's own gauges). */
+export interface GateDemand {
+  /** Waiters queued in the gate now. */
+  readonly queued: number;
+  /** Permits held now. */
+  readonly inFlight: number;
+}
+
 /**
- * Where a gate's limit comes from. A gate reads `current` at construction, follows `onChange`
- * and feeds `record` (when present) with a sample for every released permit.
+ * Where a gate's limit comes from. A gate reads `current` at construction, follows `onChange`,
+ * hands its gauges to `attach` (when present) and feeds `record` (when present) with a sample for
+ * every released permit.
  */
 export interface LimitSource {
   /** The limit now (an integer >= 0). */
   readonly current: number;
   /** Calls `listener` with every new limit; returns the unsubscribe function. */
   onChange(listener: (limit: number) => void): () => void;
-  /** Takes a latency sample (adaptive sources only). */
+  /** Takes a latency sample (closed-loop sources only). */
   record?(sample: LatencySample): void;
+  /** Called once by the gate that follows it, with a reader of its gauges (closed-loop sources only). */
+  attach?(demand: () => GateDemand): void;
 }
 
-/** True when `value` looks like a {@link LimitSource}. */
+/** @internal True when `value` looks like a {@link LimitSource}. */
 export function isLimitSource(value: unknown): value is LimitSource {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as LimitSource).current === 'number' &&
-    typeof (value as LimitSource).onChange === 'function'
-  );
-}
-
-/**
- * A limit that never changes (a gate's `setLimit` still overrides it).
- *
- * @throws {RangeError} when `limit` is not an integer >= 0.
- * @example
- * ```ts
- * new Semaphore({ limit: fixedLimit(20) });
- * ```
- */
-export function fixedLimit(limit: number): LimitSource {
-  const value = checkInteger('limit', limit, 0);
-  return { current: value, onChange: () => () => {} };
+  const source = value as Partial<LimitSource> | null | undefined;
+  return typeof source?.current === 'number' && typeof source.onChange === 'function';
 }
 
 /**
@@ -59,10 +52,13 @@ export function fixedLimit(limit: number): LimitSource {
  * admission({ limit: poolSizeLimit(pool) });
  * ```
  */
-export function poolSizeLimit(pool: { readonly max: number }, options: { share?: number } = {}): LimitSource {
+export function poolSizeLimit(
+  pool: { readonly max: number },
+  options: { share?: number | undefined } = {},
+): LimitSource {
   checkObject('pool', pool);
   const max = checkInteger('pool.max', pool.max, 1);
-  const share = options.share === undefined ? 1 : checkNumber('share', options.share, 0, 1, true);
+  const share = optional(options.share, 1, (v) => checkNumber('share', v, 0, 1, true));
   const value = Math.max(1, Math.floor(max * share));
   return { current: value, onChange: () => () => {} };
 }

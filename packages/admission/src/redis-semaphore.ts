@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { checkInteger, checkNumber, Health, optional, show, withTimeout } from '@sluice/kit';
 import { Redis } from 'ioredis';
 import { admissionChannels } from './channels.js';
 import { GateCore, type GateOptions, type GatePermit } from './gate-core.js';
+import type { GateDemand } from './limit-source.js';
 import { acquireScript, type RedisLike, releaseScript, renewScript } from './redis-scripts.js';
 import type { AcquireOptions, AdmissionGate, GateEvents, Permit, Priority } from './types.js';
-import { checkInteger, checkNumber, show } from './validate.js';
 import type { Waiter } from './wait-queue.js';
 
 /** Options of {@link RedisSemaphore}: those of every gate plus where and how to keep leases. */
@@ -15,24 +16,30 @@ export interface RedisSemaphoreOptions extends GateOptions {
    */
   redis: RedisLike | string;
   /** Prefix of every Redis key. Must not contain `{` or `}`. @default 'sluice:admission:' */
-  prefix?: string;
+  prefix?: string | undefined;
   /** How long a lease lives without renewal: a dead process's permits come back after this. @default 30000 */
-  leaseMs?: number;
+  leaseMs?: number | undefined;
   /** How often held leases are renewed. @default leaseMs / 3 */
-  renewIntervalMs?: number;
+  renewIntervalMs?: number | undefined;
   /** Longest wait between retries while waiters are queued and no release is heard. @default 250 */
-  pollIntervalMs?: number;
+  pollIntervalMs?: number | undefined;
   /** A Redis call slower than this counts as Redis being unreachable. @default 1000 */
-  commandTimeoutMs?: number;
+  commandTimeoutMs?: number | undefined;
+  /**
+   * At start, how long Redis may take to answer a first time. Meanwhile (`mode` `'connecting'`)
+   * acquires wait in the queue, bounded by their queue timeout; after it, the gate falls back.
+   * @default 10000
+   */
+  connectTimeoutMs?: number | undefined;
   /** Share of the limit this process may use alone while Redis is unreachable, in (0, 1]. @default 0.25 */
-  fallbackShare?: number;
+  fallbackShare?: number | undefined;
   /** How often Redis is probed while unreachable. @default 1000 */
-  recoveryIntervalMs?: number;
+  recoveryIntervalMs?: number | undefined;
 }
 
 /** Events of {@link RedisSemaphore}: those of every gate plus Redis loss and recovery. */
 export interface RedisSemaphoreEvents extends GateEvents {
-  /** Redis became unreachable: this process now admits up to `fallbackLimit` on its own. */
+  /** Redis is unreachable (or never answered at start): this process admits up to `fallbackLimit` on its own. */
   fallback: { error: unknown; fallbackLimit: number };
   /** Redis answers again: leases held meanwhile are registered and the global limit applies again. */
   recovered: { downMs: number };
@@ -59,9 +66,10 @@ const noop = (): void => {};
  * global limit, enforced atomically in Lua over sorted sets of leases scored by expiry. Leases
  * are renewed while held and expire when a process dies. Waiters are woken by a pub/sub message
  * on every release, with a bounded poll as a safety net. Works on a single Redis and on Redis
- * Cluster (all keys share one hash tag). When Redis is unreachable the gate falls back to
+ * Cluster (all keys share one hash tag). Until Redis first answers, acquires wait in the queue
+ * (`connecting`, at most `connectTimeoutMs`). When Redis is unreachable the gate falls back to
  * `fallbackShare` of the limit in this process, emits `fallback`, and returns to Redis by itself
- * (`recovered`).
+ * (`recovered`): its health is the kit's `Health` state machine.
  *
  * Fairness across keys, priority classes and the queue bound apply to the waiters of this
  * process; the limit, the bulk share and `perKeyLimit` are enforced globally.
@@ -86,11 +94,9 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   readonly #pollIntervalMs: number;
   readonly #commandTimeoutMs: number;
   readonly #fallbackShare: number;
-  readonly #recoveryIntervalMs: number;
+  readonly #health: Health;
   readonly #processId = randomBytes(6).toString('hex');
   #seq = 0;
-  #mode: 'redis' | 'fallback' = 'redis';
-  #downSince = 0;
   readonly #held = new Map<string, HeldLease>();
   #pendingReleases: { id: string; keySet: string }[] = [];
   #globalInUse = 0;
@@ -101,8 +107,6 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeAt = Number.POSITIVE_INFINITY;
   readonly #renewTimer: ReturnType<typeof setInterval>;
-  #recoveryTimer: ReturnType<typeof setInterval> | undefined;
-  #recovering = false;
   #shutdown = false;
 
   constructor(options: RedisSemaphoreOptions) {
@@ -112,23 +116,21 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
       throw new TypeError(`prefix should be a string without '{' or '}', got ${show(prefix)}`);
     }
-    this.#leaseMs = o.leaseMs === undefined ? 30_000 : checkInteger('leaseMs', o.leaseMs, 100, 2 ** 31 - 1);
-    const renewIntervalMs =
-      o.renewIntervalMs === undefined
-        ? Math.max(50, Math.floor(this.#leaseMs / 3))
-        : checkInteger('renewIntervalMs', o.renewIntervalMs, 10, this.#leaseMs - 1);
-    this.#pollIntervalMs =
-      o.pollIntervalMs === undefined ? 250 : checkInteger('pollIntervalMs', o.pollIntervalMs, 10, 60_000);
-    this.#commandTimeoutMs =
-      o.commandTimeoutMs === undefined
-        ? 1000
-        : checkInteger('commandTimeoutMs', o.commandTimeoutMs, 10, 60_000);
-    this.#fallbackShare =
-      o.fallbackShare === undefined ? 0.25 : checkNumber('fallbackShare', o.fallbackShare, 0, 1, true);
-    this.#recoveryIntervalMs =
-      o.recoveryIntervalMs === undefined
-        ? 1000
-        : checkInteger('recoveryIntervalMs', o.recoveryIntervalMs, 10, 60_000);
+    const ms = (name: string, value: unknown, fallback: number, min: number, max = 60_000): number =>
+      optional(value, fallback, (v) => checkInteger(name, v, min, max));
+    this.#leaseMs = ms('leaseMs', o.leaseMs, 30_000, 100, 2 ** 31 - 1);
+    const renewIntervalMs = ms(
+      'renewIntervalMs',
+      o.renewIntervalMs,
+      Math.max(50, Math.floor(this.#leaseMs / 3)),
+      10,
+      this.#leaseMs - 1,
+    );
+    this.#pollIntervalMs = ms('pollIntervalMs', o.pollIntervalMs, 250, 10);
+    this.#commandTimeoutMs = ms('commandTimeoutMs', o.commandTimeoutMs, 1000, 10);
+    const connectTimeoutMs = ms('connectTimeoutMs', o.connectTimeoutMs, 10_000, 10, 2 ** 31 - 1);
+    this.#fallbackShare = optional(o.fallbackShare, 0.25, (v) => checkNumber('fallbackShare', v, 0, 1, true));
+    const recoveryIntervalMs = ms('recoveryIntervalMs', o.recoveryIntervalMs, 1000, 10);
 
     if (typeof o.redis === 'string') {
       const client = new Redis(o.redis, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
@@ -148,15 +150,44 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#keyPrefix = `${base}:key:`;
     this.#channel = `${base}:released`;
 
+    this.#health = new Health({
+      name: 'Redis',
+      probe: () => this.#recover(),
+      probeIntervalMs: recoveryIntervalMs,
+      probeTimeoutMs: this.#commandTimeoutMs * 3,
+      initial: 'connecting',
+      connectTimeoutMs,
+    });
+    this.#health.on('down', ({ error }) => {
+      this.#emitRedis('fallback', { error, fallbackLimit: this.fallbackLimit });
+      this.#dispatchLocal();
+    });
+    this.#health.on('up', ({ downForMs }) => {
+      if (downForMs !== undefined) this.#emitRedis('recovered', { downMs: downForMs });
+      if (this.queue.size > 0) void this.#pump();
+    });
+    // The first answer ends `connecting` (a lazy client connects on its first command); no
+    // command timeout here: a slow start is what connectTimeoutMs bounds.
+    this.#client.ping().then(
+      () => {
+        if (this.#health.state === 'connecting') this.#health.success();
+      },
+      (error: unknown) => this.#health.failure(error),
+    );
+
     this.#subscribe();
     this.#renewTimer = setInterval(() => void this.#renew(), renewIntervalMs);
     this.#renewTimer.unref();
     this.followSource();
   }
 
-  /** `'redis'` while Redis answers, `'fallback'` while this process admits on its own. */
-  get mode(): 'redis' | 'fallback' {
-    return this.#mode;
+  /**
+   * `'connecting'` until Redis first answers (acquires wait), `'redis'` while it answers,
+   * `'fallback'` while this process admits on its own.
+   */
+  get mode(): 'connecting' | 'redis' | 'fallback' {
+    const state = this.#health.state;
+    return state === 'up' ? 'redis' : state === 'down' ? 'fallback' : 'connecting';
   }
 
   /** The limit this process applies alone while Redis is unreachable: `floor(limit * fallbackShare)`, at least 1. */
@@ -166,8 +197,13 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   /** Slots free: from the last global count Redis reported, or from local accounting in fallback. */
   override get available(): number {
-    if (this.#mode === 'fallback') return Math.max(0, this.fallbackLimit - this.inFlight);
+    if (this.mode === 'fallback') return Math.max(0, this.fallbackLimit - this.inFlight);
     return Math.max(0, this.limit - this.#globalInUse);
+  }
+
+  /** In flight: every process's permits, as Redis last counted them (the limit is global). */
+  protected override demand(): GateDemand {
+    return { queued: this.queued, inFlight: Math.max(this.inFlight, this.#globalInUse) };
   }
 
   /** Leases this process holds in Redis (or will register on recovery). */
@@ -177,7 +213,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   /** A permit without waiting; only possible in fallback (Redis needs a round trip), else `undefined`. */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
-    if (this.closed || this.#mode !== 'fallback') return undefined;
+    if (this.closed || this.mode !== 'fallback') return undefined;
     const key = options?.key ?? '';
     const priority = options?.priority ?? 'interactive';
     if (!this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
@@ -192,10 +228,10 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   async acquire(options?: AcquireOptions): Promise<Permit> {
     const { key, priority } = this.precheck(options);
     const signal = options?.signal;
-    if (this.#mode === 'fallback') {
-      if (this.canGrantLocal(key, priority, this.fallbackLimit))
+    if (this.mode !== 'redis') {
+      if (this.mode === 'fallback' && this.canGrantLocal(key, priority, this.fallbackLimit))
         return this.#grantWithLease(key, priority, 0);
-      return this.enqueue(key, priority, signal);
+      return this.enqueue(key, priority, signal); // while connecting: served once Redis answers
     }
     if (this.queue.size === 0 && this.keyHasRoom(key)) {
       const id = this.#nextLeaseId();
@@ -204,7 +240,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       try {
         result = await this.#remoteAcquire(id, keySet, priority);
       } catch (error) {
-        this.#enterFallback(error);
+        this.#health.failure(error);
         return this.acquire(options);
       }
       if (result.status === 1) {
@@ -232,7 +268,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
             void releaseScript
               .run(this.#client, this.#releaseKeys([lease.keySet]), [this.#channel, id])
               .catch(noop);
-        } else if (this.#mode === 'redis') {
+        } else if (this.mode === 'redis') {
           this.#globalInUse = Math.max(0, this.#globalInUse - 1);
           this.#remoteRelease([{ id, keySet: lease.keySet }]);
         } else {
@@ -250,12 +286,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   protected override async onClosed(): Promise<void> {
     this.#shutdown = true;
     clearInterval(this.#renewTimer);
-    if (this.#recoveryTimer) clearInterval(this.#recoveryTimer);
-    this.#recoveryTimer = undefined;
+    await this.#health.close();
     if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = undefined;
     // Leases still held after the drain stay until they expire: their work may still be running.
-    if (this.#mode === 'redis' && this.#pendingReleases.length > 0) {
+    if (this.mode === 'redis' && this.#pendingReleases.length > 0) {
       const pending = this.#pendingReleases;
       this.#pendingReleases = [];
       await this.#call(
@@ -275,7 +310,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   #admitMore(): void {
     if (this.closed) return;
-    if (this.#mode === 'fallback') this.#dispatchLocal();
+    if (this.mode === 'fallback') this.#dispatchLocal();
     else if (this.queue.size > 0) void this.#pump();
   }
 
@@ -310,31 +345,10 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#held.set(id, { keySet, bulk: permit.priority === 'bulk' });
   }
 
-  /** Races a Redis call against `commandTimeoutMs`; `onLate` gets a result that arrives after the timeout. */
-  #call<T>(promise: Promise<T>, onLate?: (value: T) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(new Error(`Redis did not answer within ${this.#commandTimeoutMs} ms`));
-      }, this.#commandTimeoutMs);
-      promise.then(
-        (value) => {
-          if (settled) {
-            onLate?.(value);
-            return;
-          }
-          settled = true;
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
+  /** A Redis call bounded by `commandTimeoutMs` (the call itself runs on: see `#remoteAcquire`). */
+  #call<T>(promise: Promise<T>): Promise<T> {
+    return withTimeout(() => promise, this.#commandTimeoutMs, {
+      message: `Redis did not answer within ${this.#commandTimeoutMs} ms`,
     });
   }
 
@@ -351,11 +365,14 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
         this.perKeyLimit === Number.POSITIVE_INFINITY ? 0 : this.perKeyLimit,
       ],
     );
-    const raw = await this.#call(run, (late) => {
+    const raw = await this.#call(run).catch((error: unknown) => {
       // Granted after we gave up on it: give it back at once.
-      if (Array.isArray(late) && late[0] === 1) {
-        void releaseScript.run(this.#client, this.#releaseKeys([keySet]), [this.#channel, id]).catch(noop);
-      }
+      run.then((late) => {
+        if (Array.isArray(late) && late[0] === 1) {
+          void releaseScript.run(this.#client, this.#releaseKeys([keySet]), [this.#channel, id]).catch(noop);
+        }
+      }, noop);
+      throw error;
     });
     if (!Array.isArray(raw) || raw.length < 3)
       throw new Error(`unexpected reply from the acquire script: ${show(raw)}`);
@@ -372,7 +389,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       ]),
     ).catch((error: unknown) => {
       this.#pushPending(leases);
-      this.#enterFallback(error);
+      this.#health.failure(error);
     });
   }
 
@@ -398,7 +415,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
         this.#pumpAgain = false;
         const blockedKeys = new Set<string>();
         let bulkBlocked = false;
-        while (!this.closed && this.#mode === 'redis' && this.queue.size > 0) {
+        while (!this.closed && this.mode === 'redis' && this.queue.size > 0) {
           const batch = this.#candidates(blockedKeys, bulkBlocked);
           if (batch.length === 0) break;
           const attempts = batch.map((waiter) => {
@@ -430,17 +447,17 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
             else blockedKeys.add(waiter.key);
           }
           if (failed) {
-            this.#enterFallback(failure);
+            this.#health.failure(failure);
             break;
           }
           if (full) break;
         }
-      } while (this.#pumpAgain && !this.closed && this.#mode === 'redis');
+      } while (this.#pumpAgain && !this.closed && this.mode === 'redis');
     } finally {
       this.#pumping = false;
     }
     if (this.closed) return;
-    if (this.#mode === 'fallback') this.#dispatchLocal();
+    if (this.mode === 'fallback') this.#dispatchLocal();
     else if (this.queue.size > 0) this.#scheduleWake(this.#pollIntervalMs);
   }
 
@@ -482,7 +499,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#dispatching = true;
     try {
       const hasRoom = this.#hasRoom;
-      while (this.queue.size > 0 && this.#mode === 'fallback') {
+      while (this.queue.size > 0 && this.mode === 'fallback') {
         const limit = this.fallbackLimit;
         if (this.inFlight >= limit) break;
         let waiter = this.queue.interactive.peek(hasRoom);
@@ -496,59 +513,35 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     }
   }
 
-  #enterFallback(error: unknown): void {
-    if (this.#mode === 'fallback' || this.#shutdown) return;
-    this.#mode = 'fallback';
-    this.#downSince = this.now();
-    const payload = { error, fallbackLimit: this.fallbackLimit };
-    this.events.emit('fallback', payload);
+  #emitRedis<E extends 'fallback' | 'recovered'>(event: E, payload: RedisSemaphoreEvents[E]): void {
+    this.events.emit(event, payload);
     if (admissionChannels.redis.hasSubscribers) {
-      admissionChannels.redis.publish({ gate: this.gateName, event: 'fallback', ...payload });
+      admissionChannels.redis.publish({ gate: this.gateName, event, ...payload });
     }
-    this.#recoveryTimer = setInterval(() => void this.#probe(), this.#recoveryIntervalMs);
-    this.#recoveryTimer.unref();
-    this.#dispatchLocal();
   }
 
-  async #probe(): Promise<void> {
-    if (this.#recovering || this.#mode !== 'fallback' || this.#shutdown) return;
-    this.#recovering = true;
-    try {
-      await this.#call(this.#client.ping());
-      if (this.#pendingReleases.length > 0) {
-        const pending = this.#pendingReleases;
-        await this.#call(
-          releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
-            this.#channel,
-            ...pending.map((p) => p.id),
-          ]),
-        );
-        this.#pendingReleases = this.#pendingReleases.slice(pending.length);
-      }
-      await this.#renewAll();
-      if (this.#shutdown) return;
-      this.#mode = 'redis';
-      if (this.#recoveryTimer) clearInterval(this.#recoveryTimer);
-      this.#recoveryTimer = undefined;
-      const payload = { downMs: Math.max(0, this.now() - this.#downSince) };
-      this.events.emit('recovered', payload);
-      if (admissionChannels.redis.hasSubscribers) {
-        admissionChannels.redis.publish({ gate: this.gateName, event: 'recovered', ...payload });
-      }
-      if (this.queue.size > 0) void this.#pump();
-    } catch {
-      // Still unreachable: the next probe tries again.
-    } finally {
-      this.#recovering = false;
+  /** The probe while Redis is down: it answers, owed releases are sent, held leases registered. */
+  async #recover(): Promise<void> {
+    await this.#call(this.#client.ping());
+    if (this.#pendingReleases.length > 0) {
+      const pending = this.#pendingReleases;
+      await this.#call(
+        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
+          this.#channel,
+          ...pending.map((p) => p.id),
+        ]),
+      );
+      this.#pendingReleases = this.#pendingReleases.slice(pending.length);
     }
+    await this.#renewAll();
   }
 
   async #renew(): Promise<void> {
-    if (this.#mode !== 'redis' || this.#held.size === 0 || this.#shutdown) return;
+    if (this.mode !== 'redis' || this.#held.size === 0 || this.#shutdown) return;
     try {
       await this.#renewAll();
     } catch (error) {
-      this.#enterFallback(error);
+      this.#health.failure(error);
     }
   }
 
@@ -573,7 +566,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#subscriber = subscriber;
     subscriber.on('error', noop);
     subscriber.on('message', (channel: string) => {
-      if (channel === this.#channel && this.#mode === 'redis' && this.queue.size > 0 && !this.closed) {
+      if (channel === this.#channel && this.mode === 'redis' && this.queue.size > 0 && !this.closed) {
         void this.#pump();
       }
     });

@@ -1,8 +1,16 @@
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import { waitFor } from '@sluice/test-support';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type AdmissionMiddleware, admission, CircuitBreaker, Semaphore } from '../src/index.ts';
+import {
+  type AdmissionMiddleware,
+  admission,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  Semaphore,
+} from '../src/index.ts';
 import { type Deferred, deferred, get, type Listening, listen, open } from './helpers.ts';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -349,8 +357,7 @@ describe('admission(): circuit breaker against a real upstream', () => {
     expect(statuses.filter((s) => s === 502).length + shed).toBe(10);
     expect(shed).toBeGreaterThan(0);
     // only admitted requests reached the breaker
-    expect(mw.breaker?.stats().fires).toBe(10 - shed);
-    expect(mw.breaker?.stats().failures).toBe(10 - shed);
+    expect(mw.breaker?.stats()).toMatchObject({ successes: 0, failures: 10 - shed });
     // connection errors keep counting until the circuit opens
     for (let i = 0; i < 5 && mw.breakerState !== 'open'; i += 1) {
       expect((await get(`${gateway.url}/api`)).status).toBe(502);
@@ -358,5 +365,117 @@ describe('admission(): circuit breaker against a real upstream', () => {
     expect(mw.breakerState).toBe('open');
     const refused = await get(`${gateway.url}/api`);
     expect(JSON.parse(refused.body)).toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+  });
+});
+
+describe('admission(): breaker verdicts at the response head', () => {
+  /** A breaker opened by one 500 and half-open again after 50 ms. */
+  async function halfOpenBreaker(options: Partial<CircuitBreakerOptions> = {}): Promise<CircuitBreaker> {
+    const breaker = track(new CircuitBreaker({ volumeThreshold: 1, resetTimeoutMs: 50, ...options }));
+    breaker.begin().failure();
+    await waitFor(() => breaker.state === 'half-open');
+    return breaker;
+  }
+
+  /** An app whose `/download` writes its head at once and its body when the test says so. */
+  function downloadApp(mw: AdmissionMiddleware) {
+    const bodies: Deferred[] = [];
+    const app = express();
+    app.use(mw);
+    app.get('/download', async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write('first chunk of a long download');
+      const d = deferred();
+      bodies.push(d);
+      await d.promise;
+      res.end('last chunk');
+    });
+    app.get('/hang', () => {}); // never answers
+    app.get('/ok', (_req, res) => {
+      res.json({ ok: true });
+    });
+    return { app, bodies };
+  }
+
+  it('a long half-open trial closes the circuit at its head; other requests pass during its body', async () => {
+    const breaker = await halfOpenBreaker();
+    const mw = track(admission({ limit: 10, breaker }));
+    const { app, bodies } = downloadApp(mw);
+    const server = track(await listen(app));
+    const download = get(`${server.url}/download`);
+    await waitFor(() => bodies.length === 1);
+    expect(breaker.state).toBe('closed'); // decided at the head, while the body still streams
+    const others = await Promise.all(Array.from({ length: 5 }, () => get(`${server.url}/ok`)));
+    expect(others.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(mw.inFlight).toBe(1); // the download still holds its slot
+    bodies[0]?.resolve();
+    expect((await download).body).toBe('first chunk of a long downloadlast chunk');
+    await waitFor(() => mw.inFlight === 0);
+  });
+
+  it('a half-open trial whose client leaves before the head leaves the circuit open', async () => {
+    const breaker = await halfOpenBreaker();
+    const states: string[] = [];
+    breaker.on('state', (e) => states.push(e.to));
+    const mw = track(admission({ limit: 10, breaker }));
+    const { app } = downloadApp(mw);
+    const server = track(await listen(app));
+    const trial = open(`${server.url}/hang`);
+    await waitFor(() => mw.inFlight === 1);
+    const refused = await get(`${server.url}/ok`); // the trial runs: one at a time
+    expect(JSON.parse(refused.body)).toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+    trial.destroy();
+    await waitFor(() => mw.inFlight === 0 && states.length > 0);
+    // back to open (then half-open again after resetTimeoutMs), never closed by the void trial
+    expect(states[0]).toBe('open');
+    expect(states).not.toContain('closed');
+  });
+
+  it('a request with no head within timeoutMs counts as a failure: a hang opens the circuit', async () => {
+    const breaker = track(new CircuitBreaker({ volumeThreshold: 1, timeoutMs: 100, resetTimeoutMs: 60_000 }));
+    const failures: boolean[] = [];
+    breaker.on('failure', (e) => failures.push(e.timedOut));
+    const mw = track(admission({ limit: 10, breaker }));
+    const { app } = downloadApp(mw);
+    const server = track(await listen(app));
+    const hung = open(`${server.url}/hang`);
+    await waitFor(() => breaker.state === 'open');
+    expect(failures).toEqual([true]);
+    expect(mw.inFlight).toBe(1); // the slot is the gate's business: held until the client leaves
+    hung.destroy();
+    await waitFor(() => mw.inFlight === 0);
+    const refused = await get(`${server.url}/ok`);
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(50);
+  });
+
+  it('reportHead() and release(): a caller that relays the answer reports the head and frees the slot early', async () => {
+    const breaker = track(new CircuitBreaker({ volumeThreshold: 1 }));
+    const mw = track(admission({ limit: 1, maxQueue: 0, breaker }));
+    const completes: { statusCode: number; failure: boolean; aborted: boolean }[] = [];
+    mw.on('complete', (e) => completes.push(e));
+    const rest = deferred();
+    const server = track(
+      await listen((req, res) => {
+        mw(req, res, async () => {
+          mw.reportHead(res, 502); // the upstream's head, before this relays it
+          expect(breaker.state).toBe('open');
+          res.writeHead(200); // too late to change the verdict
+          res.write('buffered answer');
+          mw.release(res); // the upstream is done: the client's transfer holds no slot
+          mw.release(res);
+          await rest.promise;
+          res.end();
+        });
+      }),
+    );
+    const first = get(`${server.url}/`);
+    await waitFor(() => completes.length === 1);
+    expect(mw.inFlight).toBe(0);
+    expect(completes).toEqual([expect.objectContaining({ statusCode: 502, failure: true, aborted: false })]);
+    rest.resolve();
+    expect((await first).status).toBe(200);
+    expect(completes.length).toBe(1);
+    mw.reportHead(new ServerResponse(new IncomingMessage(new Socket())), 500); // not admitted here: ignored
   });
 });

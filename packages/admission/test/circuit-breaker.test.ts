@@ -45,6 +45,7 @@ describe('CircuitBreaker (fake timers)', () => {
 
     const trial = b.begin();
     expect(refusal(b)).toMatchObject({ code: 'E_CIRCUIT_OPEN', retryAfterSeconds: 1 }); // one trial at a time
+    expect(b.stats().rejects).toBe(3);
     trial.failure(new Error('still down'));
     await vi.advanceTimersByTimeAsync(0);
     expect(b.state).toBe('open');
@@ -58,21 +59,26 @@ describe('CircuitBreaker (fake timers)', () => {
     expect(b.retryAfterSeconds).toBe(0);
     expect(states).toEqual(['open', 'half-open', 'open', 'half-open', 'closed']);
     expect(rejects).toEqual([5, 3, 1]);
-    expect(b.stats().rejects).toBe(3);
     await b.close();
   });
 
-  it('4xx answers (success) and client aborts (neutral) never count as failures', async () => {
+  it('4xx answers (success) never count as failures; abandoned calls count nothing', async () => {
     vi.useFakeTimers();
-    const b = new CircuitBreaker({ volumeThreshold: 2, errorThresholdPercentage: 10 });
+    const b = new CircuitBreaker({ volumeThreshold: 4, errorThresholdPercentage: 50 });
     for (let i = 0; i < 50; i += 1) {
       const call = b.begin();
-      if (i % 2) call.neutral();
+      if (i % 2) call.abandon();
       else call.success();
     }
-    await vi.advanceTimersByTimeAsync(0);
-    expect(b.state).toBe('closed');
-    expect(b.stats()).toMatchObject({ fires: 50, failures: 0, successes: 50 });
+    expect(b.stats()).toMatchObject({ successes: 25, failures: 0 });
+    const hung = b.begin();
+    for (let i = 0; i < 25; i += 1) b.begin().failure();
+    expect(b.state).toBe('closed'); // 25 of 50: not above 50 %
+    b.begin().failure();
+    // 26 of 51: abandoned calls did not dilute the rate (counted as calls, it would be 26 of 76)
+    expect(b.state).toBe('open');
+    hung.abandon();
+    expect(b.stats()).toMatchObject({ successes: 25, failures: 26, timeouts: 0 });
     await b.close();
   });
 
@@ -91,7 +97,7 @@ describe('CircuitBreaker (fake timers)', () => {
     await b.close();
   });
 
-  it('counts a call still unsettled after timeoutMs as a failure', async () => {
+  it('counts a call still unsettled after timeoutMs as a failure (a hang opens it)', async () => {
     vi.useFakeTimers();
     const b = new CircuitBreaker({ volumeThreshold: 1, timeoutMs: 2000 });
     const failures: boolean[] = [];
@@ -127,11 +133,34 @@ describe('CircuitBreaker (fake timers)', () => {
     await b.close();
   });
 
+  it('run() aborts its signal and fails with a TimeoutError after timeoutMs', async () => {
+    vi.useFakeTimers();
+    const b = new CircuitBreaker({ volumeThreshold: 1, timeoutMs: 1000 });
+    let aborted = false;
+    const running = b.run(
+      (signal) =>
+        new Promise((resolve) => {
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            setTimeout(resolve, 10_000);
+          });
+        }),
+    );
+    const outcome = running.catch((e: unknown) => e);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(await outcome).toMatchObject({ name: 'TimeoutError' });
+    expect(aborted).toBe(true);
+    expect(b.state).toBe('open');
+    await b.close();
+  });
+
   it('close() stops its timers and refuses later calls; options are validated', async () => {
     vi.useFakeTimers();
     const before = vi.getTimerCount();
-    const b = new CircuitBreaker();
-    expect(vi.getTimerCount()).toBeGreaterThan(before);
+    const b = new CircuitBreaker({ volumeThreshold: 1 });
+    expect(vi.getTimerCount()).toBe(before); // the rolling window needs no timer
+    b.begin().failure();
+    expect(vi.getTimerCount()).toBe(before + 1); // open: the timer to half-open
     await b.close();
     await b.close();
     expect(vi.getTimerCount()).toBe(before);
@@ -142,5 +171,61 @@ describe('CircuitBreaker (fake timers)', () => {
       /rollingBuckets/,
     );
     expect(() => new CircuitBreaker({ timeoutMs: -1 })).toThrow(/timeoutMs/);
+    expect(() => new CircuitBreaker({ name: '' })).toThrow('name should be a non-empty string, got ""');
+  });
+});
+
+describe('CircuitBreaker: half-open trials (fake timers)', () => {
+  async function halfOpen(options = {}): Promise<CircuitBreaker> {
+    const b = new CircuitBreaker({ volumeThreshold: 1, resetTimeoutMs: 5000, ...options });
+    b.begin().failure();
+    expect(b.state).toBe('open');
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(b.state).toBe('half-open');
+    return b;
+  }
+
+  it('an abandoned trial voids it: the circuit opens again for resetTimeoutMs, it never closes', async () => {
+    vi.useFakeTimers();
+    const b = await halfOpen();
+    const states: CircuitState[] = [];
+    b.on('state', (e) => states.push(e.to));
+    const trial = b.begin();
+    expect(b.allows).toBe(false);
+    trial.abandon();
+    expect(b.state).toBe('open');
+    expect(b.retryAfterSeconds).toBe(5);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(b.state).toBe('half-open');
+    b.begin().success();
+    expect(states).toEqual(['open', 'half-open', 'closed']);
+    expect(b.stats()).toMatchObject({ successes: 0, failures: 0 }); // a closed circuit starts afresh
+    await b.close();
+  });
+
+  it('a hung trial fails at timeoutMs and opens the circuit; its late verdict is ignored', async () => {
+    vi.useFakeTimers();
+    const b = await halfOpen({ timeoutMs: 3000 });
+    const trial = b.begin();
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(b.state).toBe('half-open');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(b.state).toBe('open');
+    trial.success();
+    expect(b.state).toBe('open');
+    await b.close();
+  });
+
+  it('calls begun before the circuit opened do not decide the half-open circuit', async () => {
+    vi.useFakeTimers();
+    const b = new CircuitBreaker({ volumeThreshold: 1, resetTimeoutMs: 1000 });
+    const early = b.begin();
+    b.begin().failure();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(b.state).toBe('half-open');
+    early.success(); // began while closed: says nothing now
+    expect(b.state).toBe('half-open');
+    expect(b.allows).toBe(true);
+    await b.close();
   });
 });

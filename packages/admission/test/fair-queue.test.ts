@@ -7,7 +7,7 @@ interface Item extends FairQueueEntry {
 }
 
 function item(key: string, id: number): Item {
-  return { key, id, lane: undefined, prevInLane: undefined, nextInLane: undefined };
+  return { key, id, lane: undefined, node: undefined };
 }
 
 describe('FairQueue', () => {

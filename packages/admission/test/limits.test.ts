@@ -1,12 +1,11 @@
 import { adminQuery, waitFor } from '@sluice/test-support';
 import { describe, expect, it } from 'vitest';
 import {
-  adaptiveLimit,
   type ConnectionMonitorLike,
   type ConnectionSampleLike,
   databaseBudget,
-  fixedLimit,
-  Gradient2,
+  type LoadLimit,
+  loadLimit,
   type Permit,
   poolSizeLimit,
   Semaphore,
@@ -32,13 +31,11 @@ class HandMonitor implements ConnectionMonitorLike {
   }
 }
 
-describe('fixed and pool-size limits', () => {
-  it('fixedLimit and poolSizeLimit give a constant limit, validated', () => {
-    expect(fixedLimit(7).current).toBe(7);
+describe('pool-size limit', () => {
+  it('poolSizeLimit gives a constant limit, validated', () => {
     expect(poolSizeLimit({ max: 20 }).current).toBe(20);
     expect(poolSizeLimit({ max: 20 }, { share: 0.5 }).current).toBe(10);
     expect(poolSizeLimit({ max: 1 }, { share: 0.1 }).current).toBe(1);
-    expect(() => fixedLimit(-2)).toThrow(RangeError);
     expect(() => poolSizeLimit({ max: 0 })).toThrow(/pool.max/);
     expect(() => poolSizeLimit({ max: 5 }, { share: 0 })).toThrow(/share/);
   });
@@ -172,106 +169,173 @@ describe('databaseBudget', () => {
   });
 });
 
-describe('Gradient2 (pure)', () => {
-  it('grows by queueSize while latency holds, when the limit is in use', () => {
-    const g = new Gradient2({ initialLimit: 10, maxLimit: 100, smoothing: 1 });
-    expect(g.update({ rttMs: 10, inflight: 10 })).toBe(14);
-    expect(g.update({ rttMs: 10, inflight: 14 })).toBe(18);
+/**
+ * A PgBouncer-backed upstream reduced to arithmetic: `demand` requests want in, each admitted one
+ * holds a server connection `share` of its time, `capacity` connections serve them; what does not
+ * fit waits. One `step()` = one load sample pushed to the limit.
+ */
+function upstream(limit: LoadLimit, o: { capacity: number; share: number; demand: number }) {
+  const model = { ...o, maxWaitMs: 200 };
+  const inFlight = (): number => Math.min(limit.current, model.demand);
+  const gate = {
+    get queued() {
+      return Math.max(0, model.demand - limit.current);
+    },
+    get inFlight() {
+      return inFlight();
+    },
+  };
+  limit.attach?.(() => gate);
+  return {
+    model,
+    step(): number {
+      const wanting = model.share * inFlight();
+      limit.sample({
+        busy: Math.min(model.capacity, wanting),
+        capacity: model.capacity,
+        waiting: Math.max(0, Math.round(wanting - model.capacity)),
+        maxWaitMs: model.maxWaitMs,
+      });
+      return limit.current;
+    },
+  };
+}
+
+describe('loadLimit (driven by load samples, no clock)', () => {
+  it('grows under demand while the database has headroom, to what fills 90 % of it, in a few samples', () => {
+    const limit = loadLimit({ ceiling: 100, initial: 10 });
+    const up = upstream(limit, { capacity: 20, share: 0.5, demand: 500 });
+    const seen = Array.from({ length: 12 }, () => up.step());
+    // 18 busy connections (90 % of 20) at half a connection per request: 36 in flight (the
+    // busy count is smoothed over two samples, so it may overshoot by a step, never past capacity)
+    expect(seen).toEqual([...seen].sort((a, b) => a - b)); // never shrinks on the way
+    expect(seen[0]).toBeGreaterThan(10);
+    expect(seen[4]).toBeGreaterThanOrEqual(35);
+    expect(seen.at(-1)).toBeLessThanOrEqual(40);
+    expect(limit.reason).toBe('steady');
   });
 
-  it('does not grow while less than half the limit is in use', () => {
-    const g = new Gradient2({ initialLimit: 20, smoothing: 1 });
-    expect(g.update({ rttMs: 10, inflight: 5 })).toBe(20);
+  it('does not grow without demand (nothing queued in the gate)', () => {
+    const limit = loadLimit({ ceiling: 100, initial: 10 });
+    const up = upstream(limit, { capacity: 20, share: 0.5, demand: 6 });
+    for (let i = 0; i < 10; i += 1) up.step();
+    expect(limit.current).toBe(10);
+    expect(limit.reason).toBe('no-demand');
   });
 
-  it('shrinks when the short RTT rises well above the long one, at most by half per step', () => {
-    const g = new Gradient2({ initialLimit: 40, maxLimit: 100, smoothing: 1, longWindow: 100 });
-    for (let i = 0; i < 20; i += 1) g.update({ rttMs: 10, inflight: 1 });
-    expect(g.limit).toBe(40);
-    // 10x latency: gradient clamps at 0.5 -> 40 * 0.5 + 4
-    expect(g.update({ rttMs: 100, inflight: 40 })).toBe(24);
-    expect(g.longRttMs).toBeGreaterThan(10);
+  it('shrinks within a sample when clients wait for a server connection, in proportion', () => {
+    const limit = loadLimit({ ceiling: 100, initial: 60 });
+    const up = upstream(limit, { capacity: 20, share: 0.5, demand: 500 });
+    // 30 want a connection, 20 have one, 10 wait: keep 18 of 30 -> 60 * 18 / 30
+    expect(up.step()).toBe(36);
+    expect(limit.reason).toBe('waiting');
+    // short waits (under waitToleranceMs) are tolerated
+    const tolerant = loadLimit({ ceiling: 100, initial: 60 });
+    const quick = upstream(tolerant, { capacity: 20, share: 0.5, demand: 500 });
+    quick.model.maxWaitMs = 20;
+    expect(quick.step()).toBe(60);
   });
 
-  it('never exceeds the cap nor drops below minLimit', () => {
-    const g = new Gradient2({ initialLimit: 10, minLimit: 3, maxLimit: 100, smoothing: 1 });
-    for (let i = 0; i < 30; i += 1) g.update({ rttMs: 10, inflight: 1000 }, 25);
-    expect(g.limit).toBe(25);
-    // under lasting overload it settles where limit / 2 + queueSize = limit
-    for (let i = 0; i < 30; i += 1) g.update({ rttMs: 10_000, inflight: 1000 }, 25);
-    expect(g.limit).toBe(8);
-    const floor = new Gradient2({ initialLimit: 30, minLimit: 12, smoothing: 1 });
-    for (let i = 0; i < 30; i += 1) floor.update({ rttMs: 10 * 2 ** i, inflight: 1000 });
-    expect(floor.limit).toBe(12);
+  it('reacts when the database gets slower (each request holds a connection longer), then holds steady', () => {
+    const limit = loadLimit({ ceiling: 100, initial: 10 });
+    const up = upstream(limit, { capacity: 20, share: 0.5, demand: 500 });
+    for (let i = 0; i < 10; i += 1) up.step();
+    const before = limit.current;
+    up.model.share = 1.5;
+    const after = Array.from({ length: 3 }, () => up.step());
+    expect(after.at(-1)).toBeLessThanOrEqual(Math.ceil(18 / 1.5) + 1);
+    expect(after.at(-1)).toBeLessThan(before / 2);
+    const steady = Array.from({ length: 30 }, () => up.step());
+    expect(new Set(steady).size).toBe(1); // no oscillation once the load is steady
   });
 
-  it('validates options', () => {
-    expect(() => new Gradient2({ minLimit: 0 })).toThrow(/minLimit/);
-    expect(() => new Gradient2({ minLimit: 5, maxLimit: 4 })).toThrow(/maxLimit/);
-    expect(() => new Gradient2({ rttTolerance: 0.5 })).toThrow(/rttTolerance/);
-  });
-});
-
-describe('adaptiveLimit', () => {
-  it('updates once per window (injected clock) and is capped by the database budget', () => {
-    let t = 0;
+  it('never crosses the ceiling, and follows a ceiling that shrinks at once', () => {
     const monitor = new HandMonitor();
-    monitor.emit({ byApplication: { cvat: 67 } }); // budget 30
+    monitor.emit({ byApplication: { cvat: 57 } }); // budget 100 - 3 - 57 = 40
     const budget = databaseBudget({ monitor, smoothing: 1 });
-    const limit = adaptiveLimit({
-      max: budget,
-      initialLimit: 10,
-      smoothing: 1,
-      windowMs: 1000,
-      minSamples: 5,
-      now: () => t,
-    });
+    const limit = loadLimit({ ceiling: budget, initial: 10 });
     const changes: number[] = [];
     limit.onChange((n) => changes.push(n));
-    expect(limit.current).toBe(10);
-    for (let i = 0; i < 20; i += 1) limit.record({ rttMs: 10, inflight: 10, dropped: false });
-    expect(limit.current).toBe(10); // the window has not closed: too early
-    t = 1000;
-    limit.record({ rttMs: 10, inflight: 10, dropped: false });
-    expect(limit.current).toBe(14);
-    for (let w = 2; w < 10; w += 1) {
-      t = w * 1000;
-      for (let i = 0; i < 5; i += 1) limit.record({ rttMs: 10, inflight: 100, dropped: false });
-    }
-    expect(limit.current).toBe(30); // capped by the budget
+    const up = upstream(limit, { capacity: 100, share: 0.2, demand: 1000 });
+    for (let i = 0; i < 20; i += 1) expect(up.step()).toBeLessThanOrEqual(40);
+    expect(limit.current).toBe(40);
     monitor.emit({ byApplication: { cvat: 82 } }); // budget 15
-    expect(limit.cap).toBe(15);
+    expect(limit.ceiling).toBe(15);
     expect(limit.current).toBe(15);
     expect(changes.at(-1)).toBe(15);
+    monitor.emit({ byApplication: { cvat: 57 } }); // back to 40: grows by control steps, not at once
+    expect(limit.current).toBe(15);
+    up.step();
+    expect(limit.current).toBeGreaterThan(15);
     limit.close();
     budget.close();
   });
 
-  it('is fed by a Semaphore on release (dropped and ignored samples handled)', async () => {
-    let t = 0;
-    const limit = adaptiveLimit({
-      max: 50,
-      initialLimit: 2,
-      smoothing: 1,
-      windowMs: 10,
-      minSamples: 2,
-      now: () => t,
-    });
-    const gate = new Semaphore({ limit, now: () => t, interactiveReserve: 0 });
-    expect(gate.limit).toBe(2);
-    const a = await gate.acquire();
-    const b = await gate.acquire();
-    t = 20;
-    a.release('ignore');
-    b.release('ok');
-    expect(gate.limit).toBe(2); // one sample only: the window needs two
-    const c = await gate.acquire();
-    const d = await gate.acquire();
-    t = 40;
-    c.release('ok');
-    d.release('dropped');
-    expect(gate.limit).toBe(3); // 2 * 1 + queueSize(2) = 3
+  it('never drops below the floor', () => {
+    const limit = loadLimit({ ceiling: 100, floor: 4, initial: 50 });
+    const up = upstream(limit, { capacity: 2, share: 1, demand: 500 });
+    for (let i = 0; i < 20; i += 1) expect(up.step()).toBeGreaterThanOrEqual(4);
+    expect(limit.current).toBe(4);
+  });
+
+  it('latency guard: shrinks when latency grows with concurrency while the database idles', () => {
+    const limit = loadLimit({ ceiling: 100 }); // starts at the floor: learns the calm latency
+    const up = upstream(limit, { capacity: 20, share: 0.05, demand: 500 });
+    const samples = () => {
+      // a CPU-bound upstream: 4 requests in flight keep it busy, each one more queues 25 ms
+      const rttMs = 20 + 25 * Math.max(0, Math.min(limit.current, 500) - 4);
+      for (let i = 0; i < 10; i += 1) limit.record({ rttMs, inflight: limit.current, dropped: false });
+    };
+    const seen: number[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      samples();
+      seen.push(up.step());
+    }
+    // the database alone would allow 18 / 0.05 = 360 (the ceiling); latency keeps it near the knee
+    expect(Math.max(...seen)).toBeLessThan(15);
+    expect(limit.current).toBeGreaterThanOrEqual(4);
+    expect(limit.current).toBeLessThanOrEqual(6);
+  });
+
+  it('latency guard: latency that rises on its own (not with concurrency) does not collapse the limit', () => {
+    const limit = loadLimit({ ceiling: 100, initial: 30 });
+    const up = upstream(limit, { capacity: 100, share: 0.05, demand: 500 });
+    let rttMs = 20;
+    const period = () => {
+      for (let i = 0; i < 10; i += 1) limit.record({ rttMs, inflight: 1, dropped: false });
+      return up.step();
+    };
+    for (let i = 0; i < 5; i += 1) period();
+    const before = limit.current;
+    rttMs = 200; // everything got 10x slower, whatever the concurrency
+    const after = Array.from({ length: 30 }, period);
+    expect(Math.min(...after)).toBeGreaterThanOrEqual(Math.floor(before / 4));
+    expect(limit.current).toBeGreaterThanOrEqual(before / 2);
+  });
+
+  it('drives a Semaphore: attached to it, it reads its queue; it never publishes past the ceiling', async () => {
+    const limit = loadLimit({ ceiling: 8, initial: 2 });
+    const gate = new Semaphore({ limit, interactiveReserve: 0 });
+    const held = [await gate.acquire(), await gate.acquire()];
+    const waiting = settle(gate.acquire());
+    limit.sample({ busy: 1, capacity: 20, waiting: 0 }); // headroom, one queued in the gate
+    await flush();
+    expect(gate.limit).toBeGreaterThan(2);
+    expect(waiting.state).toBe('resolved');
+    for (let i = 0; i < 10; i += 1) limit.sample({ busy: 1, capacity: 20, waiting: 0 });
+    expect(gate.limit).toBeLessThanOrEqual(8);
+    for (const p of [...held, waiting.value as Permit]) p.release();
     await gate.close();
-    limit.close();
+    await limit[Symbol.asyncDispose]();
+  });
+
+  it('validates options and samples', () => {
+    expect(() => loadLimit({ ceiling: 0 })).toThrow('ceiling should be an integer >= 1, got 0');
+    expect(() => loadLimit({ ceiling: 10, targetUtilization: 0 })).toThrow(/targetUtilization/);
+    expect(() => loadLimit({ ceiling: 10, latencyTolerance: 1 })).toThrow(/latencyTolerance/);
+    expect(() => loadLimit({ ceiling: 10, demand: 3 as unknown as () => never })).toThrow(/demand/);
+    const limit = loadLimit({ ceiling: 10 });
+    expect(() => limit.sample({ busy: -1, capacity: 20, waiting: 0 })).toThrow(/load.busy/);
+    expect(() => limit.sample({ busy: 1, capacity: 20, waiting: Number.NaN })).toThrow(TypeError);
   });
 });

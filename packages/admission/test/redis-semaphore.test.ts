@@ -1,15 +1,18 @@
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { deleteKeys, sharedRedisUrl, startOwnRedis, uniquePrefix, waitFor } from '@sluice/test-support';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   admission,
+  type GateDemand,
   isAdmissionError,
+  type LimitSource,
   type Permit,
   RedisSemaphore,
   type RedisSemaphoreOptions,
 } from '../src/index.ts';
-import { flush, get, listen, settle } from './helpers.ts';
+import { deferred, flush, get, listen, settle } from './helpers.ts';
 
 const prefix = uniquePrefix('admission');
 let redis: Redis;
@@ -193,11 +196,102 @@ describe('RedisSemaphore against a real Redis', () => {
     }
   });
 
+  it('shows a closed-loop limit source the global in-flight count, not only its own', async () => {
+    const name = uniqueName();
+    let demand: (() => GateDemand) | undefined;
+    const source: LimitSource = {
+      current: 4,
+      onChange: () => () => {},
+      attach: (gauges) => {
+        demand = gauges;
+      },
+    };
+    const a = gate({ name, limit: 4 });
+    const b = gate({ name, limit: source });
+    const held = [await a.acquire(), await a.acquire(), await b.acquire()];
+    expect(demand?.()).toEqual({ queued: 0, inFlight: 3 }); // b holds 1, Redis counted 3
+    for (const p of held) p.release();
+  });
+
   it('validates options', () => {
     expect(() => new RedisSemaphore({ redis: sharedRedisUrl, limit: 1, prefix: 'a{b' })).toThrow(/prefix/);
     expect(() => new RedisSemaphore({ redis: 42 as unknown as string, limit: 1 })).toThrow(/redis should be/);
     expect(() => new RedisSemaphore({ redis: redis, limit: 1, leaseMs: 10 })).toThrow(/leaseMs/);
     expect(() => new RedisSemaphore({ redis: redis, limit: 1, fallbackShare: 0 })).toThrow(/fallbackShare/);
+  });
+});
+
+/** A TCP proxy to `port` that holds every connection until `open()`: a Redis slow to answer at start. */
+async function slowStart(port: number) {
+  const opened = deferred();
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+    client.pause();
+    void opened.promise.then(() => {
+      const upstream = connect(port, '127.0.0.1');
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+      client.resume();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    open: () => opened.resolve(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('RedisSemaphore while Redis has not answered yet', () => {
+  it('acquires wait while connecting (no fallback share), then go through Redis', async () => {
+    const slow = await slowStart(Number(new URL(sharedRedisUrl).port || 6379));
+    try {
+      const name = uniqueName();
+      const g = gate({ name, redis: slow.url, limit: 4, commandTimeoutMs: 250, connectTimeoutMs: 60_000 });
+      const events: string[] = [];
+      g.on('fallback', () => events.push('fallback'));
+      expect(g.mode).toBe('connecting');
+      expect(g.tryAcquire()).toBeUndefined();
+      const waiting = [settle(g.acquire({ key: 'a' })), settle(g.acquire({ key: 'b' }))];
+      // twice commandTimeoutMs: a slow start is not an outage
+      await new Promise((r) => setTimeout(r, 500));
+      expect(waiting.map((w) => w.state)).toEqual(['pending', 'pending']);
+      expect(g.queued).toBe(2);
+      slow.open();
+      await waitFor(() => waiting.every((w) => w.state === 'resolved'));
+      expect(g.mode).toBe('redis');
+      expect(events).toEqual([]);
+      expect(await redis.zcard(`${prefix}{${name}}:leases`)).toBe(2);
+      for (const w of waiting) (w.value as Permit).release();
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('falls back once connectTimeoutMs passes without an answer; a queued wait is served then', async () => {
+    const slow = await slowStart(Number(new URL(sharedRedisUrl).port || 6379));
+    try {
+      const g = gate({ name: uniqueName(), redis: slow.url, limit: 8, connectTimeoutMs: 150 });
+      const fallbacks: number[] = [];
+      g.on('fallback', (e) => fallbacks.push(e.fallbackLimit));
+      const first = settle(g.acquire());
+      expect(g.mode).toBe('connecting');
+      await waitFor(() => first.state === 'resolved');
+      expect(g.mode).toBe('fallback');
+      expect(fallbacks).toEqual([2]);
+      (first.value as Permit).release();
+    } finally {
+      await slow.close();
+    }
   });
 });
 
@@ -211,7 +305,8 @@ describe('RedisSemaphore when Redis goes away', () => {
         limit: 8,
         fallbackShare: 0.25,
         interactiveReserve: 0,
-        commandTimeoutMs: 200,
+        // generous: a loaded machine must not look like an outage; a dead Redis fails at once
+        commandTimeoutMs: 2000,
         recoveryIntervalMs: 100,
         drainTimeoutMs: 0,
       });
@@ -219,7 +314,8 @@ describe('RedisSemaphore when Redis goes away', () => {
       const events: string[] = [];
       g.on('fallback', (e) => events.push(`fallback ${e.fallbackLimit}`));
       g.on('recovered', () => events.push('recovered'));
-      const first = await g.acquire();
+      expect(g.mode).toBe('connecting');
+      const first = await g.acquire(); // waits for Redis's first answer: no fallback at start
       expect(g.mode).toBe('redis');
       await own.kill();
       // Redis is down: the next acquire falls back to 8 * 0.25 = 2 permits in this process

@@ -244,6 +244,54 @@ describe('Semaphore: timeouts and aborts remove exactly the waiter', () => {
   });
 });
 
+describe('Semaphore: bulk work waits (per-class queue bounds and timeouts)', () => {
+  it('bulk waiters wait minutes while interactive ones time out in seconds, and never block them', async () => {
+    vi.useFakeTimers();
+    const gate = new Semaphore({ limit: 2, interactiveReserve: 0.5, maxQueue: { interactive: 2, bulk: 3 } });
+    const bulkHeld = await gate.acquire({ key: 'script', priority: 'bulk' });
+    const bulk = [1, 2, 3].map(() => settle(gate.acquire({ key: 'script', priority: 'bulk' })));
+    // the bulk lane is full; the interactive lane is not: its places are its own
+    const refused = await gate.acquire({ key: 'script', priority: 'bulk' }).catch((e: unknown) => e);
+    expect(isAdmissionError(refused, 'E_QUEUE_FULL')).toBe(true);
+    const user = await gate.acquire({ key: 'user' }); // the interactive share: at once
+    const waiting = settle(gate.acquire({ key: 'user2' }));
+    await vi.advanceTimersByTimeAsync(10_000); // default interactive timeout
+    expect(isAdmissionError(waiting.error, 'E_QUEUE_TIMEOUT')).toBe(true);
+    expect(bulk.map((b) => b.state)).toEqual(['pending', 'pending', 'pending']);
+    expect((waiting.error as { retryAfterSeconds: number }).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    bulkHeld.release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(bulk.map((b) => b.state)).toEqual(['resolved', 'pending', 'pending']);
+    await vi.advanceTimersByTimeAsync(300_000 - 10_000 - 1);
+    expect(bulk[2]?.state).toBe('pending');
+    await vi.advanceTimersByTimeAsync(1);
+    // the default bulk timeout is five minutes
+    expect(isAdmissionError(bulk[1]?.error, 'E_QUEUE_TIMEOUT')).toBe(true);
+    expect(isAdmissionError(bulk[2]?.error, 'E_QUEUE_TIMEOUT')).toBe(true);
+    (bulk[0] as { value: Permit }).value.release();
+    user.release();
+    await gate.close();
+  });
+
+  it('takes one timeout for both classes, or one per class', async () => {
+    vi.useFakeTimers();
+    const gate = new Semaphore({ limit: 1, queueTimeoutMs: { bulk: 2000 }, interactiveReserve: 0 });
+    const held = await gate.acquire();
+    const bulk = settle(gate.acquire({ priority: 'bulk' }));
+    const interactive = settle(gate.acquire());
+    await vi.advanceTimersByTimeAsync(2000);
+    expect([bulk.state, interactive.state]).toEqual(['rejected', 'pending']);
+    await vi.advanceTimersByTimeAsync(8000);
+    expect(interactive.state).toBe('rejected');
+    held.release();
+    await gate.close();
+    expect(() => new Semaphore({ limit: 1, queueTimeoutMs: { bulk: 0 } })).toThrow(
+      'queueTimeoutMs.bulk should be an integer between 1 and 2147483647, got 0',
+    );
+    expect(() => new Semaphore({ limit: 1, maxQueue: { interactive: -1 } })).toThrow(/maxQueue.interactive/);
+  });
+});
+
 describe('Semaphore: fairness', () => {
   it("a key with 500 queued does not delay another key's request by more than one turn", async () => {
     const gate = new Semaphore({ limit: 1, maxQueue: 1000 });

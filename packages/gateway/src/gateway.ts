@@ -182,7 +182,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   }
 
   async function start(): Promise<GatewayAddress> {
-    await parts.sizeFromDatabase();
+    await parts.start();
     if (state !== 'running') throw new GatewayError('E_CLOSED', 'the gateway was closed while starting');
     // requestTimeout stays 0: a total time limit would cut slow but healthy uploads; a stalled body
     // is caught by clientBodyTimeoutMs, stalled headers by headersTimeout, which Node checks every

@@ -2,18 +2,14 @@
 // connections, database pool and its background work, Redis, the admission gate and breaker,
 // the validators and the session cache), and their closing, in one place.
 import { createHmac } from 'node:crypto';
-import {
-  type AdmissionGate,
-  CircuitBreaker,
-  type DatabaseBudget,
-  databaseBudget,
-  RedisSemaphore,
-  Semaphore,
-} from '@sluice/admission';
+import { type AdmissionGate, CircuitBreaker, RedisSemaphore, Semaphore } from '@sluice/admission';
 import { Health, type TypedEvents, withTimeout } from '@sluice/kit';
 import {
   type ConnectionMonitor,
+  detectPgBouncer,
   monitorConnections,
+  monitorPgBouncer,
+  type PgBouncerMonitor,
   type Reaper,
   type SessionPurger,
   type SluicePool,
@@ -32,6 +28,7 @@ import {
 import type { Cluster, Redis } from 'ioredis';
 import { Pool } from 'undici';
 import type { GatewayConfig } from './config/settings.js';
+import { type AdmissionLimit, admissionLimit, DEFAULT_LIMIT } from './limits.js';
 import type { GatewayLogger } from './logger.js';
 import { createRedisClient, type RedisMode } from './redis-client.js';
 import type { BreakerState } from './status.js';
@@ -82,18 +79,19 @@ export interface GatewayParts {
   readonly databaseHealth: Health | undefined;
   readonly reaper: Reaper | undefined;
   readonly purger: SessionPurger | undefined;
+  /** The admission limit (ceiling and load control). */
+  readonly limit: AdmissionLimit;
+  /** PgBouncer's monitor, once `start()` found it in front of the database. */
+  readonly pgbouncer: PgBouncerMonitor | undefined;
   /** Where the admission limit comes from. */
-  readonly limitSource: 'configured' | 'database' | 'default';
+  readonly limitSource: 'configured' | 'default' | 'database' | 'pgbouncer';
   /** Totals since start: connections reaped, sessions purged. */
   readonly tallies: { reaped: number; purged: number };
-  /** Samples the database once and follows its budget (with a database and no `dbBudget`). */
-  sizeFromDatabase(): Promise<void>;
+  /** With a database: finds out whether it is PgBouncer, takes the first samples, starts the reaper. */
+  start(): Promise<void>;
   /** Closes everything but the upstream connections (the lifecycle drains those). */
   close(): Promise<void>;
 }
-
-/** The default admission limit without a database or a configured budget. */
-export const DEFAULT_LIMIT = 20;
 
 function deriveSecret(label: string, secretKey: string): string {
   return createHmac('sha256', secretKey).update(`sluice-gateway:${label}`).digest('base64url');
@@ -152,12 +150,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
   });
 
   // --- admission ------------------------------------------------------------------------------
-  const limitSource = config.dbBudget !== undefined ? 'configured' : pool ? 'database' : 'default';
-  const initialLimit = config.dbBudget ?? DEFAULT_LIMIT;
+  const limit = admissionLimit(config, pool !== undefined, GATEWAY_APPLICATION_NAME);
   const gateOptions = {
-    limit: initialLimit,
+    limit: limit.source,
     maxQueue: config.queueMax,
-    queueTimeoutMs: config.queueTimeoutMs,
+    queueTimeoutMs: { interactive: config.queueTimeoutMs, bulk: config.bulkQueueTimeoutMs },
     interactiveReserve: config.interactiveReserve,
     drainTimeoutMs: config.shutdownGraceMs,
     name: 'upstream',
@@ -172,11 +169,16 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
         commandTimeoutMs: config.admissionRedisTimeoutMs,
       })
     : new Semaphore(gateOptions);
-  gate.on('limit', ({ limit, previous }) => {
-    logger.info({ limit, previous }, 'admission budget changed');
-    events.emit('limit', { limit, previous });
+  gate.on('limit', ({ limit: value, previous }) => {
+    logger.debug({ limit: value, previous }, 'admission limit changed');
+    events.emit('limit', { limit: value, previous });
   });
-  const breaker = new CircuitBreaker({ name: 'upstream', resetTimeoutMs: 5_000 });
+  // A call without the upstream's response head within its headers timeout counts as a failure.
+  const breaker = new CircuitBreaker({
+    name: 'upstream',
+    resetTimeoutMs: 5_000,
+    timeoutMs: config.upstreamHeadersTimeoutMs,
+  });
   breaker.on('state', ({ from, to }) => {
     logger.warn({ from, to }, 'upstream circuit breaker changed state');
     events.emit('breaker', { from, to });
@@ -189,6 +191,9 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       url: new URL(config.introspectionPath, config.upstream),
       timeoutMs: Math.min(config.upstreamHeadersTimeoutMs, 10_000),
       cookieName: config.sessionCookieName,
+      host: introspectionHost(config),
+      // CVAT re-saves a session on every answer unless this cookie says it is fresh.
+      cookies: { sessionfresh: '1' },
     });
     // Each introspection call costs the upstream a database connection: it takes an admission slot,
     // under a key of its own (validations are not one client, so no per-client cap applies).
@@ -240,6 +245,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       : false,
     now: o.now,
     env: {},
+    negative: { max: Math.max(100, Math.min(10_000, Math.ceil(config.cacheMax / 10))), ttlMs: 5_000 },
     ...(pepper === undefined ? {} : { pepper }),
   });
   cache.on('l2:down', ({ error }) =>
@@ -250,10 +256,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
   // --- database background work ---------------------------------------------------------------
   const tallies = { reaped: 0, purged: 0 };
   let monitor: ConnectionMonitor | undefined;
+  let pgbouncer: PgBouncerMonitor | undefined;
   let databaseHealth: Health | undefined;
   let reaper: Reaper | undefined;
   let purger: SessionPurger | undefined;
-  let budget: DatabaseBudget | undefined;
+  let limitSource: GatewayParts['limitSource'] = config.dbBudget !== undefined ? 'configured' : 'default';
   if (pool) {
     const m = monitorConnections({
       pool,
@@ -266,6 +273,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
     );
     m.onError((error) => logger.warn({ err: error }, 'connection monitor sample failed'));
+    m.onSample((sample) => limit.onPostgresSample(sample, gate.inFlight, pgbouncer !== undefined));
     if (config.databaseGuard) {
       const guard = new Health({
         name: 'database',
@@ -288,29 +296,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       });
       databaseHealth = guard;
     }
-    if (config.reaper) {
-      // Only the upstream's own database: other databases on the server are someone else's.
-      const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
-      const r = scheduleReaper({
-        pool,
-        applicationName: config.upstreamApplicationName,
-        ...(database === '' ? {} : { database }),
-        idleForMs: config.reaperIdleMs,
-        intervalMs: config.reaperIntervalMs,
-        onDenied: 'report',
-      });
-      r.onReap((result) => {
-        tallies.reaped += result.reaped.length;
-        if (result.reaped.length > 0 || result.denied.length > 0) {
-          logger.info(
-            { reaped: result.reaped.length, denied: result.denied.length, deferred: result.deferred },
-            'reaped idle upstream connections',
-          );
-        }
-      });
-      r.onError((error) => logger.warn({ err: error }, 'reaper run failed'));
-      reaper = r;
-    }
     if (config.sessionPurge) {
       const p = schedulePurge({ pool, intervalMs: config.sessionPurgeIntervalMs });
       p.onPurge(({ deleted, ms }) => {
@@ -322,29 +307,70 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     }
   }
 
-  async function sizeFromDatabase(): Promise<void> {
-    if (!monitor || limitSource !== 'database') return;
+  /** The reaper, for a database the gateway reaches directly (behind PgBouncer it sees no leaks). */
+  function startReaper(database: SluicePool): Reaper {
+    // Only the upstream's own database: other databases on the server are someone else's.
+    const name = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
+    const r = scheduleReaper({
+      pool: database,
+      applicationName: config.upstreamApplicationName,
+      ...(name === '' ? {} : { database: name }),
+      idleForMs: config.reaperIdleMs,
+      intervalMs: config.reaperIntervalMs,
+      ...(config.reaperLastQuery === '' ? {} : { lastQuery: config.reaperLastQuery }),
+      // Never a connection that may serve a request in flight: that many idle ones are kept.
+      keep: () => gate.inFlight,
+      onDenied: 'report',
+      now: o.now,
+    });
+    r.onReap((result) => {
+      tallies.reaped += result.reaped.length;
+      if (result.reaped.length > 0 || result.denied.length > 0) {
+        logger.warn(
+          { reaped: result.reaped.length, denied: result.denied.length, kept: result.kept },
+          'ended idle connections the upstream leaked',
+        );
+      }
+    });
+    r.onError((error) => logger.warn({ err: error }, 'reaper run failed'));
+    return r;
+  }
+
+  async function start(): Promise<void> {
+    if (!pool || !monitor) return;
     const m = monitor;
-    try {
-      await withTimeout(() => m.sampleNow(), config.readyTimeoutMs * 2, {
-        message: 'first sample timed out',
+    const bounded = config.readyTimeoutMs * 2;
+    const adminUrl =
+      config.pgbouncerAdminUrl ??
+      (await detectPgBouncer(config.databaseUrl ?? '', { timeoutMs: bounded }).catch(() => undefined))
+        ?.adminUrl;
+    if (adminUrl !== undefined) {
+      const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
+      const b = monitorPgBouncer({
+        adminUrl,
+        ...(database === '' ? {} : { database }),
+        intervalMs: config.monitorIntervalMs,
+        timeoutMs: config.readyTimeoutMs,
       });
+      b.onSample((sample) => limit.onPgBouncerSample(sample));
+      b.onError((error) => logger.warn({ err: error }, 'PgBouncer sample failed'));
+      pgbouncer = b;
+      limitSource = 'pgbouncer';
+      await withTimeout(() => b.sampleNow(), bounded).catch((error: unknown) =>
+        logger.warn({ err: error }, 'PgBouncer not sampled yet; the limit follows it once it answers'),
+      );
+      return;
+    }
+    limitSource = 'database';
+    try {
+      await withTimeout(() => m.sampleNow(), bounded, { message: 'first sample timed out' });
     } catch (error) {
       logger.warn(
-        { err: error, limit: initialLimit },
-        'database not sampled yet; budget starts at the default',
+        { err: error, limit: DEFAULT_LIMIT },
+        'database not sampled yet; the limit starts at the default',
       );
     }
-    budget = databaseBudget({
-      monitor: m,
-      applicationNames: [GATEWAY_APPLICATION_NAME, config.upstreamApplicationName],
-      reserve: config.dbReserve + config.poolMax,
-      floor: 1,
-      ceiling: config.upstreamConnections,
-      ...(m.lastSample ? {} : { initial: initialLimit }),
-    });
-    if (budget.current !== gate.limit) gate.setLimit(budget.current);
-    budget.onChange((limit) => gate.setLimit(limit));
+    if (config.reaper) reaper = startReaper(pool);
   }
 
   async function close(): Promise<void> {
@@ -355,9 +381,10 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       reaper?.close(),
       purger?.close(),
       monitor?.close(),
+      pgbouncer?.close(),
       databaseHealth?.close(),
     ]);
-    budget?.close();
+    limit.close();
     await pool
       ?.close()
       .catch((error: unknown) => logger.warn({ err: error }, 'closing the database pool failed'));
@@ -376,11 +403,28 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     validatorKind,
     monitor,
     databaseHealth,
-    reaper,
+    get reaper() {
+      return reaper;
+    },
     purger,
-    limitSource,
+    limit,
+    get pgbouncer() {
+      return pgbouncer;
+    },
+    get limitSource() {
+      return limitSource;
+    },
     tallies,
-    sizeFromDatabase,
+    start,
     close,
   };
+}
+
+/**
+ * The `Host` introspection requests present: the upstream's own host, unless Django would refuse
+ * it (an underscore, as in compose's `cvat_server`), then `localhost`.
+ */
+function introspectionHost(config: GatewayConfig): string {
+  const host = new URL(config.upstream).host;
+  return host.includes('_') ? 'localhost' : host;
 }

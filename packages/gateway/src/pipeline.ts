@@ -191,6 +191,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
   const admissionMiddleware = admission({
     gate: parts.gate,
     breaker: parts.breaker,
+    shedStatus: config.shedStatus === 503 ? 503 : 429,
     classify: (req) => (requestContext(req).requestClass === 'bulk' ? 'bulk' : 'interactive'),
     key: (req) => {
       const identity = (req as SluiceRequest).sluice?.identity;

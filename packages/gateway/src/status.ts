@@ -25,7 +25,11 @@ export interface AdmissionStatus {
   readonly queued: number;
   readonly available: number;
   /** Where the limit came from. */
-  readonly limitSource: 'configured' | 'database' | 'default';
+  readonly limitSource: 'configured' | 'database' | 'default' | 'pgbouncer';
+  /** The ceiling the limit never crosses. */
+  readonly ceiling: number;
+  /** Why load control last moved or held the limit (`off` without it). */
+  readonly control: string;
   /** `local` semaphore or `redis` (shared by every gateway). */
   readonly semaphore: 'local' | 'redis';
   readonly byClass: Readonly<Record<RequestClass, ClassStatus>>;
@@ -171,6 +175,8 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       queued: gate.queued,
       available: gate.available,
       limitSource: parts.limitSource,
+      ceiling: parts.limit.ceiling.current,
+      control: parts.limit.load?.reason ?? 'off',
       semaphore: redis ? 'redis' : 'local',
       byClass: counts.byClassNow,
       rejected: counts.rejected,

@@ -309,7 +309,7 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
     out[key] =
       key === 'redisUrl'
         ? redactRedisUrl(String(value))
-        : key === 'databaseUrl'
+        : key === 'databaseUrl' || key === 'pgbouncerAdminUrl'
           ? redactUrl(String(value))
           : '<redacted>';
   }

@@ -142,9 +142,23 @@ export const SETTINGS = {
   dbBudget: setting({
     kind: maybe(int(1, 100_000)),
     default: undefined,
-    doc: 'most concurrent upstream requests (each holds a Django database connection)',
+    doc: 'most concurrent upstream requests: the ceiling admission never crosses (with a database it also never crosses what PostgreSQL can still give)',
     group: 'database',
-    defaultText: 'from the database, else 20',
+    defaultText: 'from the database (behind PgBouncer `--upstream-connections`), else 20',
+  }),
+  loadControl: setting({
+    kind: bool,
+    default: true,
+    doc: 'with a database, admit as many requests as keep it busy without clients waiting for a connection, under the ceiling; off: admit up to the ceiling',
+    group: 'database',
+  }),
+  pgbouncerAdminUrl: setting({
+    kind: maybe(url(['postgres:', 'postgresql:'], false)),
+    default: undefined,
+    doc: "PgBouncer's admin console (database `pgbouncer`), read for the load when `--database-url` points at PgBouncer",
+    group: 'database',
+    defaultText: 'detected from `--database-url`',
+    secret: true,
   }),
   dbReserve: setting({
     kind: int(0, 100_000),
@@ -160,8 +174,8 @@ export const SETTINGS = {
   }),
   monitorIntervalMs: setting({
     kind: duration(100, 3_600_000),
-    default: 5_000,
-    doc: 'database connection sampling interval',
+    default: 1_000,
+    doc: 'how often the database (and PgBouncer) load is sampled: one cheap query',
     group: 'database',
   }),
   databaseGuard: setting({

@@ -1,4 +1,5 @@
-import { checkFunction, checkInteger, checkNumber } from './validate.js';
+// The Gradient2 limit (Netflix concurrency-limits) that @sluice/admission shipped before
+// loadLimit replaced it, kept here as the simulation's latency-only baseline. Pure arithmetic.
 
 /** Options of {@link Gradient2}. */
 export interface Gradient2Options {
@@ -56,7 +57,6 @@ class ExpAvg {
  * `newLimit = limit * clamp(tolerance * longRtt / shortRtt, 0.5, 1) + queueSize(limit)`, smoothed,
  * clamped to `[minLimit, maxLimit]`; not grown while less than half the limit is in use.
  *
- * @throws {TypeError|RangeError} on invalid options.
  * @example
  * ```ts
  * const g = new Gradient2({ initialLimit: 10, maxLimit: 50 });
@@ -74,18 +74,13 @@ export class Gradient2 {
   #lastRtt = 0;
 
   constructor(options: Gradient2Options = {}) {
-    this.#min = options.minLimit === undefined ? 1 : checkInteger('minLimit', options.minLimit, 1);
-    this.#max = options.maxLimit === undefined ? 200 : checkInteger('maxLimit', options.maxLimit, this.#min);
-    const initial =
-      options.initialLimit === undefined ? 20 : checkInteger('initialLimit', options.initialLimit, 1);
-    this.#estimated = Math.min(this.#max, Math.max(this.#min, initial));
-    this.#smoothing =
-      options.smoothing === undefined ? 0.2 : checkNumber('smoothing', options.smoothing, 0, 1, true);
-    this.#tolerance =
-      options.rttTolerance === undefined ? 1.5 : checkNumber('rttTolerance', options.rttTolerance, 1, 100);
-    const longWindow =
-      options.longWindow === undefined ? 600 : checkInteger('longWindow', options.longWindow, 1);
-    this.#queueSize = checkFunction('queueSize', options.queueSize) ?? ((limit) => (limit < 4 ? 1 : 4));
+    this.#min = options.minLimit ?? 1;
+    this.#max = options.maxLimit ?? 200;
+    this.#estimated = Math.min(this.#max, Math.max(this.#min, options.initialLimit ?? 20));
+    this.#smoothing = options.smoothing ?? 0.2;
+    this.#tolerance = options.rttTolerance ?? 1.5;
+    const longWindow = options.longWindow ?? 600;
+    this.#queueSize = options.queueSize ?? ((limit) => (limit < 4 ? 1 : 4));
     this.#longRtt = new ExpAvg(longWindow, 10);
   }
 
@@ -127,4 +122,47 @@ export class Gradient2 {
     this.#estimated = Math.max(this.#min, Math.min(max, next));
     return this.limit;
   }
+}
+
+/**
+ * Gradient2 fed the way the former `adaptiveLimit` fed it: samples grouped in windows of at least
+ * `windowMs` and `minSamples`, each window's mean RTT (dropped work excluded) and highest
+ * in-flight count make one update, capped by `max`.
+ */
+export function gradient2Limit(options: Gradient2Options & { max: number; now: () => number }) {
+  const { max, now } = options;
+  const algorithm = new Gradient2({ ...options, initialLimit: options.initialLimit ?? Math.min(20, max) });
+  const listeners = new Set<(limit: number) => void>();
+  let current = Math.min(algorithm.limit, max);
+  let windowStart = now();
+  let samples = 0;
+  let rttSum = 0;
+  let rttCount = 0;
+  let maxInflight = 0;
+  return {
+    get current() {
+      return current;
+    },
+    onChange(listener: (limit: number) => void) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    record(sample: { rttMs: number; inflight: number; dropped: boolean }) {
+      samples += 1;
+      if (!sample.dropped) {
+        rttSum += sample.rttMs;
+        rttCount += 1;
+      }
+      maxInflight = Math.max(maxInflight, sample.inflight);
+      const t = now();
+      if (t - windowStart < 1000 || samples < 10) return;
+      if (rttCount > 0) algorithm.update({ rttMs: rttSum / rttCount, inflight: maxInflight }, max);
+      windowStart = t;
+      samples = rttSum = rttCount = maxInflight = 0;
+      const next = Math.min(algorithm.limit, max);
+      if (next === current) return;
+      current = next;
+      for (const l of listeners) l(next);
+    },
+  };
 }
