@@ -233,3 +233,13 @@ describe('resolveConfig', () => {
     expect(shown).toContain('postgres://cvat:redacted@db/cvat');
   });
 });
+
+describe('what an issue may show', () => {
+  it("never a URL's password, even in a refused non-secret field", () => {
+    const result = loadConfig(['--upstream', 'http://admin:hunter2@cvat:8080'], {});
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.issues[0]?.field).toBe('upstream');
+    expect(result.issues.map(formatIssue).join('\n')).not.toContain('hunter2');
+  });
+});

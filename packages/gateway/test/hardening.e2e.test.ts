@@ -1,6 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
+import type { Credential } from '@sluice/django';
+import type { Validator } from '@sluice/session-cache';
+import { waitFor } from '@sluice/test-support';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway, type GatewayOptions } from '../src/index.ts';
@@ -85,7 +88,7 @@ beforeAll(async () => {
     });
     req.on('end', () => {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ method: req.method, url: req.url, bytes }));
+      res.end(JSON.stringify({ method: req.method, url: req.url, bytes, headers: req.headers }));
     });
   });
   upstream.listen(0, '127.0.0.1');
@@ -262,5 +265,223 @@ describe('client headers timeout', () => {
     expect(ms).toBeGreaterThanOrEqual(900);
     expect(ms).toBeLessThan(5_000);
     expect(gw.gateway.status().admission.inFlight).toBe(0);
+  });
+});
+
+/** Accepts one token and one session key (no I/O), and counts its calls. */
+const TOKEN = 'a'.repeat(40);
+const SESSION = 's'.repeat(32);
+const calls: string[] = [];
+const validator: Validator = {
+  kinds: ['token', 'session', 'bearer', 'basic'],
+  async validate(credential: Credential) {
+    calls.push(credential.kind);
+    const ok =
+      (credential.kind === 'token' && credential.token === TOKEN) ||
+      (credential.kind === 'session' && credential.sessionKey === SESSION);
+    return ok
+      ? {
+          valid: true as const,
+          identity: {
+            userId: 7,
+            username: 'u',
+            isActive: true,
+            isStaff: false,
+            isSuperuser: false,
+            credentialKind: credential.kind,
+            expiresAt: null,
+          },
+        }
+      : { valid: false as const, reason: 'not-found' };
+  },
+};
+
+describe('one canonical path decides everything', () => {
+  const gw = gatewayFor({ dbBudget: 2, validator });
+
+  it('gives an encoded path the decision of its decoded form, and refuses encoded slashes', async () => {
+    const before = upstreamRequests;
+    for (const path of ['/api/tasks', '/%61pi/tasks', '/api/t%61sks', '/%61%70%69/tasks/1']) {
+      const { head } = await rawOnce(gw.port, `GET ${path} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+      expect(head, path).toMatch(/^HTTP\/1\.1 401 /);
+    }
+    for (const path of [
+      '/api%2Ftasks',
+      '/api/auth/login/..%2F..%2Ftasks',
+      '/api/auth/login/../../tasks',
+      '/api/%zz',
+    ]) {
+      const { head } = await rawOnce(gw.port, `GET ${path} HTTP/1.1\r\nHost: gw\r\n\r\n`);
+      expect(head, path).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    // A flood of encoded requests for a protected path reaches the upstream 0 times.
+    await Promise.all(
+      Array.from({ length: 200 }, () =>
+        fetch(`${gw.gateway.address()?.url}/%61pi/tasks`).then((r) => r.arrayBuffer()),
+      ),
+    );
+    expect(upstreamRequests).toBe(before);
+  });
+});
+
+describe('Connection cannot remove what the gateway decided on', () => {
+  const gw = gatewayFor({ dbBudget: 2, validator });
+
+  it('refuses Connection naming Authorization, Cookie, Host or Content-Length', async () => {
+    const before = upstreamRequests;
+    for (const named of ['authorization', 'Cookie', 'host', 'content-length', 'keep-alive, Authorization']) {
+      const { head } = await rawOnce(
+        gw.port,
+        `GET /api/users/self HTTP/1.1\r\nHost: gw\r\nAuthorization: Token ${TOKEN}\r\n` +
+          `Cookie: sessionid=${'b'.repeat(32)}\r\nConnection: ${named}\r\n\r\n`,
+      );
+      expect(head, named).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    expect(upstreamRequests).toBe(before);
+    // The identity the gateway validated is the one the upstream receives.
+    const ok = await fetch(`${gw.gateway.address()?.url}/api/users/self`, {
+      headers: { authorization: `Token ${TOKEN}`, connection: 'keep-alive' },
+    });
+    expect(ok.status).toBe(200);
+    const seen = (await ok.json()) as { headers: Record<string, string> };
+    expect(seen.headers.authorization).toBe(`Token ${TOKEN}`);
+  });
+});
+
+describe('Host', () => {
+  const gw = gatewayFor({ dbBudget: 2 });
+
+  it('must be one host[:port]', async () => {
+    for (const host of ['a.example/evil?', 'user@evil.example:80', 'a.example evil', 'a.example:99999999']) {
+      const { head } = await rawOnce(gw.port, `GET /x HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      expect(head, host).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    const twice = await rawOnce(gw.port, 'GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n');
+    expect(twice.head).toMatch(/^HTTP\/1\.1 400 /);
+    const ok = await rawOnce(gw.port, 'GET /x HTTP/1.1\r\nHost: cvat.example:8443\r\n\r\n');
+    expect(ok.head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(ok.body).headers['x-forwarded-host']).toBe('cvat.example:8443');
+  });
+});
+
+describe('the client address without trusted proxies', () => {
+  const gw = gatewayFor({ dbBudget: 2 });
+
+  it("ignores the client's own X-Forwarded-For and X-Real-IP", async () => {
+    const res = await fetch(`${gw.gateway.address()?.url}/who`, {
+      headers: {
+        'x-forwarded-for': '203.0.113.1',
+        'x-real-ip': '203.0.113.2',
+        'x-userinfo': 'e30',
+        'x-api-key': 'k',
+      },
+    });
+    const { headers } = (await res.json()) as { headers: Record<string, string> };
+    expect(headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(headers['x-real-ip']).toBe('127.0.0.1');
+    expect(headers['x-userinfo']).toBeUndefined();
+    expect(headers['x-api-key']).toBeUndefined();
+  });
+});
+
+describe('operational endpoints', () => {
+  const gw = gatewayFor({ dbBudget: 2 });
+
+  it('answer only on the admin listener; the public port keeps /healthz without detail', async () => {
+    const publicUrl = gw.gateway.address()?.url;
+    const health = await fetch(`${publicUrl}/healthz`);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    for (const path of ['/metrics', '/readyz', '/sluice/status', '/sluice/status.json']) {
+      const res = await fetch(`${publicUrl}${path}`);
+      // The upstream's own answer: the gateway's figures are not on the public port.
+      expect(((await res.json()) as { url: string }).url, path).toBe(path);
+    }
+    const admin = gw.gateway.adminAddress()?.url;
+    expect(admin).toMatch(/^http:\/\/127\.0\.0\.1:/);
+    expect(await (await fetch(`${admin}/metrics`)).text()).toContain('sluice_requests_total');
+    expect((await fetch(`${admin}/sluice/status.json`)).status).toBe(200);
+  });
+});
+
+describe('connection caps', () => {
+  const gw = gatewayFor({ dbBudget: 2, maxConnections: 16, maxConnectionsPerClient: 4 });
+
+  it("refuse a client's connections beyond its cap with the gateway's own 503, and serve others", async () => {
+    const held = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const socket = connect(gw.port, '127.0.0.1');
+        await once(socket, 'connect');
+        return socket;
+      }),
+    );
+    try {
+      await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 4, { timeoutMs: 5_000 });
+      const refused = await raw(gw.port, 'GET /x HTTP/1.1\r\nHost: gw\r\n\r\n');
+      expect(refused).toMatch(/^HTTP\/1\.1 503 /);
+      expect(refused).toContain('E_TOO_MANY_CONNECTIONS');
+      // Another address is served.
+      const other = connect({ port: gw.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+      await once(other, 'connect');
+      other.write('GET /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n');
+      let answer = '';
+      other.setEncoding('utf8');
+      other.on('data', (c: string) => {
+        answer += c;
+      });
+      await once(other, 'close');
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+      const status = gw.gateway.status();
+      expect(status.connections?.refused.perClient).toBe(1);
+      expect(status.requests.upstreamErrors).toBe(0);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
+});
+
+describe('credentials that cannot push out known ones', () => {
+  const gw = gatewayFor({ dbBudget: 4, validator, cacheMax: 1_000 });
+
+  it('keeps a warm token in L1 through a flood of unknown session keys', async () => {
+    const url = `${gw.gateway.address()?.url}/api/users/self`;
+    expect((await fetch(url, { headers: { authorization: `Token ${TOKEN}` } })).status).toBe(200);
+    const tokenCalls = (): number => calls.filter((k) => k === 'token').length;
+    const before = tokenCalls();
+    for (let batch = 0; batch < 30; batch++) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          fetch(url, { headers: { cookie: `sessionid=${`${batch}x${i}`.padEnd(32, 'q')}` } }).then((r) =>
+            r.arrayBuffer(),
+          ),
+        ),
+      );
+    }
+    expect((await fetch(url, { headers: { authorization: `Token ${TOKEN}` } })).status).toBe(200);
+    expect(tokenCalls()).toBe(before);
+  }, 60_000);
+});
+
+describe('smaller edges', () => {
+  const gw = gatewayFor({ dbBudget: 2, validator });
+
+  it('sends 100 Continue only once the credential is accepted', async () => {
+    const refused = await rawOnce(
+      gw.port,
+      'POST /api/tasks HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n',
+    );
+    expect(refused.head).toMatch(/^HTTP\/1\.1 401 /);
+    const accepted = await rawOnce(
+      gw.port,
+      `POST /api/tasks HTTP/1.1\r\nHost: gw\r\nAuthorization: Token ${TOKEN}\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(accepted.head).toMatch(/^HTTP\/1\.1 100 Continue/);
+  });
+
+  it('accepts a valid session among more than 8 KiB of cookies', async () => {
+    const filler = Array.from({ length: 40 }, (_, i) => `pref${i}=${'v'.repeat(300)}`).join('; ');
+    const res = await fetch(`${gw.gateway.address()?.url}/api/users/self`, {
+      headers: { cookie: `${filler}; sessionid=${SESSION}` },
+    });
+    expect(res.status).toBe(200);
   });
 });

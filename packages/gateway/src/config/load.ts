@@ -21,7 +21,9 @@ export type LoadConfigResult =
   | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
 const spec = (key: SettingKey): Setting<unknown> => SETTINGS[key] as Setting<unknown>;
-const shown = (key: SettingKey, raw: string): string => (spec(key).secret ? '<redacted>' : raw);
+/** A value as an issue may show it: secrets never, and no URL's password. */
+const shown = (key: SettingKey, raw: string): string =>
+  spec(key).secret ? '<redacted>' : raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1redacted@');
 const byFlag = new Map(SETTING_KEYS.map((k) => [flagOf(k).slice(2), k]));
 
 /** The closest known flag to a misspelt one, if it is close enough to be what was meant. */

@@ -524,9 +524,22 @@ export type GatewayConfig = {
   readonly [K in SettingKey]: (typeof SETTINGS)[K] extends Setting<infer T> ? T : never;
 };
 
-/** What `createGateway()` accepts: any subset of {@link GatewayConfig}; `listen` may be `'host:port'`. */
+/** The other spellings a setting accepts in code. */
+interface InputSpellings {
+  listen: string;
+  adminListen: string;
+  trustProxy: boolean | number | readonly string[];
+}
+
+/**
+ * What `createGateway()` accepts: any subset of {@link GatewayConfig}; `listen` may be
+ * `'host:port'`, `trustProxy` a number of hops, `true` or a list of addresses.
+ */
 export type GatewayConfigInput = {
-  -readonly [K in SettingKey]?: (K extends 'listen' ? ListenAddress | string : GatewayConfig[K]) | undefined;
+  -readonly [K in SettingKey]?:
+    | GatewayConfig[K]
+    | (K extends keyof InputSpellings ? InputSpellings[K] : never)
+    | undefined;
 };
 
 const kebab = (key: string): string => key.replace(/Ms$/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

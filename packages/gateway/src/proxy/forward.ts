@@ -113,6 +113,22 @@ function isReplacement(value: unknown): value is ProxyReplacement {
   return typeof v === 'object' && v !== null && typeof v.status === 'number' && typeof v.code === 'string';
 }
 
+/** Reads `body` until it ends or holds more than `max` bytes. */
+async function readUpTo(
+  body: AsyncIterator<Buffer>,
+  max: number,
+): Promise<{ chunks: Buffer[]; done: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  while (size <= max) {
+    const next = await body.next();
+    if (next.done) return { chunks, done: true };
+    chunks.push(next.value);
+    size += next.value.length;
+  }
+  return { chunks, done: false };
+}
+
 /** Maps an undici/socket error before response headers to the gateway's answer. */
 export function classifyUpstreamError(error: unknown): {
   code: GatewayErrorCode;
@@ -271,11 +287,17 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       }
       upstreamMs = performance.now() - started;
       ctx.upstreamMs = upstreamMs;
+      // Small answers (most of an API's, and error answers sent chunked) are read in one piece:
+      // the hook sees them, one write sends them. A larger one streams on from where it got.
+      const body = response.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const length = Number(response.headers['content-length']);
-      // Small answers (most of an API's) are read in one piece: the hook sees them, one write sends them.
-      const small = Number.isFinite(length) && length <= memoryBytes;
-      const bytes = small ? Buffer.from(await response.body.arrayBuffer()) : undefined;
-      if (small) upstreamFinished();
+      const head =
+        (Number.isFinite(length) && length <= memoryBytes) ||
+        (!Number.isFinite(length) && response.statusCode >= 400)
+          ? await readUpTo(body, memoryBytes)
+          : { chunks: [], done: false };
+      const bytes = head.done ? Buffer.concat(head.chunks) : undefined;
+      if (head.done) upstreamFinished();
       const verdict = await hook(req, response.statusCode, response.headers as IncomingHttpHeaders, bytes);
       if (isReplacement(verdict)) {
         response.body.destroy();
@@ -301,7 +323,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
         }),
       );
       if (bytes) await new Promise<void>((resolve) => res.end(bytes, resolve));
-      else await deliver(response.body, res, upstreamFinished);
+      else await deliver(head.chunks, body, response.body, res, upstreamFinished);
       return outcome(res.statusCode);
     } catch (error) {
       const e = error instanceof Error ? error : new Error(String(error));
@@ -346,6 +368,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 
   /** Upstream body -> spool -> client; `upstreamFinished` once the upstream has sent it all. */
   async function deliver(
+    already: readonly Buffer[],
+    rest: AsyncIterator<Buffer>,
     upstream: Readable,
     res: ServerResponse,
     upstreamFinished: () => void,
@@ -359,7 +383,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     // Awaited once the upstream is done; a client that goes away meanwhile must not leave it unhandled.
     sending.catch(() => undefined);
     try {
-      for await (const chunk of upstream) await spool.write(chunk as Buffer);
+      for (const chunk of already) await spool.write(chunk);
+      for (let next = await rest.next(); !next.done; next = await rest.next()) await spool.write(next.value);
       spool.end();
     } catch (error) {
       upstream.destroy();
