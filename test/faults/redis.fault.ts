@@ -52,7 +52,7 @@ test('Redis killed and restarted under load: zero failed requests; L2 and the bu
   const duringOutage = mergeReports(...runs.map((r) => r.window(killedAt, restartedAt)));
   let backAfterMs = Number.NaN;
   for (;;) {
-    const [sa, sb] = await Promise.all([gatewayStatus(a.url), gatewayStatus(b.url)]);
+    const [sa, sb] = await Promise.all([gatewayStatus(a.adminUrl), gatewayStatus(b.adminUrl)]);
     if (sa.cache.l2State === 'up' && sb.cache.l2State === 'up') {
       backAfterMs = Date.now() - restartedAt;
       break;
@@ -66,19 +66,19 @@ test('Redis killed and restarted under load: zero failed requests; L2 and the bu
   // L2 back: a session validated on A is an L2 hit on B, with no validation there.
   const fresh = await world.django.createUser({ username: 'redis-bus', password: 'redis-bus-password' });
   const login = await world.django.login(fresh.username);
-  const before = await gatewayStatus(b.url);
+  const before = await gatewayStatus(b.adminUrl);
   expect((await call(`${a.url}/api/users/self`, { headers: { cookie: login.cookie } })).status).toBe(200);
   expect((await call(`${b.url}/api/users/self`, { headers: { cookie: login.cookie } })).status).toBe(200);
-  const afterB = await gatewayStatus(b.url);
+  const afterB = await gatewayStatus(b.adminUrl);
   const l2HitOnB = afterB.cache.l2Hits - before.cache.l2Hits;
   const validatedOnB = afterB.cache.validatorCalls - before.cache.validatorCalls;
 
   // Bus back: logging out through A evicts the session from B's in-process cache.
   const logout = await call(`${a.url}/api/auth/logout`, { method: 'POST', headers: login.headers });
   await sleep(300);
-  const beforeStale = await gatewayStatus(b.url);
+  const beforeStale = await gatewayStatus(b.adminUrl);
   const stale = await call(`${b.url}/api/users/self`, { headers: { cookie: login.cookie } });
-  const afterStale = await gatewayStatus(b.url);
+  const afterStale = await gatewayStatus(b.adminUrl);
   const servedFromL1 = afterStale.cache.l1Hits - beforeStale.cache.l1Hits;
 
   const total = mergeReports(ra, rb);

@@ -42,7 +42,7 @@ test('upstream killed, then restarted: the breaker opens, rejects fast, and reco
   retry: 1,
 }, async () => {
   killAttempt += 1;
-  const states = sampler(async () => (await gatewayStatus(gateway.url)).breaker, 25);
+  const states = sampler(async () => (await gatewayStatus(gateway.adminUrl)).breaker, 25);
   const run = startLoad({
     target: gateway.url,
     concurrency: 16,
@@ -59,7 +59,7 @@ test('upstream killed, then restarted: the breaker opens, rejects fast, and reco
   const restartedAt = Date.now();
   let closedAfterMs = Number.NaN;
   for (;;) {
-    if ((await gatewayStatus(gateway.url)).breaker === 'closed') {
+    if ((await gatewayStatus(gateway.adminUrl)).breaker === 'closed') {
       closedAfterMs = Date.now() - restartedAt;
       break;
     }
@@ -161,7 +161,7 @@ test('upstream stalls: timeouts fire, slots come back, memory stays bounded', as
   const stall = run.window(stalledAt, releasedAt);
   // slots come back: nothing in flight or queued once the load is over
   await sleep(500);
-  const idle = await gatewayStatus(gateway.url);
+  const idle = await gatewayStatus(gateway.adminUrl);
   // and the service is whole again
   await sleep(10_000); // the breaker's reset timeout, should it have opened
   const after = await runLoad({

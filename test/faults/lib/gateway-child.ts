@@ -35,7 +35,7 @@ if (config.accessLogMax > 0) {
   });
 }
 const address = await gateway.listen();
-send({ type: 'listening', port: address.port });
+send({ type: 'listening', port: address.port, adminPort: gateway.adminAddress()?.port ?? 0 });
 
 const delay = monitorEventLoopDelay({ resolution: 10 });
 delay.enable();

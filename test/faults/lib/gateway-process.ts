@@ -1,6 +1,6 @@
 // Starts gateways as child processes (the way they run in production: one process each, so a
 // crash shows up as an exit, a SIGKILL is a real SIGKILL and the load driver keeps its own CPU).
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type Metrics, scrapeMetrics } from './metrics.ts';
 
@@ -28,6 +28,8 @@ export interface GatewayProcess {
   readonly pid: number;
   readonly port: number;
   readonly url: string;
+  /** The admin listener: `/metrics`, `/readyz`, `/sluice/status.json`. */
+  readonly adminUrl: string;
   readonly samples: readonly ProcessSample[];
   /** Exit code or signal once it exited; undefined while running. */
   readonly exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -55,6 +57,8 @@ export interface GatewayProcessOptions {
   readonly accessLogMax?: number;
   /** @default 60000 */
   readonly startTimeoutMs?: number;
+  /** The child's open-file limit (soft and hard). @default this process's */
+  readonly fileLimit?: number;
 }
 
 const entry = fileURLToPath(new URL('./gateway-child.ts', import.meta.url));
@@ -73,12 +77,21 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
     sampleMs: options.sampleMs ?? 1000,
     accessLogMax: options.accessLogMax ?? 200_000,
   };
-  const child = fork(entry, [], {
+  const execArgv = ['--conditions=source', '--import', 'tsx'];
+  const spawnOptions = {
     cwd: fileURLToPath(new URL('../../..', import.meta.url)),
-    execArgv: ['--conditions=source', '--import', 'tsx'],
     env: { ...process.env, SLUICE_FAULTS_GATEWAY: JSON.stringify(config) },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'] as ['ignore', 'pipe', 'pipe', 'ipc'],
+  };
+  // A lower open-file limit runs the child under prlimit (which execs it: the IPC channel stays).
+  const child =
+    options.fileLimit === undefined
+      ? fork(entry, [], { ...spawnOptions, execArgv })
+      : spawn(
+          'prlimit',
+          [`--nofile=${options.fileLimit}:${options.fileLimit}`, '--', process.execPath, ...execArgv, entry],
+          spawnOptions,
+        );
   live.add(child);
   let tail = '';
   const keep = (c: Buffer): void => {
@@ -97,32 +110,38 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
       resolve();
     });
   });
+  let adminPort = 0;
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`gateway did not start in time:\n${tail}`)),
       options.startTimeoutMs ?? 60_000,
     );
-    child.on('message', (m: { type?: string; port?: number } & Partial<ProcessSample>) => {
-      if (m.type === 'listening' && typeof m.port === 'number') {
-        clearTimeout(timer);
-        resolve(m.port);
-      } else if (m.type === 'access-log') {
-        const reply = m as unknown as { id: number; entries: [number, number, number, string][] };
-        pending.get(reply.id)?.(
-          reply.entries.map(([at, status, durationMs, error]) => ({ at, status, durationMs, error })),
-        );
-        pending.delete(reply.id);
-      } else if (m.type === 'sample') {
-        samples.push(m as unknown as ProcessSample);
-        if (samples.length > 100_000) samples.shift();
-      }
-    });
+    child.on(
+      'message',
+      (m: { type?: string; port?: number; adminPort?: number } & Partial<ProcessSample>) => {
+        if (m.type === 'listening' && typeof m.port === 'number') {
+          clearTimeout(timer);
+          adminPort = m.adminPort ?? 0;
+          resolve(m.port);
+        } else if (m.type === 'access-log') {
+          const reply = m as unknown as { id: number; entries: [number, number, number, string][] };
+          pending.get(reply.id)?.(
+            reply.entries.map(([at, status, durationMs, error]) => ({ at, status, durationMs, error })),
+          );
+          pending.delete(reply.id);
+        } else if (m.type === 'sample') {
+          samples.push(m as unknown as ProcessSample);
+          if (samples.length > 100_000) samples.shift();
+        }
+      },
+    );
     void exited.then(() => {
       clearTimeout(timer);
       reject(new Error(`gateway exited during start (${exit?.code ?? exit?.signal}):\n${tail}`));
     });
   });
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
   const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     if (exit) return;
     child.kill(signal);
@@ -132,12 +151,13 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
     pid: child.pid ?? 0,
     port,
     url,
+    adminUrl,
     samples,
     get exit() {
       return exit;
     },
     logs: () => tail,
-    metrics: () => scrapeMetrics(url),
+    metrics: () => scrapeMetrics(adminUrl),
     accessLog(since = 0) {
       if (exit || !child.connected) return Promise.resolve([]);
       const id = nextId++;

@@ -37,6 +37,12 @@ export interface GatewayStatus {
     readonly validatorErrors: number;
     readonly l2State: string;
   };
+  readonly requests: { readonly upstreamErrors: number };
+  readonly connections: {
+    readonly open: number;
+    readonly max: number;
+    readonly refused: { readonly total: number; readonly perClient: number };
+  } | null;
 }
 
 export async function gatewayStatus(baseUrl: string): Promise<GatewayStatus> {

@@ -104,7 +104,7 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Whether a 503 is the clean kind: `Retry-After` (seconds or a date) and a JSON body with a string `code`. */
+/** Whether a 503 or 429 is the clean kind: `Retry-After` (seconds or a date) and a JSON body with a string `code`. */
 export function wellFormed503(
   headers: IncomingHttpHeaders,
   body: string,
@@ -134,10 +134,12 @@ export function classifyResponse(
 ): { kind: Exclude<OutcomeKind, 'error'>; detail: string } {
   if (status >= 200 && status < 300) return { kind: 'ok', detail: String(status) };
   if (status === 401) return { kind: 'unauthorized', detail: '401' };
-  if (status === 503) {
+  // A shed request: 503, or 429 (what the gateway answers by default, which browsers' retry
+  // libraries honour), both with Retry-After and a JSON code.
+  if (status === 503 || status === 429) {
     const verdict = wellFormed503(headers, body);
     if (verdict.ok) return { kind: 'shed', detail: verdict.code };
-    return { kind: 'other', detail: `503 ${verdict.reason}` };
+    return { kind: 'other', detail: `${status} ${verdict.reason}` };
   }
   return { kind: 'other', detail: String(status) };
 }
