@@ -74,14 +74,17 @@ describe('examples/cvat-compose/docker-compose.sluice.yml', () => {
     const result = loadConfig([], env);
     expect(result.ok ? [] : result.issues).toEqual([]);
     if (!result.ok) return;
-    expect(result.config.upstream).toBe('http://cvat_server:8080');
+    // CVAT's alias: Django refuses a Host with an underscore.
+    expect(result.config.upstream).toBe('http://cvat-server:8080');
     expect(result.config.databaseUrl).toBe('postgres://root@cvat_db:5432/cvat');
     expect(result.config.redisUrl).toMatch(/^redis:\/\/cvat_redis_inmem:6379\//);
     expect(result.config.listen).toEqual({ host: '0.0.0.0', port: 8090 });
-    expect(result.config.trustProxy).toBe(true);
+    expect(result.config.trustProxy).toEqual({ hops: 1 });
     expect(result.config.dbBudget).toBeUndefined();
-    expect(result.config.reaper).toBe(false);
-    expect(result.config.upstreamApplicationName).toBe('');
+    // CVAT's profile is the default: its application names, the reaper on.
+    expect(result.config.reaper).toBe(true);
+    expect(result.config.upstreamApplicationName).toBe('cvat:server');
+    expect(result.config.workerApplicationNames).toEqual(['cvat:worker:*']);
   });
 
   it('routes the API paths to the gateway through traefik, on the port it listens on', () => {
@@ -98,9 +101,10 @@ describe('examples/cvat-compose/docker-compose.sluice.yml', () => {
     expect(gateway.healthcheck?.test.join(' ')).toContain('http://127.0.0.1:8090/healthz');
   });
 
-  it("turns off traefik's route to cvat_server and changes nothing else of it", () => {
+  it("turns off traefik's route to cvat_server and tells it about the one more proxy, nothing else", () => {
     const server = compose.services.cvat_server as ComposeService;
-    expect(Object.keys(server)).toEqual(['labels']);
+    expect(Object.keys(server).sort()).toEqual(['environment', 'labels']);
     expect(server.labels).toEqual(['traefik.enable=false']);
+    expect(server.environment).toEqual({ CVAT_NUM_PROXIES: '1' });
   });
 });
