@@ -1,5 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { checkChoice, checkFunction, checkObject, optional, show, TypedEvents } from '@sluice/kit';
+import {
+  checkChoice,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  optional,
+  show,
+  TypedEvents,
+} from '@sluice/kit';
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,
@@ -28,7 +36,7 @@ export interface AdmissionOptions extends Omit<GateOptions, 'limit'> {
   /** The client a request belongs to (fairness and `perKeyLimit`). @default req.ip, else the socket's address */
   key?: ((req: AdmissionRequest) => string | undefined) | undefined;
   /** Which response statuses count as upstream failures for the breaker. @default status >= 500 */
-  isFailure?: ((statusCode: number) => boolean) | undefined;
+  isFailure?: ((statusCode: number, res: ServerResponse) => boolean) | undefined;
   /** Name of a response header carrying the queue wait in ms (e.g. 'X-Queue-Wait-Ms'); `false` for none. @default false */
   queueWaitHeader?: string | false | undefined;
   /**
@@ -44,6 +52,13 @@ export interface AdmissionOptions extends Omit<GateOptions, 'limit'> {
    * @default 503
    */
   shedStatus?: 429 | 503 | undefined;
+  /**
+   * How long a request of each class may wait for an open circuit to close before it is refused
+   * with `E_CIRCUIT_OPEN`, ms (0: refused at once). Bulk clients such as export scripts often do
+   * not retry a refused POST: letting them wait out a short outage saves their run.
+   * @default { interactive: 0, bulk: 0 }
+   */
+  openCircuitWaitMs?: { interactive?: number | undefined; bulk?: number | undefined } | undefined;
 }
 
 /** Events of the middleware. */
@@ -116,6 +131,8 @@ interface Slot {
   readonly writeHead: (...args: unknown[]) => ServerResponse;
   /** The head's status, once reported. */
   status: number | undefined;
+  /** Whether that status counts as the upstream failing. */
+  failure: boolean;
   released: boolean;
 }
 
@@ -171,6 +188,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     queueWaitHeader: _q,
     latencySamples: _l,
     shedStatus: _s,
+    openCircuitWaitMs: _w,
     ...gateOptions
   } = options;
   let gate: AdmissionGate;
@@ -194,7 +212,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     checkFunction<(req: AdmissionRequest) => string | undefined>('key', v),
   );
   const isFailure = optional(options.isFailure, defaultIsFailure, (v) =>
-    checkFunction<(status: number) => boolean>('isFailure', v),
+    checkFunction<(status: number, res: ServerResponse) => boolean>('isFailure', v),
   );
   const waitHeader = options.queueWaitHeader ?? false;
   if (
@@ -203,6 +221,14 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   ) {
     throw new TypeError(`queueWaitHeader should be a header name or false, got ${show(waitHeader)}`);
   }
+  const openWait = options.openCircuitWaitMs ?? {};
+  checkObject('openCircuitWaitMs', openWait);
+  const openWaitMs: Record<Priority, number> = {
+    interactive: optional(openWait.interactive, 0, (v) =>
+      checkInteger('openCircuitWaitMs.interactive', v, 0, 2 ** 31 - 1),
+    ),
+    bulk: optional(openWait.bulk, 0, (v) => checkInteger('openCircuitWaitMs.bulk', v, 0, 2 ** 31 - 1)),
+  };
   const shedStatus = optional(options.shedStatus, 503, (v) => {
     if (v !== 429 && v !== 503) throw new TypeError(`shedStatus should be 429 or 503, got ${show(v)}`);
     return v;
@@ -223,18 +249,19 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
   };
 
-  const head = (slot: Slot, status: number): void => {
+  const head = (res: ServerResponse, slot: Slot, status: number): void => {
     if (slot.status !== undefined) return;
     slot.status = status;
+    slot.failure = isFailure(status, res);
     if (!slot.call) return;
-    if (isFailure(status)) slot.call.failure(new Error(`upstream answered ${status}`));
+    if (slot.failure) slot.call.failure(new Error(`upstream answered ${status}`));
     else slot.call.success();
   };
 
   const releaseSlot = (res: ServerResponse, slot: Slot, aborted: boolean): void => {
     if (slot.released) return;
     slot.released = true;
-    const failure = slot.status !== undefined && isFailure(slot.status);
+    const failure = slot.failure;
     let outcome: ReleaseOutcome = 'ignore';
     if (failure) outcome = 'dropped';
     else if (
@@ -259,7 +286,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   const hookedWriteHead = function writeHead(this: Tracked, ...args: unknown[]): ServerResponse {
     const slot = this[kSlot] as Slot;
     const result = slot.writeHead.apply(this, args);
-    head(slot, this.statusCode);
+    head(this, slot, this.statusCode);
     return result;
   };
   const onResponseEnd = function onResponseEnd(this: Tracked): void {
@@ -289,7 +316,16 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     }
     if (waitHeader !== false) res.setHeader(waitHeader, String(Math.round(permit.waitedMs)));
     const writeHead = res.writeHead as Slot['writeHead'];
-    (res as Tracked)[kSlot] = { permit, call, key, priority, writeHead, status: undefined, released: false };
+    (res as Tracked)[kSlot] = {
+      permit,
+      call,
+      key,
+      priority,
+      writeHead,
+      status: undefined,
+      failure: false,
+      released: false,
+    };
     res.writeHead = hookedWriteHead as ServerResponse['writeHead'];
     res.on('finish', onResponseEnd);
     res.on('close', onResponseEnd);
@@ -317,14 +353,46 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       return;
     }
     if (breaker && !breaker.allows) {
-      try {
-        breaker.begin(); // throws the refusal
-      } catch (error) {
-        if (isAdmissionError(error)) reject(res, error, key, priority);
-        else next(error);
+      const b = breaker;
+      const refuse = (): void => {
+        try {
+          b.begin(); // throws the refusal
+        } catch (error) {
+          if (isAdmissionError(error)) reject(res, error, key, priority);
+          else next(error);
+        }
+      };
+      if (openWaitMs[priority] === 0) {
+        refuse();
         return;
       }
+      // Waits for the circuit to close (bounded; the client leaving ends the wait), then queues.
+      const end = (closed: boolean): void => {
+        off();
+        clearTimeout(timer);
+        res.off('close', gone);
+        if (res.closed || res.destroyed) return;
+        if (closed && b.allows) acquire(res, next, key, priority);
+        else refuse();
+      };
+      const off = b.on('state', ({ to }) => {
+        if (to === 'closed') end(true);
+      });
+      const timer = setTimeout(end, openWaitMs[priority], false);
+      timer.unref();
+      const gone = (): void => end(false);
+      res.once('close', gone);
+      return;
     }
+    acquire(res, next, key, priority);
+  };
+
+  const acquire = (
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+    key: string,
+    priority: Priority,
+  ): void => {
     if (res.closed || res.destroyed) return; // the client is gone already: nothing to admit
     const permit = gate.tryAcquire({ key, priority });
     if (permit) {
@@ -371,7 +439,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     reportHead: {
       value: (res: ServerResponse, statusCode: number): void => {
         const slot = (res as Tracked)[kSlot];
-        if (slot) head(slot, statusCode);
+        if (slot) head(res, slot, statusCode);
       },
     },
     release: {

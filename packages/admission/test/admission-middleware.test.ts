@@ -339,6 +339,35 @@ describe('admission(): circuit breaker against a real upstream', () => {
     expect(mw.inFlight).toBe(0);
   });
 
+  it('lets bulk requests wait out an open circuit (bounded) while interactive ones are refused', async () => {
+    let upstreamStatus = 500;
+    const upstream = track(
+      await listen((_req, res) => {
+        res.statusCode = upstreamStatus;
+        res.end('upstream');
+      }),
+    );
+    const mw = track(
+      admission({
+        limit: 5,
+        classify: (req) => (req.headers['x-bulk'] ? 'bulk' : 'interactive'),
+        breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 300 },
+        openCircuitWaitMs: { bulk: 10_000 },
+      }),
+    );
+    const gateway = await proxyApp(mw, upstream.url);
+    for (let i = 0; i < 2; i += 1) expect((await get(`${gateway.url}/api`)).status).toBe(500);
+    await waitFor(() => mw.breakerState === 'open');
+    expect((await get(`${gateway.url}/api`)).status).toBe(503);
+    // A bulk request arrives while open: it waits; the upstream recovers, a trial closes the circuit.
+    const bulk = get(`${gateway.url}/api`, { 'x-bulk': '1' });
+    upstreamStatus = 200;
+    await waitFor(() => mw.breakerState === 'half-open', { timeoutMs: 5_000 });
+    expect((await get(`${gateway.url}/api`)).status).toBe(200);
+    expect(mw.breakerState).toBe('closed');
+    expect((await bulk).status).toBe(200);
+  });
+
   it('counts connection errors (502) and leaves shed requests out', async () => {
     const dead = await listen(() => {});
     const deadUrl = dead.url;

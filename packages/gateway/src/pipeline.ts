@@ -192,6 +192,11 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     gate: parts.gate,
     breaker: parts.breaker,
     shedStatus: config.shedStatus === 503 ? 503 : 429,
+    // Bulk clients (export scripts) often do not retry: they wait out a short upstream outage.
+    openCircuitWaitMs: { bulk: config.bulkQueueTimeoutMs },
+    // A database outage is the database guard's business: the breaker judges the upstream only.
+    isFailure: (status, res) =>
+      status >= 500 && requestContext(res.req).errorCode !== 'E_DATABASE_UNAVAILABLE',
     classify: (req) => (requestContext(req).requestClass === 'bulk' ? 'bulk' : 'interactive'),
     key: (req) => {
       const identity = (req as SluiceRequest).sluice?.identity;

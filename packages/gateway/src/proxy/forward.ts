@@ -302,6 +302,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       if (isReplacement(verdict)) {
         response.body.destroy();
         upstreamFinished();
+        ctx.errorCode = verdict.code;
         ctx.errorCause = `upstream answered ${response.statusCode}`;
         sendJsonError(res, verdict.status, verdict.code, verdict.message, verdict.headers, verdict.details);
         return outcome(verdict.status, verdict.code);
