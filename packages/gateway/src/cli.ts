@@ -4,8 +4,30 @@
 import { configHelp } from './config/docs.js';
 import { loadConfig, redactConfig } from './config/load.js';
 import { formatIssue, isGatewayConfigError } from './errors.js';
-import { createGateway } from './gateway.js';
+import { createGateway, type Gateway, type GatewayAddress } from './gateway.js';
 import { GATEWAY_VERSION } from './version.js';
+
+const consequence: Record<string, string> = {
+  upstream: 'requests get 502 until it answers',
+  database: 'requests that need it get 503 until it answers',
+  redis: 'the gateway uses its in-process cache and a local semaphore until it answers',
+};
+
+/** One plain line: where it listens, where it forwards, in what mode, where the status page is. */
+function startupLine(gateway: Gateway, address: GatewayAddress): string {
+  const c = gateway.config;
+  const s = gateway.status();
+  const database = c.databaseUrl === undefined ? undefined : new URL(c.databaseUrl);
+  const mode =
+    database === undefined
+      ? `embedded: in-process cache, credentials checked by the upstream, limit ${s.admission.limit}`
+      : `database ${database.hostname}:${database.port || 5432}${database.pathname}` +
+        `${s.admission.limitSource === 'pgbouncer' ? ' through PgBouncer' : ''}, limit ${s.admission.limit} under ${s.admission.ceiling}`;
+  const redis = c.redisUrl === undefined ? '' : `, shared cache and limit in Redis`;
+  const admin = gateway.adminAddress();
+  const status = admin ? `; status ${admin.url}/sluice/status` : '';
+  return `sluice-gateway ${GATEWAY_VERSION} on ${address.url} -> ${c.upstream} (${mode}${redis})${status}`;
+}
 
 async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -55,13 +77,43 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  let address: GatewayAddress;
   try {
-    await gateway.listen();
+    address = await gateway.listen();
   } catch (error) {
-    gateway.logger.fatal({ err: error }, 'sluice-gateway could not start');
+    const code = (error as { code?: unknown }).code;
+    // Node's listen errors say which address failed (the public or the admin listener).
+    const failed = error as { address?: unknown; port?: unknown };
+    const where =
+      typeof failed.address === 'string' && typeof failed.port === 'number'
+        ? `${failed.address}:${failed.port}`
+        : `${result.config.listen.host}:${result.config.listen.port}`;
+    const reason =
+      code === 'EADDRINUSE'
+        ? 'the address is in use'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EADDRNOTAVAIL'
+            ? 'no such address on this machine'
+            : error instanceof Error
+              ? error.message
+              : String(error);
+    process.stderr.write(
+      `sluice-gateway: cannot listen on ${where}: ${reason}${typeof code === 'string' ? ` (${code})` : ''}. Pass --listen host:port (and --admin-listen host:port or off).\n`,
+    );
     await gateway.close(0).catch(() => undefined);
     return 1;
   }
+  process.stdout.write(`${startupLine(gateway, address)}\n`);
+  // What is not there yet is said now, plainly (the gateway starts anyway and copes).
+  void gateway.readiness().then((report) => {
+    for (const [name, check] of Object.entries(report.checks)) {
+      if (!check.ok)
+        process.stderr.write(
+          `sluice-gateway: warning: ${name} unreachable at start (${check.error}); ${consequence[name] ?? 'retrying'}\n`,
+        );
+    }
+  });
   return -1;
 }
 

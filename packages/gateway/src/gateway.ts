@@ -208,7 +208,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       perClient: config.maxConnectionsPerClient,
     });
     server = s;
-    bound = await bind(s, config.listen);
+    const publicAddress = await bind(s, config.listen);
     if (config.adminListen !== false) {
       const where = config.adminListen ?? {
         host: '127.0.0.1',
@@ -220,6 +220,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       );
       adminBound = await bind(adminServer, where);
     }
+    bound = publicAddress;
     logger.info(
       {
         listen: bound.url,
@@ -234,13 +235,18 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       },
       'sluice-gateway listening',
     );
+    // Lifecycle lines go out at once; the access log may wait for its buffer to fill.
+    logger.flush();
     return bound;
   }
 
   async function shutdown(graceMs: number): Promise<DrainResult> {
     state = 'draining';
     const inFlightAtStart = pipeline.active;
-    logger.info({ inFlight: inFlightAtStart, queued: parts.gate.queued, graceMs }, 'draining');
+    // A gateway that never listened (its address was taken) closes quietly: the CLI said why.
+    const lifecycle = bound ? 'info' : 'debug';
+    logger[lifecycle]({ inFlight: inFlightAtStart, queued: parts.gate.queued, graceMs }, 'draining');
+    logger.flush();
     events.emit('draining', { inFlight: inFlightAtStart, graceMs });
     const serverClosed = server
       ? new Promise<void>((resolve) => server?.close(() => resolve()))
@@ -269,7 +275,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     await parts.close();
     state = 'closed';
     const result = { completed: inFlightAtStart - cutOff, cutOff };
-    logger.info(result, 'sluice-gateway closed');
+    logger[lifecycle](result, 'sluice-gateway closed');
     events.emit('closed', result);
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
     return result;

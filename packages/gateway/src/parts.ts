@@ -361,13 +361,16 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       );
       return;
     }
-    limitSource = 'database';
+    // 'database' once a sample came in: until then the limit is the default.
+    m.onSample(() => {
+      if (limitSource !== 'pgbouncer') limitSource = 'database';
+    });
     try {
       await withTimeout(() => m.sampleNow(), bounded, { message: 'first sample timed out' });
     } catch (error) {
       logger.warn(
-        { err: error, limit: DEFAULT_LIMIT },
-        'database not sampled yet; the limit starts at the default',
+        { error: error instanceof Error ? error.message : String(error), limit: DEFAULT_LIMIT },
+        'database not sampled yet; the limit starts at the default and follows it once it answers',
       );
     }
     if (config.reaper) reaper = startReaper(pool);

@@ -47,6 +47,46 @@ function patternBody(total: number, chunk = 256 * 1024): ReadableStream<Uint8Arr
 }
 
 describe('sluice-gateway CLI', () => {
+  it('says at once where it listens, what it forwards to and where its status page is', async () => {
+    const gw = await start([]);
+    // spawnGateway returned once /healthz answered: the start-up line was already out.
+    const line = gw.stdout().split('\n').find((l) => l.startsWith('sluice-gateway ')) ?? '';
+    expect(line).toMatch(
+      /^sluice-gateway \S+ on http:\/\/127\.0\.0\.1:\d+ -> http:\/\/127\.0\.0\.1:\d+ \(embedded: /,
+    );
+    expect(line).toContain(`; status ${gw.adminUrl}/sluice/status`);
+    // The listening log line is flushed too, not held in pino's buffer until 4 KiB accumulate.
+    expect(gw.stdout()).toContain('"msg":"sluice-gateway listening"');
+    gw.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+  });
+
+  it('answers a taken port with one plain line and exit 1', async () => {
+    const gw = await start([]);
+    const port = new URL(gw.url).port;
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--conditions=source',
+        '--import',
+        'tsx',
+        'packages/gateway/src/cli.ts',
+        '--',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--admin-listen',
+        'off',
+      ],
+      { cwd: repoRoot, env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8' },
+    );
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim()).toBe(
+      `sluice-gateway: cannot listen on 127.0.0.1:${port}: the address is in use (EADDRINUSE). Pass --listen host:port (and --admin-listen host:port or off).`,
+    );
+    expect(result.stdout).toBe('');
+    gw.kill('SIGTERM');
+  });
+
   it('prints every bad flag with its reason and exits 2', () => {
     const result = spawnSync(
       process.execPath,
