@@ -70,6 +70,8 @@ export interface AdmissionEvents {
     key: string;
     priority: Priority;
     retryAfterSeconds: number;
+    /** The response the rejection is answered on (`res.req` is the request). */
+    res: ServerResponse;
   };
   /** An admitted request released its slot (at the response's end or close, or by `release(res)`). */
   complete: {
@@ -245,7 +247,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
 
   const reject = (res: ServerResponse, error: AdmissionError, key: string, priority: Priority): void => {
     const { code, status, retryAfterSeconds } = error;
-    events.emit('reject', { code, status, key, priority, retryAfterSeconds }); // rare: no has() check
+    events.emit('reject', { code, status, key, priority, retryAfterSeconds, res }); // rare: no has() check
     if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
   };
 

@@ -67,7 +67,7 @@ describe('admission(): admit, queue, shed', () => {
       admission({ limit: 1, maxQueue: 1, queueTimeoutMs: 10_000, queueWaitHeader: 'X-Queue-Wait-Ms' }),
     );
     const rejects: string[] = [];
-    mw.on('reject', (e) => rejects.push(e.code));
+    mw.on('reject', (e) => rejects.push(`${e.code} ${e.res.req.headers['x-name']}`));
     const { app, holds, entered } = holdingApp(mw);
     const server = track(await listen(app));
     const first = get(`${server.url}/hold`, { 'x-name': 'first' });
@@ -82,7 +82,7 @@ describe('admission(): admit, queue, shed', () => {
     expect(body.code).toBe('E_QUEUE_FULL');
     expect(body.message).toMatch(/full/);
     expect(body.retryAfterSeconds).toBe(Number(shed.headers['retry-after']));
-    expect(rejects).toEqual(['E_QUEUE_FULL']);
+    expect(rejects).toEqual(['E_QUEUE_FULL third']); // the event names the refused request
     await new Promise((r) => setTimeout(r, 30));
     holds[0]?.resolve();
     expect((await first).status).toBe(200);

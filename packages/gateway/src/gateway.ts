@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { AdmissionMiddleware } from '@sluice/admission';
 import { checkFunction, TypedEvents } from '@sluice/kit';
 import type { SessionCache, Validator } from '@sluice/session-cache';
+import { createActivity } from './activity/activity.js';
 import { resolveConfig } from './config/load.js';
 import type { GatewayConfig, GatewayConfigInput } from './config/settings.js';
 import { type ConnectionFigures, defaultMaxConnections, guardConnections } from './connections.js';
@@ -18,7 +19,7 @@ import { buildParts, type GatewayEvents } from './parts.js';
 import { createPipeline } from './pipeline.js';
 import { checkReadiness, type ReadinessReport } from './readiness.js';
 import { createClassifier } from './request-class.js';
-import { type StatusSnapshot, statusSnapshot } from './status.js';
+import { activityGauges, type StatusSnapshot, statusSnapshot } from './status.js';
 
 /** Options of {@link createGateway}: configuration fields plus objects to share or replace. */
 export interface GatewayOptions extends GatewayConfigInput {
@@ -150,8 +151,18 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   let adminBound: GatewayAddress | undefined;
   let connections: (() => ConnectionFigures) | undefined;
   const running = (): boolean => state === 'running';
+  const activity = createActivity({ events, now, gauges: () => activityGauges(parts) });
   const status = (): StatusSnapshot =>
-    statusSnapshot({ config, parts, pipeline, state, startedAt, now, connections: connections?.() });
+    statusSnapshot({
+      config,
+      parts,
+      pipeline,
+      activity,
+      state,
+      startedAt,
+      now,
+      connections: connections?.(),
+    });
   const metrics = createGatewayMetrics(status);
   const checks = readinessChecks(config, parts);
   const readiness = (): Promise<ReadinessReport> => checkReadiness(checks, config.readyTimeoutMs);
@@ -161,6 +172,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     logger,
     metrics,
     events,
+    activity,
     classify,
     running,
     onIdleWhileDraining: () => server?.closeIdleConnections(),
@@ -273,6 +285,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     await new Promise<void>((resolve) => (adminServer ? adminServer.close(() => resolve()) : resolve()));
     await admissionClosed;
     await parts.close();
+    activity.close();
     state = 'closed';
     const result = { completed: inFlightAtStart - cutOff, cutOff };
     logger[lifecycle](result, 'sluice-gateway closed');

@@ -1,6 +1,10 @@
 // The public API of @sluice/gateway: what a user of the gateway needs. Everything else in src/
 // is internal and may change in any release.
 
+export type { StateChange } from './activity/activity.js';
+export type { ShedReason } from './activity/shed-reason.js';
+export type { HistoryStatus, Percentiles, RecentStatus } from './activity/timeline.js';
+export type { WhoEntry, WhoTable } from './activity/top-table.js';
 export { configHelp } from './config/docs.js';
 export type { ListenAddress } from './config/kinds.js';
 export { type LoadConfigResult, loadConfig, redactConfig, resolveConfig } from './config/load.js';

@@ -1,4 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { SHED_REASONS, shedReason } from './activity/shed-reason.js';
+import type { WhoEntry } from './activity/top-table.js';
 import type { StatusSnapshot } from './status.js';
 
 /** Names of the metrics the gateway exports (every one starts with `sluice_`). */
@@ -9,10 +11,16 @@ export const METRIC_NAMES = [
   'sluice_upstream_response_seconds',
   'sluice_upstream_errors_total',
   'sluice_identity_headers_stripped_total',
+  'sluice_shed_total',
   'sluice_admission_in_flight',
   'sluice_admission_queue_length',
   'sluice_admission_limit',
+  'sluice_admission_ceiling',
   'sluice_admission_rejections_total',
+  'sluice_top_user_in_flight',
+  'sluice_top_user_queued',
+  'sluice_top_user_requests_per_second',
+  'sluice_top_user_shed_per_minute',
   'sluice_breaker_state',
   'sluice_cache_hits_total',
   'sluice_cache_misses_total',
@@ -57,11 +65,12 @@ export interface GatewayMetrics {
 
 const BUCKETS_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/** Adds a monotonic source's total to a counter its collect() has just reset (a mirrored counter). */
-function setCounter(counter: Counter<string>, value: number, labels?: Record<string, string>): void {
-  if (labels) counter.inc(labels, value);
-  else counter.inc(value);
-}
+/** What a scraped metric reads from the snapshot: one value, labelled values, or nothing. */
+type Reading = number | null | undefined | readonly (readonly [Record<string, string>, number])[];
+
+/** The top users' figure `pick` labelled by user id: the ten heaviest at most (see README: Metrics). */
+const byUser = (s: StatusSnapshot, pick: (u: WhoEntry) => number): Reading =>
+  s.users.top.map((u) => [{ user: u.id }, pick(u)] as const);
 
 /**
  * Builds the metrics on a fresh prom-client `Registry`. Gauges and mirrored counters read
@@ -86,33 +95,51 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
+  /** A gauge, or a counter mirroring a total kept elsewhere (`mirror`), read at scrape time. */
+  function scraped(
+    name: (typeof METRIC_NAMES)[number],
+    help: string,
+    labelNames: readonly string[],
+    value: (s: StatusSnapshot) => Reading,
+    mirror = false,
+  ): void {
+    const collect = function collect(this: Gauge | Counter): void {
+      this.reset();
+      const v = value(snapshot());
+      const put = (labels: Record<string, string>, n: number): void => {
+        if (this instanceof Gauge) this.set(labels, n);
+        else this.inc(labels, n);
+      };
+      if (typeof v === 'number') put({}, v);
+      else if (v) for (const [labels, n] of v) put(labels, n);
+    };
+    const options = { name, help, labelNames, registers, collect };
+    if (mirror) new Counter(options);
+    else new Gauge(options);
+  }
+  const byClass = (pick: (c: { inFlight: number; queued: number }) => number) => (s: StatusSnapshot) =>
+    (['interactive', 'bulk'] as const).map((c) => [{ class: c }, pick(s.admission.byClass[c])] as const);
+
   const requests = new Counter({
     name: 'sluice_requests_total',
     help: 'Requests answered, by admission class and HTTP status (499: the client went away).',
     labelNames: ['class', 'status'],
     registers,
   });
-  const duration = new Histogram({
-    name: 'sluice_request_duration_seconds',
-    help: 'Time from the request to the end of the response, by class.',
-    labelNames: ['class'],
-    buckets: BUCKETS_SECONDS,
-    registers,
-  });
-  const queueWait = new Histogram({
-    name: 'sluice_queue_wait_seconds',
-    help: 'Time a request waited for an admission slot, by class.',
-    labelNames: ['class'],
-    buckets: BUCKETS_SECONDS,
-    registers,
-  });
-  const upstream = new Histogram({
-    name: 'sluice_upstream_response_seconds',
-    help: "Time from dispatch to the upstream's response headers, by class.",
-    labelNames: ['class'],
-    buckets: BUCKETS_SECONDS,
-    registers,
-  });
+  const histogram = (name: string, help: string): Histogram =>
+    new Histogram({ name, help, labelNames: ['class'], buckets: BUCKETS_SECONDS, registers });
+  const duration = histogram(
+    'sluice_request_duration_seconds',
+    'Time from the request to the end of the response, by class.',
+  );
+  const queueWait = histogram(
+    'sluice_queue_wait_seconds',
+    'Time a request waited for an admission slot, by class.',
+  );
+  const upstream = histogram(
+    'sluice_upstream_response_seconds',
+    "Time from dispatch to the upstream's response headers, by class.",
+  );
   const upstreamErrors = new Counter({
     name: 'sluice_upstream_errors_total',
     help: 'Requests the upstream could not answer, by gateway error code.',
@@ -124,6 +151,13 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
     help: 'Identity headers sent by clients and removed before the upstream.',
     registers,
   });
+  const shed = new Counter({
+    name: 'sluice_shed_total',
+    help: `Requests the gateway answered itself instead of the upstream, by reason (${SHED_REASONS.join(', ')}).`,
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const reason of SHED_REASONS) shed.inc({ reason }, 0);
   const rejections = new Counter({
     name: 'sluice_admission_rejections_total',
     help: 'Requests refused by admission, by reason.',
@@ -131,207 +165,171 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
     registers,
   });
 
-  new Gauge({
-    name: 'sluice_admission_in_flight',
-    help: 'Requests holding an admission slot, by class.',
-    labelNames: ['class'],
-    registers,
-    collect() {
-      const a = snapshot().admission;
-      this.set({ class: 'interactive' }, a.byClass.interactive.inFlight);
-      this.set({ class: 'bulk' }, a.byClass.bulk.inFlight);
-    },
-  });
-  new Gauge({
-    name: 'sluice_admission_queue_length',
-    help: 'Requests waiting for an admission slot, by class.',
-    labelNames: ['class'],
-    registers,
-    collect() {
-      const a = snapshot().admission;
-      this.set({ class: 'interactive' }, a.byClass.interactive.queued);
-      this.set({ class: 'bulk' }, a.byClass.bulk.queued);
-    },
-  });
-  new Gauge({
-    name: 'sluice_admission_limit',
-    help: 'The admission budget: most concurrent upstream requests.',
-    registers,
-    collect() {
-      this.set(snapshot().admission.limit);
-    },
-  });
-  new Gauge({
-    name: 'sluice_breaker_state',
-    help: 'Upstream circuit breaker: 1 for the current state (closed, open, half-open), 0 for the others.',
-    labelNames: ['state'],
-    registers,
-    collect() {
-      const state = snapshot().breaker;
-      for (const s of ['closed', 'open', 'half-open']) this.set({ state: s }, s === state ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'sluice_cache_hits_total',
-    help: 'Credential lookups answered by a cache tier (l1: in-process, l2: Redis).',
-    labelNames: ['tier'],
-    registers,
-    collect() {
-      const c = snapshot().cache;
-      this.reset();
-      setCounter(this, c.l1Hits, { tier: 'l1' });
-      setCounter(this, c.l2Hits, { tier: 'l2' });
-    },
-  });
-  new Counter({
-    name: 'sluice_cache_misses_total',
-    help: 'Credential lookups that needed the validator.',
-    registers,
-    collect() {
-      this.reset();
-      setCounter(this, snapshot().cache.misses);
-    },
-  });
-  new Counter({
-    name: 'sluice_cache_validator_calls_total',
-    help: 'Validator calls (database queries or introspection requests).',
-    registers,
-    collect() {
-      this.reset();
-      setCounter(this, snapshot().cache.validatorCalls);
-    },
-  });
-  new Counter({
-    name: 'sluice_cache_validator_errors_total',
-    help: 'Validator calls that failed or timed out.',
-    registers,
-    collect() {
-      this.reset();
-      setCounter(this, snapshot().cache.validatorErrors);
-    },
-  });
-  new Gauge({
-    name: 'sluice_cache_l2_up',
-    help: '1 when the Redis tier is up, 0 when down or disabled.',
-    registers,
-    collect() {
-      this.set(snapshot().cache.l2State === 'up' ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'sluice_db_up',
-    help: '0 while the database guard sees the upstream database unreachable, else 1 (also without a database or guard).',
-    registers,
-    collect() {
-      this.set(snapshot().database?.health.state === 'down' ? 0 : 1);
-    },
-  });
-  new Gauge({
-    name: 'sluice_db_connections',
-    help: 'Client connections on the upstream database server (last monitor sample).',
-    registers,
-    collect() {
-      const db = snapshot().database;
-      this.reset();
-      if (db?.connections != null) this.set(db.connections);
-    },
-  });
-  new Gauge({
-    name: 'sluice_db_connections_by_state',
-    help: 'Client connections on the upstream database server by state (last monitor sample).',
-    labelNames: ['state'],
-    registers,
-    collect() {
-      const db = snapshot().database;
-      this.reset();
-      if (db) for (const [state, n] of Object.entries(db.byState)) this.set({ state }, n);
-    },
-  });
-  new Gauge({
-    name: 'sluice_db_max_connections',
-    help: "The database server's max_connections minus its reserved connections.",
-    registers,
-    collect() {
-      const db = snapshot().database;
-      this.reset();
-      if (db?.maxConnections != null) this.set(db.maxConnections - (db.reservedConnections ?? 0));
-    },
-  });
-  new Gauge({
-    name: 'sluice_db_budget',
-    help: 'Upstream requests (each holding one database connection in Django) the gateway admits at once.',
-    registers,
-    collect() {
-      this.set(snapshot().admission.limit);
-    },
-  });
-  new Gauge({
-    name: 'sluice_pool_connections',
-    help: "The gateway's own database pool: total, idle, waiting and max.",
-    labelNames: ['state'],
-    registers,
-    collect() {
-      const db = snapshot().database;
-      this.reset();
-      if (!db) return;
-      this.set({ state: 'max' }, db.pool.max);
-      this.set({ state: 'total' }, db.pool.total);
-      this.set({ state: 'idle' }, db.pool.idle);
-      this.set({ state: 'waiting' }, db.pool.waiting);
-    },
-  });
-  new Counter({
-    name: 'sluice_reaped_connections_total',
-    help: 'Idle upstream connections the reaper terminated.',
-    registers,
-    collect() {
-      this.reset();
-      setCounter(this, snapshot().database?.reaped ?? 0);
-    },
-  });
-  new Counter({
-    name: 'sluice_sessions_purged_total',
-    help: 'Expired django_session rows deleted.',
-    registers,
-    collect() {
-      this.reset();
-      setCounter(this, snapshot().database?.purged ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'sluice_draining',
-    help: '1 while the gateway drains after SIGTERM.',
-    registers,
-    collect() {
-      this.set(snapshot().state === 'running' ? 0 : 1);
-    },
-  });
-
-  new Gauge({
-    name: 'sluice_client_connections',
-    help: 'Client connections open now, and the cap.',
-    labelNames: ['kind'],
-    registers,
-    collect() {
-      const c = snapshot().connections;
-      this.reset();
-      if (!c) return;
-      this.set({ kind: 'open' }, c.open);
-      this.set({ kind: 'max' }, c.max);
-    },
-  });
-  new Counter({
-    name: 'sluice_connections_refused_total',
-    help: "Client connections the gateway refused itself, by cap ('total' or 'per_client').",
-    labelNames: ['cap'],
-    registers,
-    collect() {
-      const c = snapshot().connections;
-      this.reset();
-      setCounter(this, c?.refused.total ?? 0, { cap: 'total' });
-      setCounter(this, c?.refused.perClient ?? 0, { cap: 'per_client' });
-    },
-  });
+  scraped(
+    'sluice_admission_in_flight',
+    'Requests holding an admission slot, by class.',
+    ['class'],
+    byClass((c) => c.inFlight),
+  );
+  scraped(
+    'sluice_admission_queue_length',
+    'Requests waiting for an admission slot, by class.',
+    ['class'],
+    byClass((c) => c.queued),
+  );
+  scraped(
+    'sluice_admission_limit',
+    'The admission budget: most concurrent upstream requests.',
+    [],
+    (s) => s.admission.limit,
+  );
+  scraped(
+    'sluice_admission_ceiling',
+    'The ceiling the admission limit never crosses (with a database: what PostgreSQL can still give).',
+    [],
+    (s) => s.admission.ceiling,
+  );
+  scraped(
+    'sluice_top_user_in_flight',
+    'Requests holding a slot, for the ten heaviest users (by user id; series come and go with the ranking).',
+    ['user'],
+    (s) => byUser(s, (u) => u.inFlight),
+  );
+  scraped(
+    'sluice_top_user_queued',
+    'Requests waiting for a slot, for the ten heaviest users.',
+    ['user'],
+    (s) => byUser(s, (u) => u.queued),
+  );
+  scraped(
+    'sluice_top_user_requests_per_second',
+    'Requests per second over about the last minute, for the ten heaviest users.',
+    ['user'],
+    (s) => byUser(s, (u) => u.requestsPerSecond),
+  );
+  scraped(
+    'sluice_top_user_shed_per_minute',
+    'Requests shed per minute over about the last minute, for the ten heaviest users.',
+    ['user'],
+    (s) => byUser(s, (u) => u.shedPerMinute),
+  );
+  scraped(
+    'sluice_breaker_state',
+    'Upstream circuit breaker: 1 for the current state (closed, open, half-open), 0 for the others.',
+    ['state'],
+    (s) =>
+      (['closed', 'open', 'half-open'] as const).map((state) => [{ state }, state === s.breaker ? 1 : 0]),
+  );
+  scraped(
+    'sluice_cache_hits_total',
+    'Credential lookups answered by a cache tier (l1: in-process, l2: Redis).',
+    ['tier'],
+    (s) => [
+      [{ tier: 'l1' }, s.cache.l1Hits],
+      [{ tier: 'l2' }, s.cache.l2Hits],
+    ],
+    true,
+  );
+  scraped(
+    'sluice_cache_misses_total',
+    'Credential lookups that needed the validator.',
+    [],
+    (s) => s.cache.misses,
+    true,
+  );
+  scraped(
+    'sluice_cache_validator_calls_total',
+    'Validator calls (database queries or introspection requests).',
+    [],
+    (s) => s.cache.validatorCalls,
+    true,
+  );
+  scraped(
+    'sluice_cache_validator_errors_total',
+    'Validator calls that failed or timed out.',
+    [],
+    (s) => s.cache.validatorErrors,
+    true,
+  );
+  scraped('sluice_cache_l2_up', '1 when the Redis tier is up, 0 when down or disabled.', [], (s) =>
+    s.cache.l2State === 'up' ? 1 : 0,
+  );
+  scraped(
+    'sluice_db_up',
+    '0 while the database guard sees the upstream database unreachable, else 1 (also without a database or guard).',
+    [],
+    (s) => (s.database?.health.state === 'down' ? 0 : 1),
+  );
+  scraped(
+    'sluice_db_connections',
+    'Client connections on the upstream database server (last monitor sample).',
+    [],
+    (s) => s.database?.connections,
+  );
+  scraped(
+    'sluice_db_connections_by_state',
+    'Client connections on the upstream database server by state (last monitor sample).',
+    ['state'],
+    (s) => Object.entries(s.database?.byState ?? {}).map(([state, n]) => [{ state }, n]),
+  );
+  scraped(
+    'sluice_db_max_connections',
+    "The database server's max_connections minus its reserved connections.",
+    [],
+    ({ database: db }) =>
+      db?.maxConnections == null ? null : db.maxConnections - (db.reservedConnections ?? 0),
+  );
+  scraped(
+    'sluice_db_budget',
+    'Upstream requests (each holding one database connection in Django) the gateway admits at once.',
+    [],
+    (s) => s.admission.limit,
+  );
+  scraped(
+    'sluice_pool_connections',
+    "The gateway's own database pool: total, idle, waiting and max.",
+    ['state'],
+    (s) => Object.entries(s.database?.pool ?? {}).map(([state, n]) => [{ state }, n]),
+  );
+  scraped(
+    'sluice_reaped_connections_total',
+    'Idle upstream connections the reaper terminated.',
+    [],
+    (s) => s.database?.reaped ?? 0,
+    true,
+  );
+  scraped(
+    'sluice_sessions_purged_total',
+    'Expired django_session rows deleted.',
+    [],
+    (s) => s.database?.purged ?? 0,
+    true,
+  );
+  scraped('sluice_draining', '1 while the gateway drains after SIGTERM.', [], (s) =>
+    s.state === 'running' ? 0 : 1,
+  );
+  scraped(
+    'sluice_client_connections',
+    'Client connections open now, and the cap.',
+    ['kind'],
+    ({ connections: c }) =>
+      c
+        ? [
+            [{ kind: 'open' }, c.open],
+            [{ kind: 'max' }, c.max],
+          ]
+        : null,
+  );
+  scraped(
+    'sluice_connections_refused_total',
+    "Client connections the gateway refused itself, by cap ('total' or 'per_client').",
+    ['cap'],
+    ({ connections: c }) => [
+      [{ cap: 'total' }, c?.refused.total ?? 0],
+      [{ cap: 'per_client' }, c?.refused.perClient ?? 0],
+    ],
+    true,
+  );
 
   return {
     registry,
@@ -343,6 +341,8 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
       if (o.upstreamMs !== undefined) upstream.observe({ class: klass }, o.upstreamMs / 1000);
       if (o.errorCode?.startsWith('E_UPSTREAM_')) upstreamErrors.inc({ code: o.errorCode });
       if (o.strippedIdentityHeaders > 0) stripped.inc(o.strippedIdentityHeaders);
+      const reason = o.requestClass === 'gateway' ? undefined : shedReason(o.errorCode);
+      if (reason) shed.inc({ reason });
     },
     rejected(reason) {
       rejections.inc({ reason });

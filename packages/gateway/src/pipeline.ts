@@ -10,6 +10,7 @@ import { type AdmissionMiddleware, admission } from '@sluice/admission';
 import { extractCredentials } from '@sluice/django';
 import { pathMatcher, type TypedEvents } from '@sluice/kit';
 import { type SessionCacheMiddleware, type SluiceContext, sessionCache } from '@sluice/session-cache';
+import type { Activity, Seat } from './activity/activity.js';
 import type { GatewayConfig } from './config/settings.js';
 import { type RequestContext, requestContext } from './context.js';
 import {
@@ -94,6 +95,8 @@ export interface PipelineOptions {
   readonly logger: GatewayLogger;
   readonly metrics: GatewayMetrics;
   readonly events: TypedEvents<GatewayEvents>;
+  /** Who holds slots and who waits (the status page's figures). */
+  readonly activity: Activity;
   readonly classify: RequestClassifier;
   /** Whether the gateway still takes requests. */
   readonly running: () => boolean;
@@ -203,8 +206,9 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       return identity ? `user:${identity.userId}` : `ip:${requestContext(req).client}`;
     },
   });
-  admissionMiddleware.on('reject', ({ code }) => {
+  admissionMiddleware.on('reject', ({ code, res }) => {
     if (code === 'E_ABORTED') return;
+    requestContext(res.req).errorCode = code;
     tally.rejected += 1;
     metrics.rejected(code);
   });
@@ -405,8 +409,10 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     });
     const counts = byClassNow[ctx.requestClass];
     let phase: 'before' | 'queued' | 'admitted' | 'released' = 'before';
+    let seat: Seat | undefined;
     active += 1;
     res.once('close', () => {
+      seat?.left();
       if (phase === 'queued') counts.queued -= 1;
       else if (phase === 'admitted') counts.inFlight -= 1;
       ctx.releaseSlot = undefined;
@@ -432,17 +438,21 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     const admit = (): void => {
       phase = 'queued';
       counts.queued += 1;
+      const identity = (req as SluiceRequest).sluice?.identity;
+      seat = o.activity.seat(identity?.userId, identity?.username, ctx.client);
       const queuedAt = performance.now();
       admissionMiddleware(req, res, (admitError?: unknown) => {
         if (phase === 'queued') {
           counts.queued -= 1;
           counts.inFlight += 1;
           phase = 'admitted';
+          seat?.admitted();
           ctx.releaseSlot = () => {
             ctx.releaseSlot = undefined;
             if (phase !== 'admitted') return;
             phase = 'released';
             counts.inFlight -= 1;
+            seat?.left();
             admissionMiddleware.release(res);
           };
         }

@@ -1,4 +1,8 @@
 import { Cluster } from 'ioredis';
+import type { Activity, StateChange } from './activity/activity.js';
+import type { ShedReason } from './activity/shed-reason.js';
+import type { HistoryStatus, RecentStatus, TimelineGauges } from './activity/timeline.js';
+import type { WhoTable } from './activity/top-table.js';
 import type { GatewayConfig } from './config/settings.js';
 import type { ConnectionFigures } from './connections.js';
 import type { RequestClass } from './cvat-profile.js';
@@ -104,6 +108,8 @@ export interface RequestStatus {
   /** By status class: `2xx`, `3xx`, `4xx`, `5xx` (499: client went away, counted as `4xx`). */
   readonly byStatus: Readonly<Record<string, number>>;
   readonly upstreamErrors: number;
+  /** Requests the gateway answered itself instead of the upstream, by reason. */
+  readonly shed: Readonly<Record<ShedReason, number>>;
 }
 
 /** Everything `/sluice/status.json` answers and the metrics read. */
@@ -123,6 +129,42 @@ export interface StatusSnapshot {
   readonly requests: RequestStatus;
   /** Client connections (`null` before `listen()`). */
   readonly connections: ConnectionFigures | null;
+  /**
+   * Who holds slots and who waits, by the validated identity's user id (the username when
+   * known, never a credential): live in flight and queued, and over about the last minute
+   * (exponentially weighted) average slots held, requests per second and sheds per minute by
+   * reason. The ten heaviest of at most 500 tracked (plus the owners of live requests).
+   */
+  readonly users: WhoTable;
+  /** The same by client address. */
+  readonly clients: WhoTable;
+  /** Requests and sheds per second over the last 10 s, queue wait and upstream latency p50/p99 over the last minute. */
+  readonly recent: RecentStatus;
+  /** The last five minutes in 2-s buckets. */
+  readonly history: HistoryStatus;
+  /** The last 20 breaker and database state changes, oldest first. */
+  readonly changes: readonly StateChange[];
+}
+
+/** The gauges the activity samples every second. */
+export function activityGauges({
+  gate,
+  limit,
+  monitor,
+  breaker,
+  databaseHealth,
+}: GatewayParts): TimelineGauges {
+  const sample = monitor?.lastSample;
+  return {
+    inFlight: gate.inFlight,
+    queued: gate.queued,
+    limit: gate.limit,
+    ceiling: limit.ceiling.current,
+    dbConnections: sample?.total ?? null,
+    dbMax: sample ? sample.maxConnections - sample.reservedConnections : null,
+    breaker: breaker.state,
+    database: databaseHealth ? (databaseHealth.state === 'down' ? 'down' : 'up') : null,
+  };
 }
 
 /** The Redis figures of the status page and readiness (`null` without Redis). */
@@ -144,6 +186,7 @@ export interface StatusSources {
   readonly startedAt: number;
   readonly now: () => number;
   readonly connections: ConnectionFigures | undefined;
+  readonly activity: Activity;
 }
 
 function describeError(error: unknown): string {
@@ -163,6 +206,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
   const poolStats = pool?.stats();
   const counts = s.pipeline.counts();
+  const activity = s.activity.status();
   return {
     at: s.now(),
     startedAt: s.startedAt,
@@ -226,6 +270,12 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       byClass: counts.byClass,
       byStatus: counts.byStatus,
       upstreamErrors: counts.upstreamErrors,
+      shed: activity.shed,
     },
+    users: activity.users,
+    clients: activity.clients,
+    recent: activity.recent,
+    history: activity.history,
+    changes: activity.changes,
   };
 }

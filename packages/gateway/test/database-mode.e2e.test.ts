@@ -1,7 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import {
   type DjangoFixture,
   deleteKeys,
@@ -10,10 +8,9 @@ import {
   uniquePrefix,
   waitFor,
 } from '@sluice/test-support';
-import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessLogEntry, createGateway, type Gateway } from '../src/index.ts';
-import { adminUrl, memoryLogger, recordRequests, repoRoot } from './helpers.ts';
+import { adminUrl, memoryLogger, openChromium, recordRequests } from './helpers.ts';
 
 // The gateway with the upstream's database and a shared Redis: database validation, the budget
 // sized from max_connections, the connection monitor, the reaper and the session purge, and two
@@ -144,29 +141,9 @@ describe('sluice-gateway with a database and Redis', () => {
   }, 45_000);
 
   it('shows live figures on the status page in headless Chromium', async () => {
-    const userDataDir = await mkdtemp(join(tmpdir(), 'sluice-chromium-'));
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: process.env.SLUICE_CHROMIUM ?? '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    const browser = await openChromium();
     try {
-      const page = context.pages()[0] ?? (await context.newPage());
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
+      const { page } = browser;
       await page.goto(`${adminUrl(a)}/sluice/status`);
       await page.waitForSelector('body[data-loaded="true"]', { timeout: 10_000 });
       expect(await page.textContent('#state')).toBe('running');
@@ -193,15 +170,11 @@ describe('sluice-gateway with a database and Redis', () => {
       await expect
         .poll(() => page.textContent('#requests'), { timeout: 10_000, interval: 200 })
         .not.toBe(before);
-      const artifacts = join(repoRoot, '.artifacts');
-      await mkdir(artifacts, { recursive: true });
-      const file = join(artifacts, 'gateway-status-page.png');
-      await page.screenshot({ path: file, fullPage: true });
+      const file = await browser.screenshot('gateway-status-page');
       expect((await stat(file)).size).toBeGreaterThan(10_000);
-      expect(errors).toEqual([]);
+      expect(browser.errors).toEqual([]);
     } finally {
-      await context.close();
-      await rm(userDataDir, { recursive: true, force: true });
+      await browser.close();
     }
   }, 60_000);
 });

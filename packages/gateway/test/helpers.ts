@@ -1,8 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from '@sluice/test-support';
 import pino from 'pino';
+import { chromium, type Page } from 'playwright-core';
 import type { AccessLogEntry, Gateway } from '../src/index.ts';
 
 /** The repository root, from this file. */
@@ -127,4 +131,51 @@ export function adminUrl(gateway: Gateway): string {
   const address = gateway.adminAddress();
   if (!address) throw new Error('the gateway has no admin listener');
   return address.url;
+}
+
+/** Headless Chromium (Debian's, or `SLUICE_CHROMIUM`) with one page; console errors are collected. */
+export async function openChromium(): Promise<{
+  page: Page;
+  errors: string[];
+  /** Saves a full-page screenshot as `.artifacts/<name>.png` and returns its path. */
+  screenshot(name: string): Promise<string>;
+  close(): Promise<void>;
+}> {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'sluice-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.SLUICE_CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  return {
+    page,
+    errors,
+    async screenshot(name) {
+      const artifacts = join(repoRoot, '.artifacts');
+      await mkdir(artifacts, { recursive: true });
+      const file = join(artifacts, `${name}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      return file;
+    },
+    async close() {
+      await context.close();
+      await rm(userDataDir, { recursive: true, force: true });
+    },
+  };
 }
