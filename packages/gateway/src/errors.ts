@@ -1,50 +1,24 @@
 /**
- * Stable codes of the errors `@sluice/gateway` raises or answers with.
- *
- * | code | status | meaning |
- * | --- | --- | --- |
- * | `E_CONFIG_INVALID` | - | the configuration has bad fields (see `issues`) |
- * | `E_UPSTREAM_UNAVAILABLE` | 502 | the upstream refused or dropped the connection |
- * | `E_UPSTREAM_TIMEOUT` | 504 | the upstream did not send headers within `upstreamHeadersTimeoutMs` |
- * | `E_UPSTREAM_PROTOCOL` | 502 | the upstream answered with something that is not valid HTTP |
- * | `E_SHUTTING_DOWN` | 503 | the gateway is draining and takes no new requests |
- * | `E_DATABASE_UNAVAILABLE` | 503 | the upstream's database does not answer; the request needs it (retry after `Retry-After`) |
- * | `E_BAD_REQUEST` | 400 | the request cannot be forwarded as sent (e.g. a target that is not a path, like `OPTIONS *`) |
- * | `E_CLIENT_TIMEOUT` | 408 | the client stopped sending its request body (`clientBodyTimeoutMs`, `clientMinRate`) |
- * | `E_BODY_TOO_LARGE` | 413 | the request body is larger than `maxBodySize` |
- * | `E_METHOD_NOT_ALLOWED` | 405 | `CONNECT` (the gateway is not a forward proxy) |
- * | `E_INTERNAL` | 500 | a bug in the gateway |
- * | `E_CLOSED` | - | `listen()` after `close()` |
+ * The HTTP status that goes with each stable error code of `@sluice/gateway` (`undefined` when
+ * the error never reaches a client). The README's Errors table says when each is raised.
  */
-export type GatewayErrorCode =
-  | 'E_CONFIG_INVALID'
-  | 'E_UPSTREAM_UNAVAILABLE'
-  | 'E_UPSTREAM_TIMEOUT'
-  | 'E_UPSTREAM_PROTOCOL'
-  | 'E_SHUTTING_DOWN'
-  | 'E_DATABASE_UNAVAILABLE'
-  | 'E_BAD_REQUEST'
-  | 'E_CLIENT_TIMEOUT'
-  | 'E_BODY_TOO_LARGE'
-  | 'E_METHOD_NOT_ALLOWED'
-  | 'E_INTERNAL'
-  | 'E_CLOSED';
+export const gatewayErrorStatus = {
+  E_CONFIG_INVALID: undefined, // bad configuration fields (see `issues`)
+  E_UPSTREAM_UNAVAILABLE: 502, // the upstream refused or dropped the connection
+  E_UPSTREAM_TIMEOUT: 504, // no response headers within `upstreamHeadersTimeoutMs`
+  E_UPSTREAM_PROTOCOL: 502, // the upstream's answer was not valid HTTP
+  E_SHUTTING_DOWN: 503, // draining: no new requests
+  E_DATABASE_UNAVAILABLE: 503, // the upstream's database does not answer and the request needs it
+  E_BAD_REQUEST: 400, // cannot be forwarded as sent (a target that is not a path, an ambiguous path or Host)
+  E_CLIENT_TIMEOUT: 408, // the client's body stalled or trickled (`clientBodyTimeoutMs`, `clientMinRate`)
+  E_BODY_TOO_LARGE: 413, // the request body is larger than `maxBodySize`
+  E_METHOD_NOT_ALLOWED: 405, // `CONNECT`: the gateway is not a forward proxy
+  E_INTERNAL: 500, // a bug in the gateway
+  E_CLOSED: undefined, // `listen()` after `close()`
+} as const satisfies Record<string, number | undefined>;
 
-/** The HTTP status that goes with each code (`undefined` when the error never reaches a client). */
-export const gatewayErrorStatus: Readonly<Record<GatewayErrorCode, number | undefined>> = {
-  E_CONFIG_INVALID: undefined,
-  E_UPSTREAM_UNAVAILABLE: 502,
-  E_UPSTREAM_TIMEOUT: 504,
-  E_UPSTREAM_PROTOCOL: 502,
-  E_SHUTTING_DOWN: 503,
-  E_DATABASE_UNAVAILABLE: 503,
-  E_BAD_REQUEST: 400,
-  E_CLIENT_TIMEOUT: 408,
-  E_BODY_TOO_LARGE: 413,
-  E_METHOD_NOT_ALLOWED: 405,
-  E_INTERNAL: 500,
-  E_CLOSED: undefined,
-};
+/** Stable codes of the errors `@sluice/gateway` raises or answers with. */
+export type GatewayErrorCode = keyof typeof gatewayErrorStatus;
 
 /**
  * The error `@sluice/gateway` raises: a stable `code`, the HTTP `status` it answers with when

@@ -1,18 +1,13 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { EdgeView } from './edge.js';
 
+const words = (text: string): readonly string[] => Object.freeze(text.trim().split(/\s+/));
+
 /** Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+export const HOP_BY_HOP_HEADERS: readonly string[] = words(`
+  connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer
+  transfer-encoding upgrade
+`);
 
 /**
  * Headers a client could send to pose as someone: auth-proxy conventions (Apache/nginx
@@ -21,109 +16,38 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
  * from every request, whatever `trustProxy` says. Compared after lowercasing and turning `_`
  * into `-`, because WSGI maps both to `HTTP_..._...`.
  */
-export const IDENTITY_HEADERS: readonly string[] = Object.freeze([
-  'remote-user',
-  'remote-addr',
-  'auth-user',
-  'x-auth-user',
-  'x-userinfo',
-  'x-access-token',
-  'x-id-token',
-  'x-api-key',
-  'x-remote-user',
-  'x-remote-email',
-  'x-remote-group',
-  'x-remote-groups',
-  'x-forwarded-user',
-  'x-forwarded-email',
-  'x-forwarded-preferred-username',
-  'x-forwarded-groups',
-  'x-forwarded-access-token',
-  'x-user',
-  'x-user-id',
-  'x-userid',
-  'x-user-name',
-  'x-username',
-  'x-user-email',
-  'x-email',
-  'x-proxy-user',
-  'x-authenticated-user',
-  'x-authenticated-userid',
-  'x-authenticated-groups',
-  'x-authenticated-scope',
-  'x-consumer-id',
-  'x-consumer-username',
-  'x-consumer-custom-id',
-  'x-credential-identifier',
-  'x-webauth-user',
-  'x-webauth-email',
-  'x-webauth-name',
-  'x-ssl-client-cert',
-  'x-ssl-client-dn',
-  'x-ssl-client-s-dn',
-  'x-ssl-client-verify',
-  'x-client-cert',
-  'x-client-dn',
-  'x-client-verify',
-  'ssl-client-cert',
-  'ssl-client-verify',
-  'x-forwarded-client-cert',
-  'x-amzn-oidc-data',
-  'x-amzn-oidc-identity',
-  'x-amzn-oidc-accesstoken',
-  'cf-access-authenticated-user-email',
-  'cf-access-jwt-assertion',
-  'x-goog-authenticated-user-email',
-  'x-goog-authenticated-user-id',
-  'x-goog-iap-jwt-assertion',
-  'x-ms-client-principal',
-  'x-ms-client-principal-id',
-  'x-ms-client-principal-name',
-  'x-ms-client-principal-idp',
-  'x-ms-token-aad-id-token',
-  'x-ms-token-aad-access-token',
-]);
+export const IDENTITY_HEADERS: readonly string[] = words(`
+  remote-user remote-addr auth-user x-auth-user x-userinfo x-access-token x-id-token x-api-key
+  x-remote-user x-remote-email x-remote-group x-remote-groups x-forwarded-user x-forwarded-email
+  x-forwarded-preferred-username x-forwarded-groups x-forwarded-access-token x-user x-user-id
+  x-userid x-user-name x-username x-user-email x-email x-proxy-user x-authenticated-user
+  x-authenticated-userid x-authenticated-groups x-authenticated-scope x-consumer-id
+  x-consumer-username x-consumer-custom-id x-credential-identifier x-webauth-user x-webauth-email
+  x-webauth-name x-ssl-client-cert x-ssl-client-dn x-ssl-client-s-dn x-ssl-client-verify
+  x-client-cert x-client-dn x-client-verify ssl-client-cert ssl-client-verify
+  x-forwarded-client-cert x-amzn-oidc-data x-amzn-oidc-identity x-amzn-oidc-accesstoken
+  cf-access-authenticated-user-email cf-access-jwt-assertion x-goog-authenticated-user-email
+  x-goog-authenticated-user-id x-goog-iap-jwt-assertion x-ms-client-principal
+  x-ms-client-principal-id x-ms-client-principal-name x-ms-client-principal-idp
+  x-ms-token-aad-id-token x-ms-token-aad-access-token
+`);
 
 /** Prefixes of identity headers: every header starting with one of these is removed. */
-export const IDENTITY_HEADER_PREFIXES: readonly string[] = Object.freeze([
-  'x-sluice-',
-  'x-auth-request-',
-  'x-remote-',
-  'x-authenticated-',
-  'x-webauth-',
-  'x-amzn-oidc-',
-  'cf-access-',
-  'x-goog-authenticated-',
-  'x-ms-client-principal',
-]);
+export const IDENTITY_HEADER_PREFIXES: readonly string[] = words(`
+  x-sluice- x-auth-request- x-remote- x-authenticated- x-webauth- x-amzn-oidc- cf-access-
+  x-goog-authenticated- x-ms-client-principal
+`);
 
 /**
  * Headers that say where a request came from. Without `trustProxy` the client's values are
  * dropped and the gateway writes its own X-Forwarded-For/-Proto/-Host and X-Real-IP.
  */
-export const FORWARDING_HEADERS: readonly string[] = Object.freeze([
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
-  'x-forwarded-server',
-  'x-forwarded-ssl',
-  'x-forwarded-scheme',
-  'x-forwarded-protocol',
-  'x-url-scheme',
-  'front-end-https',
-  'x-real-ip',
-  'x-client-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
-  'x-cluster-client-ip',
-  'x-original-forwarded-for',
-  'x-original-url',
-  'x-rewrite-url',
-  'x-original-host',
-]);
+export const FORWARDING_HEADERS: readonly string[] = words(`
+  forwarded x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-port x-forwarded-prefix
+  x-forwarded-server x-forwarded-ssl x-forwarded-scheme x-forwarded-protocol x-url-scheme
+  front-end-https x-real-ip x-client-ip true-client-ip cf-connecting-ip x-cluster-client-ip
+  x-original-forwarded-for x-original-url x-rewrite-url x-original-host
+`);
 
 const HOP = new Set(HOP_BY_HOP_HEADERS);
 const IDENTITY = new Set(IDENTITY_HEADERS);
