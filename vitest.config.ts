@@ -83,7 +83,7 @@ export default defineConfig({
           provide: { pgBudgets, pgDefaultBudget: 10 },
           // Integration files start servers and child processes of their own: a few at a time
           // keep a 2-core machine responsive enough for their timeouts.
-          maxWorkers: Number(process.env.SLUICE_TEST_INTEGRATION_WORKERS ?? 3),
+          maxWorkers: Number(process.env.SLUICE_TEST_INTEGRATION_WORKERS ?? 2),
           sequence: { groupOrder: 1 },
         },
       },
