@@ -5,7 +5,9 @@ import { configDefaults, defineConfig } from 'vitest/config';
  * processes (Django, PgBouncer, private PostgreSQL or Redis clusters, gateways, Python, Chromium).
  * Each maps to the PostgreSQL connections of the shared server it may hold at once (its own
  * pools, Django's, PgBouncer's, admin queries), measured with `SLUICE_TEST_PG_REPORT` plus room.
- * Every other test file is a unit file: no services, no child processes.
+ * Every other test file is a unit file: no services, no child processes (the unit project
+ * points the shared servers at a closed port, so a new file that needs them fails until it is
+ * listed here).
  */
 const pgBudgets: Record<string, number> = {
   'packages/admission/test/distributed.test.ts': 0,
@@ -81,8 +83,9 @@ export default defineConfig({
             'test/support/src/vitest/pg-budget-file.ts',
           ],
           provide: { pgBudgets, pgDefaultBudget: 10 },
-          // Integration files start servers and child processes of their own: a few at a time
-          // keep a 2-core machine responsive enough for their timeouts.
+          // Integration files start servers and child processes of their own: two at a time keep a
+          // loaded 2-core machine responsive enough for their start timeouts (three starved them
+          // at load 14). SLUICE_TEST_INTEGRATION_WORKERS sets another number.
           maxWorkers: Number(process.env.SLUICE_TEST_INTEGRATION_WORKERS ?? 2),
           sequence: { groupOrder: 1 },
         },
