@@ -14,6 +14,9 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 240_000,
     hookTimeout: 120_000,
-    globalSetup: ['test/faults/global-setup.ts'],
+    // The run's own TMPDIR, removed at the end (and swept after a killed run); workers exit on
+    // SIGTERM so the servers' exit hooks run.
+    globalSetup: ['test/support/src/vitest/run-tmp.ts', 'test/faults/global-setup.ts'],
+    setupFiles: ['test/support/src/vitest/exit-on-sigterm.ts'],
   },
 });

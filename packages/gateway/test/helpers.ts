@@ -75,7 +75,15 @@ export async function spawnGateway(args: readonly string[], port: number): Promi
       '--admin-listen',
       `127.0.0.1:${adminPort}`,
     ],
-    { cwd: repoRoot, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: repoRoot,
+      // TMPDIR: its spool files and tsx's cache go where the test run keeps its own.
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        ...(process.env.TMPDIR && { TMPDIR: process.env.TMPDIR }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   let out = '';
   let err = '';

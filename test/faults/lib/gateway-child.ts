@@ -26,11 +26,11 @@ const gateway = createGateway(config.gateway);
 // The gateway's own view of every request (status, time spent inside the gateway, error code),
 // kept for the parent to query: at most `accessLogMax` entries, trimmed a tenth at a time so a
 // full ring costs no copy per request. It lives in the gateway's heap (the soak turns it off).
-const accessLog: [at: number, status: number, durationMs: number, error: string][] = [];
+const accessLog: [at: number, status: number, durationMs: number, error: string, route: string][] = [];
 if (config.accessLogMax > 0) {
   const trimTo = Math.floor(config.accessLogMax * 0.9);
   gateway.on('request', (entry: AccessLogEntry) => {
-    accessLog.push([Date.now(), entry.status, entry.durationMs, entry.error ?? '']);
+    accessLog.push([Date.now(), entry.status, entry.durationMs, entry.error ?? '', entry.route]);
     if (accessLog.length > config.accessLogMax) accessLog.splice(0, accessLog.length - trimTo);
   });
 }

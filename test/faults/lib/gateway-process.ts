@@ -22,6 +22,8 @@ export interface AccessEntry {
   readonly durationMs: number;
   /** The gateway's error code, '' when none. */
   readonly error: string;
+  /** The path, ids replaced by `:id`. */
+  readonly route: string;
 }
 
 export interface GatewayProcess {
@@ -124,9 +126,15 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
           adminPort = m.adminPort ?? 0;
           resolve(m.port);
         } else if (m.type === 'access-log') {
-          const reply = m as unknown as { id: number; entries: [number, number, number, string][] };
+          const reply = m as unknown as { id: number; entries: [number, number, number, string, string][] };
           pending.get(reply.id)?.(
-            reply.entries.map(([at, status, durationMs, error]) => ({ at, status, durationMs, error })),
+            reply.entries.map(([at, status, durationMs, error, route]) => ({
+              at,
+              status,
+              durationMs,
+              error,
+              route,
+            })),
           );
           pending.delete(reply.id);
         } else if (m.type === 'sample') {

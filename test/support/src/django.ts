@@ -363,6 +363,8 @@ function baseEnv(): NodeJS.ProcessEnv {
     DJANGO_SETTINGS_MODULE: 'fixture.settings',
   };
   if (process.env.HOME) env.HOME = process.env.HOME;
+  // Upload and gunicorn temp files go where the test run keeps its own (removed at its end).
+  if (process.env.TMPDIR) env.TMPDIR = process.env.TMPDIR;
   return env;
 }
 

@@ -152,8 +152,13 @@ function runToEnd(command: string, args: string[], owner: RunAs | undefined): Pr
   });
 }
 
-/** One initdb per process; further clusters copy its data directory (much faster than initdb). */
+/**
+ * One initdb per process; further clusters copy its data directory (much faster than initdb).
+ * It goes when the last cluster of this process stops, so it is never left behind.
+ */
 let template: Promise<string> | undefined;
+/** Clusters of this process started and not stopped yet. */
+let clusters = 0;
 const liveDirs = new Set<string>();
 const livePids = new Set<number>();
 let exitHookInstalled = false;
@@ -187,6 +192,18 @@ function templateDataDir(owner: RunAs | undefined): Promise<string> {
     return data;
   })();
   return template;
+}
+
+async function releaseTemplate(): Promise<void> {
+  clusters -= 1;
+  const current = template;
+  if (clusters > 0 || !current) return;
+  const data = await current.catch(() => undefined);
+  if (clusters > 0 || template !== current) return;
+  template = undefined;
+  if (!data) return;
+  await rm(dirname(data), { recursive: true, force: true });
+  liveDirs.delete(dirname(data));
 }
 
 /**
@@ -260,12 +277,19 @@ export async function startOwnPostgres(options: OwnPostgresOptions = {}): Promis
   const { postgres } = resolveBinaries();
   installExitHook();
   sweepStale();
-  const templateDir = await templateDataDir(owner);
-  const base = await makeOwnedTempDir(`sluice-pg-${process.pid}-`, owner);
-  liveDirs.add(base);
+  clusters += 1;
+  let base: string;
+  try {
+    const templateDir = await templateDataDir(owner);
+    base = await makeOwnedTempDir(`sluice-pg-${process.pid}-`, owner);
+    liveDirs.add(base);
+    // cp -a keeps owner and modes (the data directory must be 0700 and owned by the server user).
+    await runToEnd('cp', ['-a', templateDir, join(base, 'data')], undefined);
+  } catch (err) {
+    await releaseTemplate();
+    throw err;
+  }
   const dataDir = join(base, 'data');
-  // cp -a keeps owner and modes (the data directory must be 0700 and owned by the server user).
-  await runToEnd('cp', ['-a', templateDir, dataDir], undefined);
   const port = await freePort();
   const host = '127.0.0.1';
 
@@ -413,9 +437,15 @@ export async function startOwnPostgres(options: OwnPostgresOptions = {}): Promis
     await shutdown('SIGINT');
     await rm(base, { recursive: true, force: true });
     liveDirs.delete(base);
+    await releaseTemplate();
   };
 
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   return {
     host,
     port,
