@@ -113,6 +113,12 @@ function isReplacement(value: unknown): value is ProxyReplacement {
   return typeof v === 'object' && v !== null && typeof v.status === 'number' && typeof v.code === 'string';
 }
 
+/** Drops an upstream body the client will not get: destroying it emits an abort error, handled here. */
+function discard(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** Reads `body` until it ends or holds more than `max` bytes. */
 async function readUpTo(
   body: AsyncIterator<Buffer>,
@@ -300,7 +306,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       if (head.done) upstreamFinished();
       const verdict = await hook(req, response.statusCode, response.headers as IncomingHttpHeaders, bytes);
       if (isReplacement(verdict)) {
-        response.body.destroy();
+        discard(response.body);
         upstreamFinished();
         ctx.errorCode = verdict.code;
         ctx.errorCause = `upstream answered ${response.statusCode}`;
@@ -311,7 +317,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
         res.writeHead(response.statusCode, clientResponseHeaders(response.headers as IncomingHttpHeaders));
       } catch (error) {
         // Node refuses a header value the upstream sent: answer 502 instead of half a response.
-        response.body.destroy();
+        discard(response.body);
         throw Object.assign(error as Error, { code: 'UND_ERR_RESPONSE' });
       }
       stops.push(
@@ -388,7 +394,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       for (let next = await rest.next(); !next.done; next = await rest.next()) await spool.write(next.value);
       spool.end();
     } catch (error) {
-      upstream.destroy();
+      discard(upstream);
       await spool.destroy();
       await sending.catch(() => undefined);
       throw error;
