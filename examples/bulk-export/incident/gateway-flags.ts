@@ -36,22 +36,20 @@ export interface GatewaySetting {
   pgbouncerAdminUrl?: string | undefined;
 }
 
-/** The arguments for `sluice-gateway` (all but `--listen`). */
+/**
+ * The arguments for `sluice-gateway` (all but `--listen`), each as `--flag=value`: a value that
+ * starts with `-` (a random secret key may) is then never taken for a flag.
+ */
 export function gatewayArgs(s: GatewaySetting): string[] {
-  return [
-    GATEWAY_FLAGS.upstream,
-    s.upstream,
-    GATEWAY_FLAGS.databaseUrl,
-    s.databaseUrl,
-    GATEWAY_FLAGS.secretKey,
-    s.secretKey,
-    GATEWAY_FLAGS.upstreamApplicationName,
-    s.upstreamApplicationName,
-    ...(s.dbBudget === undefined ? [] : [GATEWAY_FLAGS.dbBudget, String(s.dbBudget)]),
-    ...(s.pgbouncerAdminUrl === undefined ? [] : [GATEWAY_FLAGS.pgbouncerAdminUrl, s.pgbouncerAdminUrl]),
-    GATEWAY_FLAGS.adminListen,
-    s.adminListen,
-    GATEWAY_FLAGS.logLevel,
-    'warn',
+  const flags: [string, string | number | undefined][] = [
+    [GATEWAY_FLAGS.upstream, s.upstream],
+    [GATEWAY_FLAGS.databaseUrl, s.databaseUrl],
+    [GATEWAY_FLAGS.secretKey, s.secretKey],
+    [GATEWAY_FLAGS.upstreamApplicationName, s.upstreamApplicationName],
+    [GATEWAY_FLAGS.dbBudget, s.dbBudget],
+    [GATEWAY_FLAGS.pgbouncerAdminUrl, s.pgbouncerAdminUrl],
+    [GATEWAY_FLAGS.adminListen, s.adminListen],
+    [GATEWAY_FLAGS.logLevel, 'warn'],
   ];
+  return flags.flatMap(([flag, value]) => (value === undefined ? [] : [`${flag}=${value}`]));
 }
