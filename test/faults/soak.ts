@@ -14,10 +14,10 @@ import {
   type LoadReport,
   type LoadRequest,
   runLoad,
+  startDjangoOnOwnPostgres,
   startOwnPostgres,
   startOwnRedis,
 } from '../support/src/index.ts';
-import { startDjangoOnOwnPostgres } from './lib/django-own-postgres.ts';
 import { spawnGateway } from './lib/gateway-process.ts';
 import { reportSoak, type SoakRun } from './lib/soak-report.ts';
 

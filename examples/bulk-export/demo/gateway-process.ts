@@ -7,6 +7,8 @@ import { spawnGuarded, stopChild } from './child-process.js';
 /** `sluice-gateway` running as its own process, as an operator would run it. */
 export interface GatewayProcess {
   readonly url: string;
+  /** Its process id (setpriv execs it in place). */
+  readonly pid: number | undefined;
   /** The tail of its stderr (and of stdout, when `logs` is true). */
   logs(): string;
   /** SIGTERM (the gateway drains), SIGKILL after 15 s. Idempotent. */
@@ -72,5 +74,5 @@ export async function startGateway(
     await stop();
     throw new Error(`sluice-gateway did not start: ${tail}`, { cause: e });
   }
-  return { url, logs: () => tail, stop };
+  return { url, pid: child.pid, logs: () => tail, stop };
 }

@@ -1,6 +1,6 @@
 // `pnpm bench incident [--quick] [flags]`: the seed's incident side by side in one run, on this
-// machine: direct, PgBouncer alone, the gateway, the gateway in front of PgBouncer; a base, a
-// leak and a heavier-database variant. Prints the tables, writes .artifacts/incident/
+// machine: direct, PgBouncer alone, the gateway, the gateway in front of PgBouncer (its database
+// URL on PostgreSQL, or on PgBouncer as Django's); a base, a leak and a heavier-database variant. Prints the tables, writes .artifacts/incident/
 // connections.svg and report.json. Everything it starts (gunicorn, PgBouncer, the gateway,
 // databases and roles) is gone when it ends, Ctrl-C included.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import {
   type IncidentSettings,
   QUICK,
   type SetupName,
+  SUPERUSER_RESERVED,
   type VariantName,
 } from './scenario.js';
 
@@ -29,7 +30,7 @@ const NUMBERS = {
   'export-bytes': 'exportBytes',
   'poll-interval': 'pollIntervalMs',
   'leak-every': 'leakEvery',
-  'role-limit': 'roleLimit',
+  'max-connections': 'maxConnections',
   pool: 'poolSize',
   budget: 'budget',
   'interactive-rate': 'interactiveRate',
@@ -39,7 +40,7 @@ const NUMBERS = {
 } as const satisfies Record<string, keyof IncidentSettings>;
 
 const usage = `usage: pnpm bench incident [--quick]
-  [--setups direct,pgbouncer,gateway,gateway+pgbouncer (the default), or gateway+pgbouncer-db too]
+  [--setups direct,pgbouncer,gateway,gateway+pgbouncer,gateway+pgbouncer-db (the default: all)]
   [--variants base,leak,heavy] [--${Object.keys(NUMBERS).join(' N] [--')} N] [--out DIR]
 The full run takes a few minutes; --quick (smaller numbers, base and leak) about a minute.`;
 
@@ -71,6 +72,16 @@ function parse(argv: string[]): { settings: IncidentSettings; out: string } | un
   return { settings: checkSettings(settings), out: values.out ?? `${root}.artifacts/incident` };
 }
 
+const gatewayFlags = (s: IncidentSettings): string =>
+  [
+    GATEWAY_FLAGS.upstream,
+    GATEWAY_FLAGS.databaseUrl,
+    GATEWAY_FLAGS.secretKey,
+    GATEWAY_FLAGS.upstreamApplicationName,
+    ...(s.budget > 0 ? [`${GATEWAY_FLAGS.dbBudget} ${s.budget}`] : []),
+  ].join(' ') +
+  ` (and ${GATEWAY_FLAGS.pgbouncerAdminUrl} when its URL is PostgreSQL's but Django's is PgBouncer's)`;
+
 async function main(): Promise<number> {
   const parsed = parse(process.argv.slice(2));
   if (!parsed) {
@@ -96,7 +107,8 @@ async function main(): Promise<number> {
       `${s.workers} workers over ${s.logins} logins, and an interactive user polling /api/users/self and ` +
       `/api/tasks ${s.interactiveRate} times a second. Django: gunicorn gthread, ${s.threads} threads, ` +
       `CONN_MAX_AGE 0, ${s.workMs} ms of database work per request, application_name cvat:server, ` +
-      `its role limited to ${s.roleLimit} connections. Gateway flags: ${Object.values(GATEWAY_FLAGS).join(' ')}. ` +
+      `on a PostgreSQL cluster of its own per run (max_connections ${s.maxConnections}: "too many clients" past ` +
+      `${s.maxConnections - SUPERUSER_RESERVED} for Django's plain role). Gateway flags: ${gatewayFlags(s)}, the rest its defaults. ` +
       `Each run is cut at ${s.runDeadlineMs / 1000} s.\n`,
   );
   const report = await runIncidentBench(s, {

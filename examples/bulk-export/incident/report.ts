@@ -3,7 +3,21 @@
 import { lineChartSvg } from '../demo/svg-plot.js';
 import { markdownTable } from '../src/index.js';
 import type { RunResult } from './run-setup.js';
-import { type IncidentSettings, SETUPS, type SetupName, VARIANTS, type VariantName } from './scenario.js';
+import {
+  type IncidentSettings,
+  SETUPS,
+  type SetupName,
+  SUPERUSER_RESERVED,
+  VARIANTS,
+  type VariantName,
+} from './scenario.js';
+
+/** The gateway's default `--db-reserve`: what its budget keeps for others out of `max_connections`. */
+const GATEWAY_DB_RESERVE = 10;
+
+/** The connections the gateway budgets for Django's role on the run's cluster (its defaults). */
+export const gatewayBudget = (s: IncidentSettings): number =>
+  s.budget > 0 ? s.budget : s.maxConnections - SUPERUSER_RESERVED - GATEWAY_DB_RESERVE;
 
 /** One row of the table: what a run measured, as numbers. */
 export interface RunSummary {
@@ -24,6 +38,20 @@ export interface RunSummary {
   interactive: { requests: number; failed: number; p50Ms: number; p99Ms: number };
   peakConnections: number;
   leaked?: number;
+  /** The gateway's admission over the run (gateway setups). */
+  admission?: {
+    limitMin: number;
+    limitMax: number;
+    limitMean: number;
+    ceilingMin: number;
+    ceilingMax: number;
+    peakInFlight: number;
+    peakQueued: number;
+    /** Readings by load control's reason. */
+    control: Record<string, number>;
+  };
+  /** CPU seconds by part while the load ran, and the machine's busy seconds. */
+  cpu?: { wall: number; machine: number; parts: Record<string, number> };
   /** Every request sent landed in a bucket (bulk: answered or failed; interactive: `lost` 0). */
   accounted: boolean;
 }
@@ -74,19 +102,37 @@ export function summarize(r: RunResult): RunSummary {
     peakConnections: r.peakConnections,
     accounted,
   };
+  if (r.cpu) summary.cpu = r.cpu;
+  if (r.gateway.length > 0) {
+    const g = r.gateway;
+    const control: Record<string, number> = {};
+    for (const p of g) control[p.control] = (control[p.control] ?? 0) + 1;
+    summary.admission = {
+      limitMin: Math.min(...g.map((p) => p.limit)),
+      limitMax: Math.max(...g.map((p) => p.limit)),
+      limitMean: Math.round((10 * g.reduce((a, p) => a + p.limit, 0)) / g.length) / 10,
+      ceilingMin: Math.min(...g.map((p) => p.ceiling)),
+      ceilingMax: Math.max(...g.map((p) => p.ceiling)),
+      peakInFlight: Math.max(...g.map((p) => p.inFlight)),
+      peakQueued: Math.max(...g.map((p) => p.queued)),
+      control,
+    };
+  }
   if (r.error !== undefined) summary.error = r.error;
   if (r.leaks) summary.leaked = r.leaks.leaked;
   return summary;
 }
 
-const label = (setup: SetupName, s: IncidentSettings): string =>
-  ({
+const label = (setup: SetupName, s: IncidentSettings): string => {
+  const gateway = s.budget > 0 ? `gateway (budget ${s.budget})` : 'gateway';
+  return {
     direct: 'direct',
     pgbouncer: `PgBouncer (transaction, pool ${s.poolSize})`,
-    gateway: `gateway (budget ${s.budget})`,
-    'gateway+pgbouncer': `gateway (budget ${s.budget}) + PgBouncer`,
-    'gateway+pgbouncer-db': `gateway (budget ${s.budget}) + PgBouncer, its DB URL on PgBouncer`,
-  })[setup];
+    gateway,
+    'gateway+pgbouncer': `${gateway} + PgBouncer, its DB URL on PostgreSQL`,
+    'gateway+pgbouncer-db': `${gateway} + PgBouncer, its DB URL on PgBouncer`,
+  }[setup];
+};
 
 const ms = (v: number): string => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`);
 
@@ -154,6 +200,77 @@ export function ratioTable(rows: readonly RunSummary[], s: IncidentSettings): st
   );
 }
 
+/** The gateway's admission over each gateway run: its limit, ceiling and why load control moved it. */
+export function admissionTable(rows: readonly RunSummary[], s: IncidentSettings): string {
+  return markdownTable(
+    [
+      'setup',
+      'limit min / mean / max',
+      'ceiling min / max',
+      'peak in flight / queued',
+      'control (share of readings)',
+    ],
+    rows.flatMap((r) => {
+      const a = r.admission;
+      if (!a) return [];
+      const total = Object.values(a.control).reduce((x, n) => x + n, 0);
+      const control = Object.entries(a.control)
+        .sort((x, y) => y[1] - x[1])
+        .map(([reason, n]) => `${reason} ${Math.round((100 * n) / total)}%`)
+        .join(', ');
+      return [
+        [
+          label(r.setup, s),
+          `${a.limitMin} / ${a.limitMean} / ${a.limitMax}`,
+          `${a.ceilingMin} / ${a.ceilingMax}`,
+          `${a.peakInFlight} / ${a.peakQueued}`,
+          control,
+        ],
+      ];
+    }),
+  );
+}
+
+/**
+ * Where the CPU went while the load ran: each part's seconds, the gateway's per request, and
+ * the machine's (2 cores: at most twice the wall time) including other people's work.
+ */
+export function cpuTable(rows: readonly RunSummary[], s: IncidentSettings): string {
+  const sec = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(1));
+  return markdownTable(
+    [
+      'setup',
+      'wall s',
+      'machine busy s',
+      'Django',
+      'PostgreSQL',
+      'PgBouncer',
+      'gateway (ms/request)',
+      'load client',
+      'others',
+    ],
+    rows.flatMap((r) => {
+      const c = r.cpu;
+      if (!c) return [];
+      const requests = Math.max(1, r.requestsPerSecond * r.bulkSeconds + r.interactive.requests);
+      const gw = c.parts.gateway;
+      return [
+        [
+          label(r.setup, s),
+          sec(c.wall),
+          sec(c.machine),
+          sec(c.parts.django),
+          sec(c.parts.postgres),
+          sec(c.parts.pgbouncer),
+          gw === undefined ? '-' : `${sec(gw)} (${((1000 * gw) / requests).toFixed(1)})`,
+          sec(c.parts.bench),
+          sec(c.parts.others),
+        ],
+      ];
+    }),
+  );
+}
+
 /** Every table, variant by variant, with a line saying what the variant is. */
 export function formatTables(summaries: readonly RunSummary[], s: IncidentSettings): string {
   const out: string[] = [];
@@ -166,6 +283,10 @@ export function formatTables(summaries: readonly RunSummary[], s: IncidentSettin
       variantTable(rows, s),
       '',
       ratioTable(rows, s),
+      '',
+      admissionTable(rows, s),
+      '',
+      cpuTable(rows, s),
       '',
     );
   }
@@ -200,13 +321,13 @@ export function connectionsSvg(runs: readonly RunResult[], s: IncidentSettings):
           points: r.points.map((p) => ({ x: p.t / 1000, y: p.total })),
         })),
         thresholds: [
-          { label: 'role CONNECTION LIMIT', color: '#555', y: s.roleLimit },
-          ...(s.poolSize === s.budget
-            ? [{ label: 'pool / budget', color: '#9467bd', y: s.poolSize }]
-            : [
-                { label: 'PgBouncer pool', color: '#9467bd', y: s.poolSize },
-                { label: 'gateway budget', color: '#8c564b', y: s.budget },
-              ]),
+          {
+            label: 'too many clients (max_connections - superuser reserved)',
+            color: '#555',
+            y: s.maxConnections - SUPERUSER_RESERVED,
+          },
+          { label: 'PgBouncer pool', color: '#9467bd', y: s.poolSize },
+          { label: 'gateway budget', color: '#8c564b', y: gatewayBudget(s) },
         ],
       }),
     );

@@ -1,21 +1,28 @@
-// One run of the incident benchmark: a fresh Django fixture (same configuration every time),
-// PgBouncer and the gateway as the setup asks, the bulk exports and the interactive user at once,
-// the role's connections sampled throughout; everything it started is stopped before it returns.
+// One run of the incident benchmark: a fresh PostgreSQL cluster of its own (`initdb`, the
+// scenario's `max_connections`, so "too many clients" is the server's real limit and the gateway
+// sizes itself from what it reads there), the Django fixture on it, PgBouncer and the gateway as
+// the setup asks, the bulk exports and the interactive user at once, Django's role's connections
+// and the gateway's admission figures sampled throughout; everything it started is stopped
+// before it returns.
 import {
   CVAT_SERVER_APPLICATION_NAME,
   type DjangoFixture,
   type DjangoLeaks,
   freePort,
   type LoadReport,
-  pgUrl,
-  startDjango,
+  type OwnPgBouncer,
+  type OwnPostgres,
+  startDjangoOnOwnPostgres,
   startLoad,
+  startOwnPostgres,
+  startPgBouncer,
 } from '@sluice/test-support';
 import { type ConnectionPoint, sampleConnections } from '../demo/connection-sampler.js';
 import { type GatewayProcess, startGateway } from '../demo/gateway-process.js';
 import { type BulkExportCredential, type BulkExportReport, runBulkExport } from '../src/index.js';
+import { type CpuUse, measureCpu } from './cpu.js';
 import { gatewayArgs } from './gateway-flags.js';
-import { type PgBouncer, startPgBouncer } from './pgbouncer.js';
+import { type GatewayPoint, sampleGatewayStatus } from './gateway-status.js';
 import { type IncidentSettings, SETUPS, type SetupName, VARIANTS, type VariantName } from './scenario.js';
 
 /** What one run measured. */
@@ -26,10 +33,14 @@ export interface RunResult {
   error?: string | undefined;
   bulk?: BulkExportReport;
   interactive?: LoadReport;
-  /** The role's connections, every `sampleMs`. */
+  /** Django's role's connections, every `sampleMs`. */
   points: ConnectionPoint[];
   /** The most connections of the role at once (Django's, PgBouncer's and the gateway's pool). */
   peakConnections: number;
+  /** The gateway's admission figures, every `sampleMs` (gateway setups). */
+  gateway: GatewayPoint[];
+  /** CPU seconds by part while the load ran (Linux; undefined elsewhere). */
+  cpu?: CpuUse | undefined;
   /** The leak mode's gauge at the end (leak variant). */
   leaks?: DjangoLeaks | undefined;
   /** The first errors the bulk client saw. */
@@ -40,6 +51,8 @@ export interface RunResult {
 
 const PASSWORD = 'incident-password-1';
 const VIEWER = 'viewer';
+/** Django's database user on the cluster: a plain role, as CVAT's. */
+const ROLE = 'cvat';
 
 /** Runs one setup under one variant. Never throws for what the servers do; `signal` stops it early. */
 export async function runSetup(
@@ -51,53 +64,69 @@ export async function runSetup(
   const log = o.log ?? (() => undefined);
   const shape = SETUPS[setup];
   const v = VARIANTS[variant];
+  let cluster: OwnPostgres | undefined;
   let django: DjangoFixture | undefined;
-  let bouncer: PgBouncer | undefined;
+  let bouncer: OwnPgBouncer | undefined;
   let gateway: GatewayProcess | undefined;
   const result: RunResult = {
     setup,
     variant,
     points: [],
     peakConnections: 0,
+    gateway: [],
     sampleErrors: [],
     overheadSeconds: { start: 0, stop: 0 },
   };
   const began = performance.now();
   let stopping = 0;
   try {
-    const bouncerPort = shape.pgbouncer ? await freePort() : undefined;
-    django = await startDjango({
+    cluster = await startOwnPostgres({ maxConnections: s.maxConnections });
+    // PgBouncer routes every database name to the cluster and opens nothing before a client asks.
+    if (shape.pgbouncer) {
+      bouncer = await startPgBouncer({
+        databaseUrl: `postgres://${ROLE}@${cluster.host}:${cluster.port}/postgres`,
+        poolSize: s.poolSize,
+        maxClientConn: 1000,
+      });
+    }
+    const started = await startDjangoOnOwnPostgres(cluster, {
+      role: ROLE,
       label: 'incident',
       threads: s.threads,
       workMs: v.heavy ? s.heavyWorkMs : s.workMs,
       workMode: v.workMode,
       exportMs: s.exportMs,
       exportBytes: s.exportBytes,
-      connectionLimit: s.roleLimit,
       applicationName: CVAT_SERVER_APPLICATION_NAME,
       leakEvery: v.leaks ? s.leakEvery : 0,
       users: [
         ...Array.from({ length: s.logins }, (_, i) => ({ username: `bulk${i + 1}`, password: PASSWORD })),
         { username: VIEWER, password: PASSWORD },
       ],
-      // Django connects to nothing before its first request: PgBouncer can start just after.
-      ...(bouncerPort === undefined ? {} : { databaseHost: '127.0.0.1', databasePort: bouncerPort }),
+      ...(bouncer ? { databaseHost: '127.0.0.1', databasePort: bouncer.port } : {}),
+      // Refused, not slow: on a busy machine opening a connection may take seconds.
+      env: { SLUICE_FIXTURE_DB_CONNECT_TIMEOUT: '10' },
     });
-    const database = { name: django.database.name, user: django.database.user };
-    if (bouncerPort !== undefined) {
-      bouncer = await startPgBouncer({ databases: [database], poolSize: s.poolSize, port: bouncerPort });
-    }
+    django = started.django;
+    let adminUrl: string | undefined;
     if (shape.gateway) {
+      const adminPort = await freePort();
+      adminUrl = `http://127.0.0.1:${adminPort}`;
       gateway = await startGateway(
         gatewayArgs({
           upstream: django.url,
+          // Django's own database URL: the cluster, or PgBouncer in front of it.
           databaseUrl:
             bouncer && shape.gatewayDbOnPgBouncer
-              ? bouncer.url(database)
-              : pgUrl(database.name, database.user),
+              ? `postgres://${ROLE}@127.0.0.1:${bouncer.port}/${started.databaseName}`
+              : started.databaseUrl,
           secretKey: django.secretKey,
-          dbBudget: s.budget,
           upstreamApplicationName: CVAT_SERVER_APPLICATION_NAME,
+          adminListen: `127.0.0.1:${adminPort}`,
+          dbBudget: s.budget === 0 ? undefined : s.budget,
+          // Django goes through PgBouncer but the gateway's URL does not: it is told where
+          // PgBouncer is, or it would take PgBouncer's idle server connections for leaks.
+          pgbouncerAdminUrl: bouncer && !shape.gatewayDbOnPgBouncer ? bouncer.adminUrl : undefined,
         }),
       );
     }
@@ -109,12 +138,25 @@ export async function runSetup(
     if (o.signal?.aborted) throw new Error('stopped');
     result.overheadSeconds.start = (performance.now() - began) / 1000;
 
+    const maxPoints = Math.ceil((s.runDeadlineMs + 30_000) / s.sampleMs);
     const sampler = await sampleConnections({
-      adminUrl: pgUrl('postgres'),
-      role: database.user,
+      adminUrl: cluster.url('postgres'),
+      role: ROLE,
       intervalMs: s.sampleMs,
-      maxPoints: Math.ceil((s.runDeadlineMs + 30_000) / s.sampleMs),
+      maxPoints,
     });
+    const status = adminUrl
+      ? sampleGatewayStatus({ adminUrl, intervalMs: Math.max(250, s.sampleMs), maxPoints })
+      : undefined;
+    const cpu =
+      process.platform === 'linux'
+        ? measureCpu({
+            django: django.pid,
+            postgres: cluster.pid,
+            pgbouncer: bouncer?.pid,
+            gateway: gateway?.pid,
+          })
+        : undefined;
     const interactive = startLoad({
       target: baseUrl,
       concurrency: 1,
@@ -150,8 +192,10 @@ export async function runSetup(
     } finally {
       clearInterval(progress);
       result.interactive = await interactive.stop();
+      result.cpu = cpu?.stop();
       result.points = await sampler.stop();
       result.peakConnections = sampler.peak;
+      result.gateway = (await status?.stop()) ?? [];
     }
     result.sampleErrors = result.bulk.sampleErrors;
     if (v.leaks) result.leaks = await django.leaks().catch(() => undefined);
@@ -162,6 +206,7 @@ export async function runSetup(
     await gateway?.stop().catch(() => undefined);
     await bouncer?.stop().catch(() => undefined);
     await django?.stop().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
     result.overheadSeconds.stop = (performance.now() - stopping) / 1000;
   }
   return result;

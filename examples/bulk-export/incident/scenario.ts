@@ -18,10 +18,7 @@ export interface Setup {
   describe: string;
 }
 
-/**
- * The setups, in the order they run and are printed. The first four run by default;
- * `gateway+pgbouncer-db` runs when named.
- */
+/** The setups, in the order they run and are printed; all of them run by default. */
 export const SETUPS: Readonly<Record<SetupName, Setup>> = {
   direct: {
     pgbouncer: false,
@@ -46,13 +43,14 @@ export const SETUPS: Readonly<Record<SetupName, Setup>> = {
     gateway: true,
     gatewayDbOnPgBouncer: false,
     describe:
-      "sluice-gateway in front of PgBouncer-backed Django (the gateway's own database URL is PostgreSQL)",
+      "sluice-gateway in front of PgBouncer-backed Django, its own database URL on PostgreSQL and PgBouncer's admin console given (--pgbouncer-admin-url)",
   },
   'gateway+pgbouncer-db': {
     pgbouncer: true,
     gateway: true,
     gatewayDbOnPgBouncer: true,
-    describe: "as gateway+pgbouncer, with the gateway's own database URL on PgBouncer too",
+    describe:
+      "sluice-gateway in front of PgBouncer-backed Django, its DATABASE_URL Django's (PgBouncer, detected as such)",
   },
 };
 
@@ -105,11 +103,15 @@ export interface IncidentSettings {
   pollIntervalMs: number;
   /** Leak variant: one download in this many leaks its connection. */
   leakEvery: number;
-  /** The role's CONNECTION LIMIT (what "too many clients" is for the fixture). */
-  roleLimit: number;
+  /**
+   * `max_connections` of the run's own PostgreSQL cluster (`initdb`, private port): "too many
+   * clients" is the server's real limit, at this minus `superuser_reserved_connections` (3) for
+   * Django's plain role, and the gateway sizes itself from it.
+   */
+  maxConnections: number;
   /** PgBouncer's pool (default_pool_size). */
   poolSize: number;
-  /** The gateway's --db-budget. */
+  /** The gateway's `--db-budget`; 0 (the default): none, the gateway sizes itself from the database. */
   budget: number;
   /** The interactive user's requests per second (one at a time). */
   interactiveRate: number;
@@ -123,7 +125,7 @@ export interface IncidentSettings {
 
 /** The full scenario: issue-sized, a few minutes on a 2-core machine. */
 export const FULL: Readonly<IncidentSettings> = Object.freeze({
-  setups: ['direct', 'pgbouncer', 'gateway', 'gateway+pgbouncer'],
+  setups: ['direct', 'pgbouncer', 'gateway', 'gateway+pgbouncer', 'gateway+pgbouncer-db'],
   variants: ['base', 'leak', 'heavy'],
   tasks: 300,
   workers: 200,
@@ -135,9 +137,9 @@ export const FULL: Readonly<IncidentSettings> = Object.freeze({
   exportBytes: 64 * 1024,
   pollIntervalMs: 1000,
   leakEvery: 8,
-  roleLimit: 40,
+  maxConnections: 40,
   poolSize: 20,
-  budget: 20,
+  budget: 0,
   interactiveRate: 4,
   sampleMs: 100,
   runDeadlineMs: 40_000,
@@ -148,8 +150,8 @@ export const FULL: Readonly<IncidentSettings> = Object.freeze({
 export const QUICK: Readonly<IncidentSettings> = Object.freeze({
   ...FULL,
   variants: ['base', 'leak'],
-  tasks: 30,
-  workers: 20,
+  tasks: 40,
+  workers: 30,
   logins: 3,
   threads: 40,
   workMs: 100,
@@ -157,12 +159,14 @@ export const QUICK: Readonly<IncidentSettings> = Object.freeze({
   exportMs: 300,
   pollIntervalMs: 200,
   leakEvery: 2,
-  roleLimit: 16,
+  maxConnections: 30,
   poolSize: 8,
-  budget: 8,
-  runDeadlineMs: 12_000,
-  requestTimeoutMs: 10_000,
+  runDeadlineMs: 20_000,
+  requestTimeoutMs: 15_000,
 } satisfies IncidentSettings);
+
+/** PostgreSQL's `superuser_reserved_connections` (its default; the cluster keeps it). */
+export const SUPERUSER_RESERVED = 3;
 
 type Bounds = Partial<Record<keyof IncidentSettings, readonly [number, number]>>;
 const BOUNDS: Bounds = {
@@ -176,9 +180,9 @@ const BOUNDS: Bounds = {
   exportBytes: [0, 100 * 1024 * 1024],
   pollIntervalMs: [1, 60_000],
   leakEvery: [1, 100_000],
-  roleLimit: [2, 60],
-  poolSize: [1, 60],
-  budget: [1, 1000],
+  maxConnections: [20, 200],
+  poolSize: [1, 200],
+  budget: [0, 1000],
   interactiveRate: [1, 100],
   sampleMs: [20, 5000],
   runDeadlineMs: [1000, 600_000],
@@ -186,8 +190,8 @@ const BOUNDS: Bounds = {
 };
 
 /**
- * Checks a scenario: every number in its bounds, known setups and variants, and the role's
- * limit well under the shared server's `max_connections` (100, shared with everyone).
+ * Checks a scenario: every number in its bounds, known setups and variants, PgBouncer's pool and
+ * the budget under what the cluster gives a plain role.
  * @throws {TypeError | RangeError} naming the setting
  */
 export function checkSettings(s: IncidentSettings): IncidentSettings {
@@ -209,9 +213,10 @@ export function checkSettings(s: IncidentSettings): IncidentSettings {
   if (s.setups.length === 0 || s.variants.length === 0) {
     throw new RangeError('setups and variants should each name at least one');
   }
-  if (s.poolSize >= s.roleLimit || s.budget >= s.roleLimit) {
+  const plain = s.maxConnections - SUPERUSER_RESERVED;
+  if (s.poolSize >= plain || s.budget >= plain) {
     throw new RangeError(
-      `poolSize (${s.poolSize}) and budget (${s.budget}) should be below roleLimit (${s.roleLimit})`,
+      `poolSize (${s.poolSize}) and budget (${s.budget}) should be below maxConnections - ${SUPERUSER_RESERVED} (${plain})`,
     );
   }
   return s;

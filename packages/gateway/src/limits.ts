@@ -1,10 +1,11 @@
 // How many requests the gateway admits at once. Without a database: a fixed number. With one,
 // a ceiling it never crosses and, under it, a limit that follows the database's measured load
-// (admission's `loadLimit`): the ceiling is what PostgreSQL can still give the upstream
-// (`max_connections` minus reserved, minus what others hold or the reserve, minus the gateway's
-// own pool, minus upstream connections idle beyond the requests in flight: leaks), or behind
-// PgBouncer the configured budget; the load is the upstream's busy backends in
-// `pg_stat_activity`, or PgBouncer's `SHOW POOLS`.
+// (admission's `loadLimit`, one step a second): the ceiling is what PostgreSQL can still give the
+// upstream (`max_connections` minus reserved, minus what others hold or the reserve, minus the
+// gateway's own pool), less the upstream's connections idle beyond the requests in flight
+// (leaks, at their worst of the last second, and room for a burst of them), or behind PgBouncer
+// the configured budget; the load is the upstream's busy backends in `pg_stat_activity`, or
+// PgBouncer's `SHOW POOLS`.
 import { type LimitSource, type LoadLimit, loadLimit } from '@sluice/admission';
 import { TypedEvents } from '@sluice/kit';
 import { activityOf, type ConnectionSample, type PgBouncerSample } from '@sluice/pool';
@@ -33,27 +34,29 @@ export function settableLimit(initial: number): SettableLimit {
 }
 
 /**
- * The ceiling PostgreSQL allows the upstream now, from one `pg_stat_activity` sample: the
- * server's connections, minus what others hold (or the reserve, if more), minus the gateway's
- * pool, minus the upstream's connections beyond `inFlight` (left idle: leaked), at least 1.
+ * From one `pg_stat_activity` sample: the `room` PostgreSQL has for the upstream (its connections,
+ * minus what others hold or the reserve, if more, minus the gateway's pool) and the upstream's
+ * connections beyond `inFlight`, left idle: `leaked`.
  */
-export function postgresCeiling(
+export function postgresRoom(
   sample: ConnectionSample,
   config: Pick<GatewayConfig, 'upstreamApplicationName' | 'dbReserve' | 'poolMax'>,
   gatewayApplication: string,
   inFlight: number,
-): number {
+): { room: number; leaked: number } {
   const upstream = activityOf(sample, config.upstreamApplicationName).total;
-  const gateway = activityOf(sample, gatewayApplication).total;
-  const others = Math.max(0, sample.total - upstream - gateway);
-  const leaked = Math.max(0, upstream - inFlight);
-  const free =
-    sample.maxConnections -
-    sample.reservedConnections -
-    Math.max(config.dbReserve, others) -
-    config.poolMax -
-    leaked;
-  return Math.max(1, free);
+  const others = Math.max(0, sample.total - upstream - activityOf(sample, gatewayApplication).total);
+  const spare = sample.maxConnections - sample.reservedConnections - config.poolMax;
+  return { room: spare - Math.max(config.dbReserve, others), leaked: Math.max(0, upstream - inFlight) };
+}
+
+/**
+ * The room less the leaked connections and `margin` (leaks before the next sample). With the
+ * reaper, leaks may take it to 0 (requests wait for the reaper, not past the budget); without
+ * it, or with no room at all, it stays at least 1.
+ */
+export function postgresCeiling(room: number, leaked: number, margin: number, reaper: boolean): number {
+  return room <= 0 ? 1 : Math.max(reaper ? 0 : 1, room - leaked - margin);
 }
 
 /** What the admission limit needs to be fed. */
@@ -74,12 +77,13 @@ export interface AdmissionLimit {
 /** The initial (and without a database, the only) limit. */
 export const DEFAULT_LIMIT = 20;
 
+/** Load control steps once per this many ms, however often the database is sampled. */
+export const LOAD_STEP_MS = 1000;
+
 /** Builds the admission limit for `config` (`withDatabase`: the gateway has `databaseUrl`). */
 export function admissionLimit(
-  config: Pick<
-    GatewayConfig,
-    'dbBudget' | 'upstreamConnections' | 'loadControl' | 'upstreamApplicationName' | 'dbReserve' | 'poolMax'
-  >,
+  config: Pick<GatewayConfig, 'dbBudget' | 'upstreamConnections' | 'loadControl' | 'reaper'> &
+    Parameters<typeof postgresRoom>[1],
   withDatabase: boolean,
   gatewayApplication: string,
 ): AdmissionLimit {
@@ -89,19 +93,38 @@ export function admissionLimit(
     withDatabase && config.loadControl
       ? loadLimit({ ceiling, floor: 1, initial: Math.min(DEFAULT_LIMIT, ceiling.current) })
       : undefined;
+  /** Leaked connections of the last {@link LOAD_STEP_MS}'s samples, and their growth. */
+  let recent: { at: number; leaked: number; growth: number }[] = [];
+  let leakedBefore = 0;
+  let steppedAt = Number.NEGATIVE_INFINITY;
+  const due = (at: number): boolean => {
+    if (at - steppedAt < LOAD_STEP_MS * 0.9) return false;
+    steppedAt = at;
+    return true;
+  };
   return {
     source: load ?? ceiling,
     ceiling,
     load,
     onPostgresSample(sample, inFlight, behindPgBouncer) {
       if (behindPgBouncer) return;
-      ceiling.set(Math.min(cap, postgresCeiling(sample, config, gatewayApplication, inFlight)));
-      if (!load) return;
+      const { room, leaked } = postgresRoom(sample, config, gatewayApplication, inFlight);
+      // A leak frees its slot at once and the next request takes it; the ceiling learns of it at
+      // the next sample, a moment old when read. So it counts the most leaked connections of the
+      // last second, plus room for that second's worst burst again.
+      recent = recent.filter((r) => sample.at - r.at < LOAD_STEP_MS);
+      recent.push({ at: sample.at, leaked, growth: Math.max(0, leaked - leakedBefore) });
+      leakedBefore = leaked;
+      const worst = Math.max(...recent.map((r) => r.leaked));
+      const margin = Math.max(...recent.map((r) => r.growth));
+      ceiling.set(Math.min(cap, postgresCeiling(room, worst, margin, config.reaper)));
+      if (!load || !due(sample.at)) return;
       const a = activityOf(sample, config.upstreamApplicationName);
       load.sample({ busy: a.busy, capacity: ceiling.current, waiting: a.waiting });
     },
     onPgBouncerSample(sample) {
       ceiling.set(cap);
+      if (!due(sample.at)) return;
       load?.sample({
         busy: sample.serverActive,
         capacity: sample.poolSize,

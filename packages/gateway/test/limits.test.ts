@@ -1,90 +1,111 @@
-import type { ConnectionSample } from '@sluice/pool';
+// The admission limit fed by database samples: the ceiling counts the upstream's leaked
+// connections (and keeps room for a burst of them), goes to 0 only while the reaper can end
+// them, and load control steps once a second however often the database is sampled.
+import type { ApplicationActivity, ConnectionSample } from '@sluice/pool';
 import { describe, expect, it } from 'vitest';
-import { admissionLimit, postgresCeiling } from '../src/limits.ts';
+import { admissionLimit, postgresCeiling, postgresRoom } from '../src/limits.ts';
 
-const activity = (total: number, busy = 0) => ({
-  total,
+const UPSTREAM = 'cvat:server';
+const GATEWAY = 'sluice-gateway';
+
+const activity = (idle: number, busy = 0): ApplicationActivity => ({
+  total: idle + busy,
   active: busy,
-  idle: total - busy,
+  idle,
   idleInTransaction: 0,
   waiting: 0,
   busy,
 });
 
-/** A pg_stat_activity sample: max_connections 100, 3 reserved. */
-function sample(apps: Record<string, { total: number; busy?: number }>): ConnectionSample {
-  const activityByApplication = Object.fromEntries(
-    Object.entries(apps).map(([name, a]) => [name, activity(a.total, a.busy ?? 0)]),
-  );
-  const total = Object.values(apps).reduce((n, a) => n + a.total, 0);
+/** A sample of a 40-connection server (by default): the upstream's idle and busy backends, the gateway's pool. */
+function sample(
+  at: number,
+  upstreamIdle: number,
+  o: { busy?: number; others?: number; maxConnections?: number } = {},
+): ConnectionSample {
+  const upstream = activity(upstreamIdle, o.busy ?? 0);
+  const gateway = activity(2);
+  const others = o.others ?? 1;
+  const total = upstream.total + gateway.total + others;
   return {
-    at: 0,
-    maxConnections: 100,
+    at,
+    maxConnections: o.maxConnections ?? 40,
     reservedConnections: 3,
     total,
-    byState: {},
-    byApplication: Object.fromEntries(Object.entries(apps).map(([n, a]) => [n, a.total])),
-    activityByApplication,
+    byState: { idle: total },
+    byApplication: { [UPSTREAM]: upstream.total, [GATEWAY]: 2, psql: others },
+    activityByApplication: { [UPSTREAM]: upstream, [GATEWAY]: gateway, psql: activity(others) },
     byDatabase: {},
     oldestIdleMsByApplication: {},
   };
 }
 
-const config = { upstreamApplicationName: 'cvat:server', dbReserve: 10, poolMax: 4 };
+const config = {
+  dbBudget: undefined,
+  upstreamConnections: 128,
+  loadControl: false,
+  upstreamApplicationName: UPSTREAM,
+  dbReserve: 10,
+  poolMax: 4,
+  reaper: true,
+};
 
-describe('the PostgreSQL ceiling', () => {
-  it("does not shrink for the upstream's connections that serve requests in flight", () => {
-    const calm = postgresCeiling(sample({ 'sluice-gateway': { total: 2 } }), config, 'sluice-gateway', 0);
-    const busy = postgresCeiling(
-      sample({ 'sluice-gateway': { total: 2 }, 'cvat:server': { total: 30, busy: 30 } }),
-      config,
-      'sluice-gateway',
-      30,
-    );
-    expect(calm).toBe(100 - 3 - 10 - 4);
-    expect(busy).toBe(calm);
+describe('postgresRoom and postgresCeiling', () => {
+  it('gives the upstream max_connections less reserved, the reserve (or others, if more) and the pool', () => {
+    expect(postgresRoom(sample(0, 5), config, GATEWAY, 5)).toEqual({ room: 23, leaked: 0 });
+    expect(postgresRoom(sample(0, 5, { others: 14 }), config, GATEWAY, 5).room).toBe(19);
+    // idle upstream connections beyond the requests in flight are leaked
+    expect(postgresRoom(sample(0, 12), config, GATEWAY, 4).leaked).toBe(8);
   });
 
-  it('counts workers and other clients once, against the reserve, not twice', () => {
-    const workers = postgresCeiling(
-      sample({ 'cvat:worker:export': { total: 6 }, 'cvat:worker:import': { total: 2 } }),
-      config,
-      'sluice-gateway',
-      0,
-    );
-    expect(workers).toBe(100 - 3 - 10 - 4);
-    const many = postgresCeiling(
-      sample({ 'cvat:worker:export': { total: 25 } }),
-      config,
-      'sluice-gateway',
-      0,
-    );
-    expect(many).toBe(100 - 3 - 25 - 4);
-  });
-
-  it("subtracts the upstream's connections left idle beyond the requests in flight: leaks", () => {
-    const leaky = postgresCeiling(sample({ 'cvat:server': { total: 40 } }), config, 'sluice-gateway', 10);
-    expect(leaky).toBe(100 - 3 - 10 - 4 - 30);
+  it('counts leaks down to 0 with the reaper on, to 1 without it or when the server has no room', () => {
+    expect(postgresCeiling(23, 8, 2, true)).toBe(13);
+    expect(postgresCeiling(23, 30, 0, true)).toBe(0);
+    expect(postgresCeiling(23, 30, 0, false)).toBe(1);
+    expect(postgresCeiling(-2, 0, 0, true)).toBe(1);
   });
 });
 
-describe('the admission limit', () => {
-  it('is the configured budget without a database, and never above it with one', () => {
-    const fixed = admissionLimit(
-      { ...config, dbBudget: 7, upstreamConnections: 128, loadControl: true },
-      false,
-      'g',
-    );
-    expect(fixed.source.current).toBe(7);
-    expect(fixed.load).toBeUndefined();
-    const followed = admissionLimit(
-      { ...config, dbBudget: 12, upstreamConnections: 128, loadControl: false },
-      true,
-      'g',
-    );
-    followed.onPostgresSample(sample({}), 0, false);
-    expect(followed.source.current).toBe(12);
-    followed.onPostgresSample(sample({ 'cvat:server': { total: 90 } }), 0, false);
-    expect(followed.source.current).toBe(1);
+describe('admissionLimit', () => {
+  it('keeps room for the worst leak burst of the last second, then lets it go', () => {
+    const limit = admissionLimit(config, true, GATEWAY);
+    limit.onPostgresSample(sample(0, 5), 5, false);
+    expect(limit.ceiling.current).toBe(23);
+    limit.onPostgresSample(sample(250, 9), 5, false); // 4 leaked at once: 23 - 4 - 4
+    expect(limit.ceiling.current).toBe(15);
+    limit.onPostgresSample(sample(500, 9), 5, false); // still within the second of the burst
+    expect(limit.ceiling.current).toBe(15);
+    limit.onPostgresSample(sample(1300, 9), 5, false); // the burst is a second old: the 4 leaks count
+    expect(limit.ceiling.current).toBe(19);
+    limit.onPostgresSample(sample(2400, 5), 5, false); // reaped: back to the room
+    expect(limit.ceiling.current).toBe(23);
+    limit.close();
+  });
+
+  it('never crosses --db-budget, and behind PgBouncer leaves the ceiling to the PgBouncer samples', () => {
+    const limit = admissionLimit({ ...config, dbBudget: 10 }, true, GATEWAY);
+    limit.onPostgresSample(sample(0, 0), 0, false);
+    expect(limit.ceiling.current).toBe(10);
+    limit.onPostgresSample(sample(250, 30), 0, true);
+    expect(limit.ceiling.current).toBe(10);
+    limit.close();
+  });
+
+  it('steps load control once a second however often the database is sampled', () => {
+    const limit = admissionLimit({ ...config, loadControl: true }, true, GATEWAY);
+    const load = limit.load;
+    if (!load) throw new Error('load control should be on');
+    load.attach?.(() => ({ queued: 50, inFlight: load.current }));
+    const seen: number[] = [];
+    for (let at = 0; at < 2000; at += 250) {
+      limit.onPostgresSample(sample(at, 0, { maxConnections: 200 }), load.current, false);
+      seen.push(load.current);
+    }
+    // headroom grows the limit from 20: once at 0 ms and once at 1000 ms, not at every sample
+    const [first, second] = [seen[0] ?? 0, seen[4] ?? 0];
+    expect(first).toBeGreaterThan(20);
+    expect(second).toBeGreaterThan(first);
+    expect(seen).toEqual([first, first, first, first, second, second, second, second]);
+    limit.close();
   });
 });

@@ -7,10 +7,10 @@ import {
   type LoadRequest,
   type OwnPostgres,
   type OwnRedis,
+  startDjangoOnOwnPostgres,
   startOwnPostgres,
   startOwnRedis,
 } from '../../support/src/index.ts';
-import { startDjangoOnOwnPostgres } from './django-own-postgres.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 export interface World {

@@ -21,6 +21,11 @@ export {
   startDjango,
 } from './django.js';
 export {
+  type DjangoOnOwnPostgres,
+  type DjangoOnOwnPostgresOptions,
+  startDjangoOnOwnPostgres,
+} from './django-own-postgres.js';
+export {
   type DjangoVectorSpec,
   type DjangoVectors,
   type DrfOutcome,

@@ -174,8 +174,8 @@ export const SETTINGS = {
   }),
   monitorIntervalMs: setting({
     kind: duration(100, 3_600_000),
-    default: 1_000,
-    doc: 'how often the database (and PgBouncer) load is sampled: one cheap query',
+    default: 250,
+    doc: 'how often the database (and PgBouncer) load is sampled, one cheap query each time: the ceiling follows every sample (leaked connections count against it at once); load control steps at most once a second',
     group: 'database',
   }),
   databaseGuard: setting({
@@ -198,13 +198,13 @@ export const SETTINGS = {
   }),
   reaperIdleMs: setting({
     kind: duration(1_000, MAX_DURATION),
-    default: 60_000,
+    default: 5_000,
     doc: 'idle time after which a leaked connection is ended',
     group: 'database',
   }),
   reaperIntervalMs: setting({
     kind: duration(1_000, MAX_DURATION),
-    default: 10_000,
+    default: 2_000,
     doc: 'how often the reaper runs',
     group: 'database',
   }),
