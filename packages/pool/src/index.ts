@@ -8,6 +8,7 @@ export {
   type ApplicationActivity,
   activityOf,
   type ConnectionMonitor,
+  type ConnectionMonitorEvents,
   type ConnectionSample,
   type MonitorOptions,
   monitorConnections,
@@ -20,6 +21,7 @@ export {
   monitorPgBouncer,
   type PgBouncerInfo,
   type PgBouncerMonitor,
+  type PgBouncerMonitorEvents,
   type PgBouncerMonitorOptions,
   type PgBouncerSample,
 } from './pgbouncer.js';
@@ -32,6 +34,7 @@ export {
   purgeExpiredSessions,
   type ScheduledPurgeOptions,
   type SessionPurger,
+  type SessionPurgerEvents,
   schedulePurge,
 } from './purge.js';
 export {
@@ -39,6 +42,7 @@ export {
   isReapPrivilegeError,
   type ReapedBackend,
   type Reaper,
+  type ReaperEvents,
   type ReaperPool,
   type ReapOptions,
   ReapPrivilegeError,

@@ -1,12 +1,4 @@
-import {
-  checkFunction,
-  checkInteger,
-  checkNumber,
-  checkObject,
-  checkString,
-  optional,
-  TypedEvents,
-} from '@sluice/kit';
+import { checkFunction, checkInteger, checkNumber, checkObject, checkString, optional } from '@sluice/kit';
 import { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 import { poolChannels } from './channels.js';
 import { Repeater } from './repeater.js';
@@ -85,6 +77,16 @@ export interface MonitorOptions {
   now?: (() => number) | undefined;
 }
 
+/** Events of a {@link ConnectionMonitor}. */
+export interface ConnectionMonitorEvents {
+  /** Every sample. */
+  sample: ConnectionSample;
+  /** The level changed. */
+  threshold: ThresholdEvent;
+  /** A sample failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A running connection monitor. */
 export interface ConnectionMonitor {
   /** The most recent sample, once one was taken. */
@@ -95,12 +97,11 @@ export interface ConnectionMonitor {
   readonly usage: number | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<ConnectionSample>;
-  /** Called with every sample; returns the unsubscribe function. */
-  onSample(listener: (sample: ConnectionSample) => void): () => void;
-  /** Called when the level changes; returns the unsubscribe function. */
-  onThreshold(listener: (event: ThresholdEvent) => void): () => void;
-  /** Called when a sample fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof ConnectionMonitorEvents>(
+    event: E,
+    listener: (payload: ConnectionMonitorEvents[E]) => void,
+  ): () => void;
   /** Stops sampling (waits for a sample in flight). Idempotent. Does not close the pool. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -180,8 +181,8 @@ export function activityOf(
  * @example
  * ```ts
  * await using monitor = monitorConnections({ pool, intervalMs: 250, warnAt: 0.7, criticalAt: 0.9 });
- * monitor.onThreshold(({ level, usage }) => log.warn({ level, usage }, 'postgres connections'));
- * monitor.onSample((s) => gate.follow(activityOf(s, 'cvat:server').busy));
+ * monitor.on('threshold', ({ level, usage }) => log.warn({ level, usage }, 'postgres connections'));
+ * monitor.on('sample', (s) => gate.follow(activityOf(s, 'cvat:server').busy));
  * ```
  */
 export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
@@ -242,21 +243,21 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
     return s;
   };
 
-  const repeater = new Repeater({
+  const repeater = new Repeater<ConnectionMonitorEvents, 'sample'>({
     task: sample,
+    event: 'sample',
     intervalMs,
     firstRunMs: 0,
     name: 'connection monitor: sampling pg_stat_activity',
     warningCode: 'SLUICE_MONITOR_SAMPLE_FAILED',
   });
-  const thresholdEvents = new TypedEvents<{ threshold: ThresholdEvent }>();
-  repeater.events.on('result', (s) => {
+  repeater.events.on('sample', (s) => {
     usage = s.total / Math.max(1, s.maxConnections - s.reservedConnections);
     if (poolChannels.sample.hasSubscribers) poolChannels.sample.publish(s);
     const previous = level;
     level = nextLevel(previous, usage, thresholds);
     if (level === previous) return;
-    thresholdEvents.emit('threshold', { level, previous, sample: s, usage });
+    repeater.events.emit('threshold', { level, previous, sample: s, usage });
   });
   return {
     get lastSample() {
@@ -269,9 +270,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
       return usage;
     },
     sampleNow: () => repeater.runNow(),
-    onSample: (listener) => repeater.events.on('result', listener),
-    onThreshold: (listener) => thresholdEvents.on('threshold', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };

@@ -121,16 +121,25 @@ export interface PgBouncerMonitorOptions {
   now?: (() => number) | undefined;
 }
 
+/** Events of a {@link PgBouncerMonitor}. */
+export interface PgBouncerMonitorEvents {
+  /** Every sample. */
+  sample: PgBouncerSample;
+  /** A sample failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A running PgBouncer monitor: the same shape as the connection monitor. */
 export interface PgBouncerMonitor {
   /** The most recent sample, once one was taken. */
   readonly lastSample: PgBouncerSample | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<PgBouncerSample>;
-  /** Called with every sample; returns the unsubscribe function. */
-  onSample(listener: (sample: PgBouncerSample) => void): () => void;
-  /** Called when a sample fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof PgBouncerMonitorEvents>(
+    event: E,
+    listener: (payload: PgBouncerMonitorEvents[E]) => void,
+  ): () => void;
   /** Stops sampling and closes its admin connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -149,7 +158,7 @@ const num = (value: unknown): number => Number(value ?? 0) || 0;
  * @example
  * ```ts
  * await using bouncer = monitorPgBouncer({ adminUrl, database: 'cvat', intervalMs: 250 });
- * bouncer.onSample(({ clientWaiting, poolSize }) => limit.observe(clientWaiting, poolSize));
+ * bouncer.on('sample', ({ clientWaiting, poolSize }) => limit.observe(clientWaiting, poolSize));
  * ```
  */
 export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMonitor {
@@ -201,7 +210,8 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
     };
   };
 
-  const repeater = new Repeater({
+  const repeater = new Repeater<PgBouncerMonitorEvents, 'sample'>({
+    event: 'sample',
     task: (signal) =>
       withTimeout(sample, timeoutMs, {
         signal,
@@ -227,8 +237,7 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
       return repeater.last;
     },
     sampleNow: () => repeater.runNow(),
-    onSample: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close,
     [Symbol.asyncDispose]: close,
   };

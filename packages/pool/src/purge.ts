@@ -145,16 +145,25 @@ export interface PurgeRun {
   readonly ms: number;
 }
 
+/** Events of a {@link SessionPurger}. */
+export interface SessionPurgerEvents {
+  /** After every run. */
+  purge: PurgeRun;
+  /** A run failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A purge running on a timer. */
 export interface SessionPurger {
   /** Rows deleted by the most recent run. */
   readonly lastDeleted: number | undefined;
   /** Runs now (or joins the run in flight); resolves with the rows deleted. @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<number>;
-  /** Called after every run. */
-  onPurge(listener: (run: PurgeRun) => void): () => void;
-  /** Called when a run fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof SessionPurgerEvents>(
+    event: E,
+    listener: (payload: SessionPurgerEvents[E]) => void,
+  ): () => void;
   /** Stops the timer, stops a run in flight after its current batch, and waits for it. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -168,13 +177,14 @@ export interface SessionPurger {
  * @example
  * ```ts
  * await using purger = schedulePurge({ pool, intervalMs: 15 * 60_000, batchSize: 1000 });
- * purger.onPurge(({ deleted }) => log.info({ deleted }, 'expired sessions purged'));
+ * purger.on('purge', ({ deleted }) => log.info({ deleted }, 'expired sessions purged'));
  * ```
  */
 export function schedulePurge(options: ScheduledPurgeOptions): SessionPurger {
   const resolved = resolvePurge(options);
   const intervalMs = checkInteger('intervalMs', options.intervalMs, 10, 86_400_000);
-  const repeater = new Repeater<PurgeRun>({
+  const repeater = new Repeater<SessionPurgerEvents, 'purge'>({
+    event: 'purge',
     task: async (signal) => {
       const started = performance.now();
       const deleted = await purge(resolved, signal);
@@ -190,8 +200,7 @@ export function schedulePurge(options: ScheduledPurgeOptions): SessionPurger {
       return repeater.last?.deleted;
     },
     runNow: async () => (await repeater.runNow()).deleted,
-    onPurge: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };

@@ -354,16 +354,22 @@ export interface ScheduledReapOptions extends ReapOptions {
   now?: (() => number) | undefined;
 }
 
+/** Events of a {@link Reaper}. */
+export interface ReaperEvents {
+  /** After every run (also with the partial result of a run denied by privilege). */
+  reap: ReapResult;
+  /** A run failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A reaper running on a timer. */
 export interface Reaper {
   /** The result of the most recent run. */
   readonly lastResult: ReapResult | undefined;
   /** Runs now (or joins the run in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<ReapResult>;
-  /** Called after every run (also with the partial result of a run denied by privilege). */
-  onReap(listener: (result: ReapResult) => void): () => void;
-  /** Called when a run fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof ReaperEvents>(event: E, listener: (payload: ReaperEvents[E]) => void): () => void;
   /** Stops the timer and waits for a run in flight. Idempotent. Does not close the pool. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -378,7 +384,7 @@ export interface Reaper {
  * @example
  * ```ts
  * await using reaper = scheduleReaper({ pool, applicationName: 'cvat:server', idleForMs: 60_000, intervalMs: 30_000 });
- * reaper.onReap((r) => metrics.reaped.inc(r.reaped.length));
+ * reaper.on('reap', (r) => metrics.reaped.inc(r.reaped.length));
  * ```
  */
 export function scheduleReaper(options: ScheduledReapOptions): Reaper {
@@ -388,7 +394,8 @@ export function scheduleReaper(options: ScheduledReapOptions): Reaper {
     at: new Map(),
     now: optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v)),
   };
-  const repeater = new Repeater({
+  const repeater: Repeater<ReaperEvents, 'reap'> = new Repeater({
+    event: 'reap',
     task: () =>
       reap(resolved, signalled).catch((error: unknown) => {
         if (error instanceof ReapPrivilegeError) repeater.report(error.result);
@@ -404,8 +411,7 @@ export function scheduleReaper(options: ScheduledReapOptions): Reaper {
       return repeater.last;
     },
     runNow: () => repeater.runNow(),
-    onReap: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };
