@@ -161,7 +161,7 @@ export function activityOf(
   sample: Pick<ConnectionSample, 'activityByApplication'>,
   patterns: ApplicationPattern | readonly ApplicationPattern[],
 ): ApplicationActivity {
-  const matchers = (Array.isArray(patterns) ? patterns : [patterns]).map((p) => applicationMatcher(p));
+  const matchers = (Array.isArray(patterns) ? patterns : [patterns]).map(applicationMatcher);
   const sum = idleActivity();
   for (const [app, activity] of Object.entries(sample.activityByApplication)) {
     if (!matchers.some((matches) => matches(app))) continue;

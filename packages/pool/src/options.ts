@@ -81,29 +81,13 @@ export interface PoolOptions {
 }
 
 /** {@link PoolOptions} with every default filled in. */
-export interface ResolvedPoolOptions {
-  readonly connectionString: string;
-  readonly max: number;
-  readonly maxWaiting: number;
-  readonly acquireTimeoutMs: number;
-  readonly applicationName: string;
-  readonly statementTimeoutMs: number | undefined;
-  readonly idleInTransactionTimeoutMs: number | undefined;
-  readonly serverTimeouts: 'auto' | 'startup' | 'transaction';
-  readonly queryTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxLifetimeSeconds: number;
-  readonly leakDetectionMs: number;
-  readonly connectTimeoutMs: number;
-  readonly closeTimeoutMs: number;
-  readonly now: () => number;
-}
+export type ResolvedPoolOptions = Readonly<ReturnType<typeof resolvePoolOptions>>;
 
 const DAY_MS = 86_400_000;
 const INT32 = 2_147_483_647;
 
 /** Validates options and resolves defaults; throws TypeError/RangeError naming the option. */
-export function resolvePoolOptions(o: PoolOptions): ResolvedPoolOptions {
+export function resolvePoolOptions(o: PoolOptions) {
   checkObject('options', o);
   const ms = (name: keyof PoolOptions, fallback: number, min = 0, max = DAY_MS): number =>
     optional(o[name], fallback, (v) => checkInteger(name, v, min, max));

@@ -6,7 +6,7 @@ import { isConnectionError } from './connection-errors.js';
 import { PoolError, type PoolErrorCode } from './errors.js';
 import { LatencyWindow } from './latency-window.js';
 import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from './options.js';
-import { readServerBudget } from './server-budget.js';
+import { clientBackendSql } from './server-budget.js';
 import type {
   AcquireOptions,
   PoolEvents,
@@ -114,6 +114,16 @@ class SluiceClient extends pg.Client {
 }
 
 const pidOf = (client: pg.ClientBase): number | undefined => (client as SluiceClient).backendPid;
+
+/**
+ * `max_connections`, the reserved connections (+ `reserved_connections` on PostgreSQL 16+) and the
+ * client backends that are not this pool's (`$1`, and the one asking), in one query.
+ */
+const BUDGET_SQL = `SELECT current_setting('max_connections')::int AS mc,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(current_setting('reserved_connections', true), '0')::int AS rc,
+       (count(*) FILTER (WHERE NOT (pid = ANY($1::int[]) OR pid = pg_backend_pid())))::int AS others
+  FROM pg_stat_activity WHERE ${clientBackendSql()}`;
 
 /** PgBouncer's answer to a startup parameter it does not know (e.g. `statement_timeout`). */
 const isStartupRefusal = (error: unknown): boolean =>
@@ -321,29 +331,32 @@ class BoundedPool implements SluicePool {
 
   async verify(options?: VerifyOptions): Promise<VerifyResult> {
     const onMisfit = checkChoice('onMisfit', options?.onMisfit ?? 'warn', ['warn', 'throw'] as const);
-    const server = await this.withClient((client) => readServerBudget(client, this.backendPids()));
-    const budget = server.maxConnections - server.reservedConnections;
-    const free = budget - server.otherBackends;
+    const { rows } = await this.query<{ mc: number; rc: number; others: number }>(BUDGET_SQL, [
+      this.backendPids(),
+    ]);
+    const { mc: maxConnections, rc: reservedConnections, others: otherConnections } = rows[0]!; // an aggregate
+    const budget = maxConnections - reservedConnections;
+    const free = budget - otherConnections;
     const name = this.#o.applicationName;
     const result: VerifyResult = {
-      maxConnections: server.maxConnections,
-      reservedConnections: server.reservedConnections,
+      maxConnections,
+      reservedConnections,
       budget,
       poolMax: this.#o.max,
-      otherConnections: server.otherBackends,
+      otherConnections,
       fits: this.#o.max <= budget,
       fitsNow: this.#o.max <= free,
     };
     if (!result.fits) {
       const message =
         `pool '${name}' max ${this.#o.max} does not fit the server's budget of ${budget} ` +
-        `connections (max_connections ${server.maxConnections} - reserved ${server.reservedConnections})`;
+        `connections (max_connections ${maxConnections} - reserved ${reservedConnections})`;
       if (onMisfit === 'throw') throw new PoolError('E_POOL_MISFIT', message);
       this.#warn({ code: 'E_POOL_MISFIT', message, result });
     } else if (!result.fitsNow) {
       const message =
         `pool '${name}' max ${this.#o.max} exceeds the ${Math.max(0, free)} connections free ` +
-        `now (${server.otherBackends} of ${budget} are used by other clients)`;
+        `now (${otherConnections} of ${budget} are used by other clients)`;
       this.#warn({ code: 'E_POOL_TIGHT', message, result });
     }
     return result;

@@ -42,18 +42,6 @@ export interface PurgeOptions {
   onBatch?: ((batch: PurgeBatch) => void) | undefined;
 }
 
-interface ResolvedPurge {
-  readonly pool: PurgePool;
-  readonly table: string;
-  readonly sql: string;
-  readonly batchSize: number;
-  readonly maxBatches: number;
-  readonly lockTimeoutMs: number;
-  readonly statementTimeoutMs: number;
-  readonly pauseMs: number;
-  readonly onBatch: ((batch: PurgeBatch) => void) | undefined;
-}
-
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 
 /** `pg.escapeIdentifier` of each dot-separated part, which must each be a plain identifier. */
@@ -66,7 +54,9 @@ function quote(name: string, value: unknown, parts: number): string {
   return split.map((p) => pg.escapeIdentifier(p)).join('.');
 }
 
-function resolvePurge(o: PurgeOptions): ResolvedPurge {
+type ResolvedPurge = ReturnType<typeof resolvePurge>;
+
+function resolvePurge(o: PurgeOptions) {
   checkObject('options', o);
   checkObject('pool', o.pool);
   checkFunction('pool.withTransaction', o.pool.withTransaction);

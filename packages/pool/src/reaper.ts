@@ -158,21 +158,9 @@ SELECT a.pid, pg_terminate_backend(a.pid) AS ok
   JOIN unnest($1::int[], $2::text[]) AS seen(pid, since) ON seen.pid = a.pid
  WHERE a.state = 'idle' AND a.state_change = seen.since::timestamptz`;
 
-interface ResolvedReap {
-  readonly pool: ReaperPool;
-  readonly like: string | null;
-  readonly matches: (app: string) => boolean;
-  readonly idleForMs: number;
-  readonly database: string | null;
-  readonly lastQueryLike: string | null;
-  readonly lastQuery: RegExp | undefined;
-  readonly keep: () => number;
-  readonly dryRun: boolean;
-  readonly maxPerRun: number;
-  readonly onDenied: 'throw' | 'report';
-}
+type ResolvedReap = ReturnType<typeof resolveReap>;
 
-function resolveReap(o: ReapOptions): ResolvedReap {
+function resolveReap(o: ReapOptions) {
   checkObject('options', o);
   checkObject('pool', o.pool);
   const name = o.applicationName;
@@ -208,7 +196,9 @@ function resolveReap(o: ReapOptions): ResolvedReap {
     ),
     dryRun: optional(o.dryRun, false, (v) => checkBoolean('dryRun', v)),
     maxPerRun: optional(o.maxPerRun, 10, (v) => checkInteger('maxPerRun', v, 1, 10_000)),
-    onDenied: optional(o.onDenied, 'throw', (v) => checkChoice('onDenied', v, ['throw', 'report'] as const)),
+    onDenied: optional(o.onDenied, 'throw' as const, (v) =>
+      checkChoice('onDenied', v, ['throw', 'report'] as const),
+    ),
   };
 }
 
@@ -253,18 +243,14 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
   const role = rows[0]?.me ?? 'the current role';
   const identity = (row: CandidateRow): string => `${row.pid}@${row.started}`;
   const denied: DeniedBackend[] = [];
+  const deny = (row: CandidateRow, reason: DeniedBackend['reason']): void => {
+    denied.push({ pid: row.pid, applicationName: row.app, database: row.db, user: row.usr, reason });
+  };
   const idle: CandidateRow[] = [];
   for (const row of rows) {
     if (!o.matches(row.app)) continue;
-    if (row.state === null) {
-      denied.push({
-        pid: row.pid,
-        applicationName: row.app,
-        database: row.db,
-        user: row.usr,
-        reason: 'not-visible',
-      });
-    } else if (row.state === 'idle' && row.idle_ms !== null) idle.push(row);
+    if (row.state === null) deny(row, 'not-visible');
+    else if (row.state === 'idle' && row.idle_ms !== null) idle.push(row);
   }
   idle.sort((a, b) => (a.idle_ms ?? 0) - (b.idle_ms ?? 0)); // most recently active first
   const eligible: CandidateRow[] = [];
@@ -273,14 +259,7 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
     if (o.lastQuery && !o.lastQuery.test(row.query ?? '')) continue;
     if (signalled?.at.has(identity(row))) continue; // signalled by an earlier run, still exiting
     if (row.may_signal) eligible.push(row);
-    else
-      denied.push({
-        pid: row.pid,
-        applicationName: row.app,
-        database: row.db,
-        user: row.usr,
-        reason: 'not-permitted',
-      });
+    else deny(row, 'not-permitted');
   }
   const chosen = eligible.reverse().slice(0, o.maxPerRun); // oldest idle first
   const deferred = eligible.length - chosen.length;
