@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkFunction, checkInteger, checkObject, optional, show } from '@sluice/kit';
-import pg from 'pg';
+import { checkFunction, checkInteger, checkObject, optional, sqlName } from '@sluice/kit';
 import { poolChannels } from './channels.js';
 import { Repeater } from './repeater.js';
 import type { SluicePool } from './types.js';
@@ -42,18 +41,6 @@ export interface PurgeOptions {
   onBatch?: ((batch: PurgeBatch) => void) | undefined;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
-
-/** `pg.escapeIdentifier` of each dot-separated part, which must each be a plain identifier. */
-function quote(name: string, value: unknown, parts: number): string {
-  const split = typeof value === 'string' ? value.split('.') : [];
-  if (split.length < 1 || split.length > parts || !split.every((p) => IDENTIFIER.test(p))) {
-    const what = parts === 1 ? 'a plain SQL identifier' : 'a table name or schema.table';
-    throw new TypeError(`${name} should be ${what}, got ${show(value)}`);
-  }
-  return split.map((p) => pg.escapeIdentifier(p)).join('.');
-}
-
 type ResolvedPurge = ReturnType<typeof resolvePurge>;
 
 function resolvePurge(o: PurgeOptions) {
@@ -61,8 +48,8 @@ function resolvePurge(o: PurgeOptions) {
   checkObject('pool', o.pool);
   checkFunction('pool.withTransaction', o.pool.withTransaction);
   const table = o.table ?? 'django_session';
-  const qTable = quote('table', table, 2);
-  const qColumn = quote('expireColumn', o.expireColumn ?? 'expire_date', 1);
+  const qTable = sqlName('table', table, true);
+  const qColumn = sqlName('expireColumn', o.expireColumn ?? 'expire_date');
   const ms = (name: 'lockTimeoutMs' | 'statementTimeoutMs' | 'pauseMs', fallback: number, min: number) =>
     optional(o[name], fallback, (v) => checkInteger(name, v, min, 3_600_000));
   return {

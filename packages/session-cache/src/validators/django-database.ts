@@ -7,7 +7,7 @@ import {
   readSessionDataUnverified,
   verifySessionAuthHash,
 } from '@sluice/django';
-import { checkBoolean, checkObject, checkString, optional, show } from '@sluice/kit';
+import { checkBoolean, checkObject, checkString, optional, show, sqlName } from '@sluice/kit';
 import type { Identity, Validation, Validator } from '../identity.js';
 import type { Queryable } from './queryable.js';
 
@@ -51,7 +51,6 @@ export interface DjangoDatabaseValidatorOptions {
   readonly tables?: DjangoTables | undefined;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_COLUMNS = 'id, username, is_active, is_staff, is_superuser';
 
 /**
@@ -96,9 +95,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   const tables = options.tables ?? {};
   checkObject('options.tables', tables);
-  const sessionTable = tableName('options.tables.session', tables.session ?? 'django_session');
-  const userTable = tableName('options.tables.user', tables.user ?? 'auth_user');
-  const tokenTable = tableName('options.tables.token', tables.token ?? 'authtoken_token');
+  const sessionTable = sqlName('options.tables.session', tables.session ?? 'django_session', true);
+  const userTable = sqlName('options.tables.user', tables.user ?? 'auth_user', true);
+  const tokenTable = sqlName('options.tables.token', tables.token ?? 'authtoken_token', true);
 
   const sessionSql = `SELECT session_data, expire_date FROM ${sessionTable} WHERE session_key = $1 AND expire_date > now()`;
   const userSql = `SELECT ${USER_COLUMNS}${verifyAuthHash ? ', password' : ''} FROM ${userTable} WHERE id = $1`;
@@ -216,15 +215,4 @@ function toEpochMs(v: unknown): number | undefined {
   const t =
     v instanceof Date || typeof v === 'string' || typeof v === 'number' ? new Date(v).getTime() : Number.NaN;
   return Number.isFinite(t) ? t : undefined;
-}
-
-/** Validates a (possibly schema-qualified) identifier and quotes it. */
-function tableName(name: string, value: unknown): string {
-  const parts = typeof value === 'string' ? value.split('.') : [];
-  if (parts.length === 0 || parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
-    throw new TypeError(
-      `${name} should be an identifier like 'django_session' or 'schema.table', got ${show(value)}`,
-    );
-  }
-  return parts.map((p) => `"${p}"`).join('.');
 }
