@@ -91,8 +91,4 @@ export class InvalidationBus {
     await quitClient(s, this.#o.timeoutMs);
     s.off('error', this.#onError);
   }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
 }

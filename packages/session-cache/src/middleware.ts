@@ -136,12 +136,7 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
   let owned: boolean;
   if (options.cache !== undefined) {
     const c = options.cache as Partial<SessionCache> | null;
-    if (
-      typeof c !== 'object' ||
-      c === null ||
-      typeof c.lookup !== 'function' ||
-      typeof c.keyOf !== 'function'
-    ) {
+    if (typeof c?.lookup !== 'function' || typeof c.keyOf !== 'function') {
       throw new TypeError(`options.cache should be a cache from createSessionCache(), got ${show(c)}`);
     }
     for (const name of CACHE_OPTION_NAMES) {

@@ -128,10 +128,6 @@ export class RedisTier {
     if (this.#o.ownsClient) await quitClient(this.client, this.#o.timeoutMs);
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
   #entry(key: string): string {
     return `${this.#o.prefix}c:${key}`;
   }
