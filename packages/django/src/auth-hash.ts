@@ -58,7 +58,7 @@ export function verifySessionAuthHash(
   options: VerifySessionAuthHashOptions,
 ): boolean {
   checkObject('options', options);
-  const keys = readKeys(options, 'options');
+  const keys = readKeys(options);
   const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   if (typeof passwordHash !== 'string') throw new TypeError('passwordHash should be a string');
   if (session === null || typeof session !== 'object') return false;
