@@ -97,23 +97,12 @@ function dumpValue(value: unknown, path: string, depth: number, seen: Set<object
       seen.add(value);
       let out: string;
       if (Array.isArray(value)) {
-        const parts: string[] = [];
-        for (let i = 0; i < value.length; i++) {
-          parts.push(dumpValue(value[i], `${path}[${i}]`, depth + 1, seen));
-        }
-        out = `[${parts.join(',')}]`;
-      } else if (value instanceof Map) {
-        const parts: string[] = [];
-        for (const [k, v] of value) {
-          parts.push(`${dumpKey(k, path)}:${dumpValue(v, `${path}.${String(k)}`, depth + 1, seen)}`);
-        }
-        out = `{${parts.join(',')}}`;
-      } else if (isPlainObject(value)) {
-        const parts: string[] = [];
-        for (const k of Object.keys(value)) {
-          const v = (value as Record<string, unknown>)[k];
-          parts.push(`${dumpString(k)}:${dumpValue(v, `${path}.${k}`, depth + 1, seen)}`);
-        }
+        out = `[${Array.from(value, (v, i) => dumpValue(v, `${path}[${i}]`, depth + 1, seen)).join(',')}]`;
+      } else if (value instanceof Map || isPlainObject(value)) {
+        const pairs = value instanceof Map ? [...value] : Object.entries(value);
+        const parts = pairs.map(
+          ([k, v]) => `${dumpKey(k, path)}:${dumpValue(v, `${path}.${String(k)}`, depth + 1, seen)}`,
+        );
         out = `{${parts.join(',')}}`;
       } else {
         throw new TypeError(
