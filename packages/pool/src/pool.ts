@@ -73,12 +73,6 @@ interface Checkout {
   leaked: boolean;
 }
 
-const ISOLATION = {
-  'read committed': 'READ COMMITTED',
-  'repeatable read': 'REPEATABLE READ',
-  serializable: 'SERIALIZABLE',
-} as const;
-
 const inTransaction = (client: pg.ClientBase): boolean => {
   const status = client.getTransactionStatus();
   return status === 'T' || status === 'E';
@@ -628,7 +622,7 @@ function beginStatement(options: TransactionOptions | undefined): string {
       'repeatable read',
       'serializable',
     ] as const);
-    sql += ` ISOLATION LEVEL ${ISOLATION[level]}`;
+    sql += ` ISOLATION LEVEL ${level.toUpperCase()}`;
   }
   return options?.readOnly === true ? `${sql} READ ONLY` : sql;
 }
