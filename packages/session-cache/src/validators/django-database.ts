@@ -77,13 +77,11 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
     );
   }
   const secretKey = optional(options.secretKey, undefined, (v) => checkString('options.secretKey', v));
-  const fallbackKeys = options.fallbackKeys ?? [];
+  const fallbackKeys: readonly unknown[] = options.fallbackKeys ?? [];
   if (!Array.isArray(fallbackKeys)) {
     throw new TypeError(`options.fallbackKeys should be an array of strings, got ${show(fallbackKeys)}`);
   }
-  fallbackKeys.forEach((key: unknown, i) => {
-    checkString(`options.fallbackKeys[${i}]`, key);
-  });
+  fallbackKeys.forEach((key, i) => checkString(`options.fallbackKeys[${i}]`, key));
   const verifyAuthHash = optional(options.verifyAuthHash, secretKey !== undefined, (v) =>
     checkBoolean('options.verifyAuthHash', v),
   );
@@ -137,11 +135,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
     const user = (await query(userSql, userId, signal))[0] as UserRow | undefined;
     if (!user) return invalid('user-not-found');
     if (user.is_active !== true) return invalid('user-inactive');
-    if (verifyAuthHash && secretOptions) {
-      if (
-        typeof user.password !== 'string' ||
-        !verifySessionAuthHash(session, user.password, secretOptions)
-      ) {
+    const { password } = user;
+    if (secretOptions && verifyAuthHash) {
+      if (typeof password !== 'string' || !verifySessionAuthHash(session, password, secretOptions)) {
         return invalid('auth-hash-mismatch');
       }
     }
@@ -159,14 +155,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   return {
     kinds: ['session', 'token'],
     async validate(credential: Credential, { signal }): Promise<Validation> {
-      switch (credential.kind) {
-        case 'session':
-          return validateSession(credential.sessionKey, signal);
-        case 'token':
-          return validateToken(credential.token, signal);
-        default:
-          return invalid('unsupported-credential');
-      }
+      if (credential.kind === 'session') return validateSession(credential.sessionKey, signal);
+      if (credential.kind === 'token') return validateToken(credential.token, signal);
+      return invalid('unsupported-credential');
     },
   };
 }
@@ -203,12 +194,8 @@ function invalid(reason: string): Validation {
 
 /** Django stores `_auth_user_id` as a string; ids are positive integers in `auth_user`. */
 function toUserId(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isSafeInteger(v) && v > 0 ? v : undefined;
-  if (typeof v === 'string' && /^[1-9][0-9]{0,15}$/.test(v)) {
-    const n = Number(v);
-    return Number.isSafeInteger(n) ? n : undefined;
-  }
-  return undefined;
+  const n = typeof v === 'string' && /^[1-9][0-9]{0,15}$/.test(v) ? Number(v) : v;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
 function toEpochMs(v: unknown): number | undefined {
