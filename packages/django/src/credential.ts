@@ -86,9 +86,7 @@ function readHeader(headers: RequestHeaders, name: 'cookie' | 'authorization', m
   return { value };
 }
 
-/**
- * Django reads header bytes as UTF-8 (Node hands them over as Latin-1): re-decode when needed.
- */
+/** Django reads header bytes as UTF-8 (Node hands them over as Latin-1): re-decode when needed. */
 function asDjangoReads(value: string): string {
   if (!NON_ASCII.test(value) || NON_LATIN1.test(value)) return value;
   return Buffer.from(value, 'latin1').toString('utf8');

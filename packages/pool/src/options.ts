@@ -51,15 +51,9 @@ export interface PoolOptions {
    * @default statementTimeoutMs + 1000 when statementTimeoutMs > 0, else 0
    */
   queryTimeoutMs?: number | undefined;
-  /**
-   * An idle connection is closed after this long; 0 keeps idle connections open.
-   * @default 10000
-   */
+  /** An idle connection is closed after this long; 0 keeps idle connections open. @default 10000 */
   idleTimeoutMs?: number | undefined;
-  /**
-   * A connection is closed (when next idle) once it is this old; 0 turns it off.
-   * @default 1800
-   */
+  /** A connection is closed (when next idle) once it is this old; 0 turns it off. @default 1800 */
   maxLifetimeSeconds?: number | undefined;
   /**
    * A client checked out longer than this fires `leak` (once per checkout); 0 turns it off.

@@ -103,13 +103,9 @@ export class L1Tier {
       return;
     }
     this.#positive.set(key, entry, { ttl });
-    const userId = entry.identity.userId;
-    let keys = this.#byUser.get(userId);
-    if (!keys) {
-      keys = new Set();
-      this.#byUser.set(userId, keys);
-    }
+    const keys = this.#byUser.get(entry.identity.userId) ?? new Set<string>();
     keys.add(key);
+    this.#byUser.set(entry.identity.userId, keys);
   }
 
   delete(key: string): void {

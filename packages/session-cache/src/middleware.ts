@@ -2,13 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CredentialCandidates, credentialExtractor } from '@sluice/django';
 import { checkChoice, checkInteger, checkObject, optional, pathMatcher, show } from '@sluice/kit';
 import type { SessionCacheOptions } from './cache-options.js';
-import {
-  type CacheOutcome,
-  failedOutcome,
-  lookupOutcome,
-  PUBLIC_OUTCOME,
-  refusedOutcome,
-} from './cache-outcome.js';
+import { type CacheOutcome, outcome } from './cache-outcome.js';
 import { isSessionCacheError } from './errors.js';
 import type { CredentialKind } from './identity.js';
 import { kCacheKey, kHandled, type RequestState } from './request-state.js';
@@ -99,8 +93,9 @@ const NOT_PROVIDED = JSON.stringify({
 });
 const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid credentials.' });
 const UNAVAILABLE = 'Authentication is temporarily unavailable; retry shortly.';
-const NO_CREDENTIAL_OUTCOME = Object.freeze(refusedOutcome('no-credential', undefined));
-const MALFORMED_OUTCOME = Object.freeze(refusedOutcome('malformed', undefined));
+const PUBLIC_OUTCOME = Object.freeze(outcome('none', 'public'));
+const NO_CREDENTIAL_OUTCOME = Object.freeze(outcome('none', 'invalid', 'no-credential'));
+const MALFORMED_OUTCOME = Object.freeze(outcome('none', 'invalid', 'malformed'));
 
 /**
  * Express middleware that authenticates each request by its DRF token, Bearer token, Django
@@ -173,31 +168,30 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     next();
   }
 
-  function unauthenticated(call: Call, outcome: CacheOutcome): void {
+  function unauthenticated(call: Call, refusal: CacheOutcome): void {
     counters.unauthenticated += 1;
-    contextOf(call.req).cache = outcome;
-    if (onUnauthenticated === 'next') anonymous(call, outcome.reason);
-    else send(call.res, 401, outcome.reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
+    contextOf(call.req).cache = refusal;
+    if (onUnauthenticated === 'next') anonymous(call, refusal.reason);
+    else send(call.res, 401, refusal.reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
   }
 
   function failed(call: Call, error: unknown, kind: CredentialKind, key: string | undefined): void {
     counters.validatorErrors += 1;
     const code = isSessionCacheError(error) ? error.code : 'E_VALIDATOR_UNAVAILABLE';
     const tier = code.startsWith('E_VALIDATOR_') ? 'validator' : 'none';
-    contextOf(call.req).cache = failedOutcome(tier, code, kind, key);
+    contextOf(call.req).cache = outcome(tier, 'error', code, kind, key);
     if (onValidatorError === 'next') anonymous(call, 'validator-error');
     else send(call.res, 503, JSON.stringify({ code, message: UNAVAILABLE }), retryAfter);
   }
 
   function settle(call: Call, result: LookupResult, kind: CredentialKind, key: string): void {
-    const outcome = lookupOutcome(result, kind, key);
     if (result.status !== 'valid') {
-      unauthenticated(call, outcome);
+      unauthenticated(call, outcome(result.tier, 'invalid', result.reason, kind, key));
       return;
     }
     counters.authenticated += 1;
     const ctx = contextOf(call.req);
-    ctx.cache = outcome;
+    ctx.cache = outcome(result.tier, 'valid', undefined, kind, key);
     ctx.identity = result.identity;
     call.next();
   }
@@ -217,7 +211,7 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       }
       const kind = credential.kind;
       if (!kinds.has(kind)) {
-        unauthenticated(call, refusedOutcome('unsupported-credential', kind));
+        unauthenticated(call, outcome('none', 'invalid', 'unsupported-credential', kind));
         return;
       }
       const last = i === candidates.length - 1;
