@@ -135,13 +135,7 @@ function basicCredential(parts: readonly string[]): Credential | MalformedCreden
 
 function checkCookieName(value: unknown): string {
   if (value === undefined) return 'sessionid';
-  if (
-    typeof value !== 'string' ||
-    value.length === 0 ||
-    value.includes('=') ||
-    value.includes(';') ||
-    pythonStrip(value) !== value
-  ) {
+  if (typeof value !== 'string' || !/^[^=;]+$/.test(value) || pythonStrip(value) !== value) {
     throw new TypeError(
       `options.cookieName should be a non-empty cookie name without '=', ';' or surrounding spaces, got ${show(value)}`,
     );

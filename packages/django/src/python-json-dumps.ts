@@ -58,20 +58,12 @@ function dumpNumber(n: number): string {
   return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : floatRepr(n);
 }
 
+/** A dictionary key: a string, or a number, bool or None written as Python's `str()` of it. */
 function dumpKey(key: unknown, path: string): string {
-  switch (typeof key) {
-    case 'string':
-      return dumpString(key);
-    case 'number':
-      return `"${dumpNumber(key)}"`;
-    case 'bigint':
-      return `"${key.toString()}"`;
-    case 'boolean':
-      return key ? '"true"' : '"false"';
-    default:
-      if (key === null) return '"null"';
-      throw new TypeError(`keys must be str, int, float, bool or None, not ${typeof key} (at ${path})`);
-  }
+  if (typeof key === 'string') return dumpString(key);
+  if (key === null || ['number', 'bigint', 'boolean'].includes(typeof key))
+    return `"${dumpValue(key, path, 0, new Set())}"`;
+  throw new TypeError(`keys must be str, int, float, bool or None, not ${typeof key} (at ${path})`);
 }
 
 function isPlainObject(value: object): boolean {

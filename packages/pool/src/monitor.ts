@@ -208,8 +208,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
 
   const sample = async (): Promise<ConnectionSample> => {
     const { rows } = await pool.query<SampleRow & Record<string, unknown>>(SAMPLE_SQL, [database]);
-    const first = rows[0];
-    if (!first) throw new Error('the pg_stat_activity sample returned no row');
+    const first = rows[0]!; // always one row: the LEFT JOIN above
     const s: ConnectionSample = {
       at: now(),
       maxConnections: first.mc,

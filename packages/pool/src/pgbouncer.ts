@@ -28,12 +28,8 @@ export interface DetectPgBouncerOptions {
 
 /** The admin console URL of a connection string: the same host, port, user and parameters, database `pgbouncer`. */
 function adminUrlOf(connectionString: unknown): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(checkString('connectionString', connectionString));
-  } catch {
-    // not a URL
-  }
+  const text = typeof connectionString === 'string' ? connectionString : '';
+  const url = URL.canParse(text) ? new URL(text) : undefined;
   if (url?.protocol !== 'postgres:' && url?.protocol !== 'postgresql:') {
     throw new TypeError(`connectionString should be a postgres:// URL, got ${show(connectionString)}`);
   }

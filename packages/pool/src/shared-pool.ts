@@ -11,16 +11,14 @@ interface Entry {
 
 const shared = new Map<string, Entry>();
 
-/** Options that must agree between callers sharing one pool. */
-const SIZING = [
-  'max',
-  'maxWaiting',
-  'acquireTimeoutMs',
-  'idleTimeoutMs',
-  'maxLifetimeSeconds',
-  'leakDetectionMs',
-  'connectTimeoutMs',
-  'closeTimeoutMs',
+/** What names a shared pool: the connection, and what every statement on it gets. */
+const KEY = [
+  'connectionString',
+  'applicationName',
+  'statementTimeoutMs',
+  'idleInTransactionTimeoutMs',
+  'serverTimeouts',
+  'queryTimeoutMs',
 ] as const;
 
 /** What a closed handle refuses; the rest (gauges, `stats()`, `backendPids()`) keeps answering. */
@@ -44,23 +42,17 @@ const WORK = new Set<PropertyKey>(['query', 'connect', 'withClient', 'withTransa
  */
 export function sharedPool(options: PoolOptions): SluicePool {
   const resolved = resolvePoolOptions(options);
-  const key = JSON.stringify([
-    resolved.connectionString,
-    resolved.applicationName,
-    resolved.statementTimeoutMs ?? null,
-    resolved.idleInTransactionTimeoutMs ?? null,
-    resolved.serverTimeouts,
-    resolved.queryTimeoutMs,
-  ]);
+  const key = JSON.stringify(KEY.map((name) => resolved[name] ?? null));
   let entry = shared.get(key);
   if (entry) {
-    for (const name of SIZING) {
-      if (entry.options[name] !== resolved[name]) {
-        throw new TypeError(
-          `${name} is ${resolved[name]} but the shared pool '${resolved.applicationName}' for this ` +
-            `connection was created with ${name} ${entry.options[name]}; pass the same sizing everywhere`,
-        );
-      }
+    // The rest is sizing, which every caller must pass alike (the clock aside).
+    for (const [name, value] of Object.entries(resolved)) {
+      const existing = entry.options[name as keyof ResolvedPoolOptions];
+      if (typeof value === 'function' || value === existing) continue;
+      throw new TypeError(
+        `${name} is ${value} but the shared pool '${resolved.applicationName}' for this ` +
+          `connection was created with ${name} ${existing}; pass the same sizing everywhere`,
+      );
     }
   } else {
     entry = { pool: createPool(options), options: resolved, refs: 0 };
