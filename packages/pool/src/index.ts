@@ -51,6 +51,7 @@ export {
   type ScheduledReapOptions,
   scheduleReaper,
 } from './reaper.js';
+export type { Scheduled } from './repeater.js';
 export type { Queryable } from './server-budget.js';
 export { sharedPool } from './shared-pool.js';
 export type { ConnectionLevel } from './thresholds.js';

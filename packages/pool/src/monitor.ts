@@ -1,7 +1,7 @@
 import { checkFunction, checkInteger, checkNumber, checkObject, checkString, optional } from '@sluice/kit';
 import { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 import { poolChannels } from './channels.js';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 import { clientBackendSql, type Queryable } from './server-budget.js';
 import { type ConnectionLevel, nextLevel } from './thresholds.js';
 
@@ -88,7 +88,7 @@ export interface ConnectionMonitorEvents {
 }
 
 /** A running connection monitor. */
-export interface ConnectionMonitor {
+export interface ConnectionMonitor extends Scheduled<ConnectionMonitorEvents> {
   /** The most recent sample, once one was taken. */
   readonly lastSample: ConnectionSample | undefined;
   /** The level after the most recent sample (`ok` before the first). */
@@ -97,14 +97,6 @@ export interface ConnectionMonitor {
   readonly usage: number | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<ConnectionSample>;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof ConnectionMonitorEvents>(
-    event: E,
-    listener: (payload: ConnectionMonitorEvents[E]) => void,
-  ): () => void;
-  /** Stops sampling (waits for a sample in flight). Idempotent. Does not close the pool. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 interface SampleRow {

@@ -8,7 +8,7 @@ import {
   withTimeout,
 } from '@sluice/kit';
 import pg from 'pg';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 
 /** What {@link detectPgBouncer} found. */
 export interface PgBouncerInfo {
@@ -125,20 +125,12 @@ export interface PgBouncerMonitorEvents {
   error: unknown;
 }
 
-/** A running PgBouncer monitor: the same shape as the connection monitor. */
-export interface PgBouncerMonitor {
+/** A running PgBouncer monitor: the same shape as the connection monitor; `close()` also ends its admin connection. */
+export interface PgBouncerMonitor extends Scheduled<PgBouncerMonitorEvents> {
   /** The most recent sample, once one was taken. */
   readonly lastSample: PgBouncerSample | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<PgBouncerSample>;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof PgBouncerMonitorEvents>(
-    event: E,
-    listener: (payload: PgBouncerMonitorEvents[E]) => void,
-  ): () => void;
-  /** Stops sampling and closes its admin connection. Idempotent. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 type Row = Record<string, unknown>;

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkFunction, checkInteger, checkObject, optional, sqlName } from '@sluice/kit';
 import { poolChannels } from './channels.js';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 import type { SluicePool } from './types.js';
 
 /** The pool a purge works through. */
@@ -131,19 +131,11 @@ export interface SessionPurgerEvents {
 }
 
 /** A purge running on a timer. */
-export interface SessionPurger {
+export interface SessionPurger extends Scheduled<SessionPurgerEvents> {
   /** Rows deleted by the most recent run. */
   readonly lastDeleted: number | undefined;
   /** Runs now (or joins the run in flight); resolves with the rows deleted. @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<number>;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof SessionPurgerEvents>(
-    event: E,
-    listener: (payload: SessionPurgerEvents[E]) => void,
-  ): () => void;
-  /** Stops the timer, stops a run in flight after its current batch, and waits for it. Idempotent. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**

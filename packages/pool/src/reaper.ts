@@ -12,7 +12,7 @@ import pg from 'pg';
 import { type ApplicationPattern, applicationMatcher, likeApplication } from './application-pattern.js';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 import { clientBackendSql } from './server-budget.js';
 import type { SluicePool } from './types.js';
 
@@ -342,16 +342,11 @@ export interface ReaperEvents {
 }
 
 /** A reaper running on a timer. */
-export interface Reaper {
+export interface Reaper extends Scheduled<ReaperEvents> {
   /** The result of the most recent run. */
   readonly lastResult: ReapResult | undefined;
   /** Runs now (or joins the run in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<ReapResult>;
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof ReaperEvents>(event: E, listener: (payload: ReaperEvents[E]) => void): () => void;
-  /** Stops the timer and waits for a run in flight. Idempotent. Does not close the pool. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**

@@ -1,6 +1,15 @@
 import { TypedEvents } from '@sluice/kit';
 import { PoolError } from './errors.js';
 
+/** What every monitor and scheduled job of the package offers besides its own members. */
+export interface Scheduled<M> {
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof M>(event: E, listener: (payload: M[E]) => void): () => void;
+  /** Stops the timer and waits for a run in flight (a purge stops after its batch). Idempotent. Never closes the pool. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 /** Options of a {@link Repeater} whose runs resolve `M[K]`. */
 export interface RepeaterOptions<M, K extends keyof M> {
   /** One run; `signal` aborts when the repeater closes. */
