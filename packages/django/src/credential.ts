@@ -63,21 +63,15 @@ function asciiLower(s: string): string {
 }
 
 function readHeader(headers: RequestHeaders, name: 'cookie' | 'authorization', maxBytes: number): HeaderRead {
-  const raw: unknown = Object.hasOwn(headers, name) ? headers[name] : undefined;
-  let value: unknown = raw;
-  if (raw === undefined) return { value: undefined };
-  if (Array.isArray(raw)) {
-    if (raw.length === 0) return { value: undefined };
-    if (!raw.every((part) => typeof part === 'string'))
+  let value: unknown = Object.hasOwn(headers, name) ? headers[name] : undefined;
+  if (Array.isArray(value)) {
+    if (!value.every((part) => typeof part === 'string'))
       return { malformed: `${name} header is not a string` };
-    if (name === 'authorization') {
-      if (raw.length > 1) return { malformed: 'more than one Authorization header' };
-      value = raw[0];
-    } else {
-      // Node joins repeated Cookie headers with '; ', so do the same.
-      value = raw.join('; ');
-    }
+    if (name === 'authorization' && value.length > 1)
+      return { malformed: 'more than one Authorization header' };
+    value = value.length === 0 ? undefined : value.join('; '); // as Node joins repeated Cookie headers
   }
+  if (value === undefined) return { value: undefined };
   if (typeof value !== 'string') return { malformed: `${name} header is not a string` };
   if (value.length > maxBytes || (NON_LATIN1.test(value) && Buffer.byteLength(value, 'utf8') > maxBytes)) {
     return { malformed: `${name} header exceeds ${maxBytes} bytes` };

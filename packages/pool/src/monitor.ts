@@ -2,7 +2,7 @@ import { checkFunction, checkInteger, checkNumber, checkObject, checkString, opt
 import { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 import { poolChannels } from './channels.js';
 import { Repeater, type Scheduled } from './repeater.js';
-import { clientBackendSql, type Queryable } from './server-budget.js';
+import { BUDGET_COLUMNS, clientBackendSql, type Queryable } from './server-budget.js';
 import { type ConnectionLevel, nextLevel } from './thresholds.js';
 
 /**
@@ -112,9 +112,7 @@ interface SampleRow {
 
 // One pass over pg_stat_activity, grouped by (state, application, database).
 const SAMPLE_SQL = `
-SELECT current_setting('max_connections')::int AS mc,
-       (current_setting('superuser_reserved_connections')::int
-         + coalesce(current_setting('reserved_connections', true), '0')::int) AS rc,
+SELECT ${BUDGET_COLUMNS},
        a.state, a.app, a.db, a.n, a.waiting, a.oldest_idle_ms
   FROM (SELECT 1) AS one
   LEFT JOIN (

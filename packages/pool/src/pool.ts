@@ -6,7 +6,7 @@ import { isConnectionError } from './connection-errors.js';
 import { PoolError, type PoolErrorCode } from './errors.js';
 import { LatencyWindow } from './latency-window.js';
 import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from './options.js';
-import { clientBackendSql } from './server-budget.js';
+import { BUDGET_COLUMNS, clientBackendSql } from './server-budget.js';
 import type {
   AcquireOptions,
   PoolEvents,
@@ -109,13 +109,8 @@ class SluiceClient extends pg.Client {
 
 const pidOf = (client: pg.ClientBase): number | undefined => (client as SluiceClient).backendPid;
 
-/**
- * `max_connections`, the reserved connections (+ `reserved_connections` on PostgreSQL 16+) and the
- * client backends that are not this pool's (`$1`, and the one asking), in one query.
- */
-const BUDGET_SQL = `SELECT current_setting('max_connections')::int AS mc,
-       current_setting('superuser_reserved_connections')::int
-         + coalesce(current_setting('reserved_connections', true), '0')::int AS rc,
+/** The server's budget and the client backends that are not this pool's (`$1`, and the one asking). */
+const BUDGET_SQL = `SELECT ${BUDGET_COLUMNS},
        (count(*) FILTER (WHERE NOT (pid = ANY($1::int[]) OR pid = pg_backend_pid())))::int AS others
   FROM pg_stat_activity WHERE ${clientBackendSql()}`;
 

@@ -8,9 +8,6 @@ import { introspectionValidator } from './validators/introspection.js';
 /** Environment variables the package reads (all optional; see the README). */
 export type SessionCacheEnvironment = Readonly<Record<string, string | undefined>>;
 
-/** Connections of the pool the environment's database validator owns. */
-const ENVIRONMENT_POOL_MAX = 5;
-
 /**
  * The zero-configuration validator of `sessionCache()` / `createSessionCache()` without a
  * `validator`, or `undefined` when neither `DATABASE_URL` nor `SLUICE_INTROSPECTION_URL` is set.
@@ -56,7 +53,7 @@ export function validatorFromEnvironment(env: SessionCacheEnvironment): Validato
     .filter((k) => k.length > 0);
   const pool = createPool({
     connectionString: databaseUrl,
-    max: ENVIRONMENT_POOL_MAX,
+    max: 5,
     applicationName: 'sluice-session-cache',
   });
   const database = djangoDatabaseValidator({ pool, secretKey, fallbackKeys });
