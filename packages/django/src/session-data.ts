@@ -1,6 +1,6 @@
 import { checkFunction, checkObject, checkString, optional } from '@sluice/kit';
-import { malformed, SessionDataError } from './errors.js';
-import { decodeLegacyJson, looksLegacy, parseLegacy, verifyLegacy } from './legacy-session-data.js';
+import { malformed } from './errors.js';
+import { looksLegacy, openLegacy } from './legacy-session-data.js';
 import {
   type Limits,
   openSigned,
@@ -51,15 +51,10 @@ function decodeSession(
   keys: readonly string[] | undefined,
   salt: string,
 ): Record<string, unknown> {
-  let value: unknown;
-  if (typeof data === 'string' && data.length <= o.maxLength && looksLegacy(data)) {
-    const parts = parseLegacy(data);
-    if (!o.allowLegacy) throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
-    if (keys) verifyLegacy(parts, keys, salt);
-    value = decodeLegacyJson(parts, o.maxDecompressedBytes);
-  } else {
-    value = openSigned(data, o, keys, salt).value;
-  }
+  const value =
+    typeof data === 'string' && data.length <= o.maxLength && looksLegacy(data)
+      ? openLegacy(data, o, keys, salt)
+      : openSigned(data, o, keys, salt).value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw malformed('not-an-object');
   return value as Record<string, unknown>;
 }

@@ -361,34 +361,29 @@ class TieredSessionCache implements SessionCache {
     const started = performance.now();
     try {
       const entry = await validateEntry(this.#o, credential, this.#closer.signal);
-      this.#publishValidate(key, credential.kind, entry.valid ? 'valid' : 'invalid', started, entry);
+      this.#publishValidate(key, credential.kind, started, entry);
       return entry;
     } catch (error) {
       this.#counters.validatorErrors += 1;
-      this.#publishValidate(key, credential.kind, 'error', started, undefined, error);
+      this.#publishValidate(key, credential.kind, started, undefined, error);
       throw error;
     }
   }
 
   #published(key: string, kind: CredentialKind, result: LookupResult): LookupResult {
     if (channels.lookup.hasSubscribers) {
-      channels.lookup.publish({
-        keyId: keyId(key),
-        kind,
-        tier: result.tier,
-        status: result.status,
-        coalesced: false,
-      });
+      const { tier, status } = result;
+      channels.lookup.publish({ keyId: keyId(key), kind, tier, status, coalesced: false });
     }
     return result;
   }
 
+  /** Times a validation and tells about it: `entry` once it answered, else the `error`. */
   #publishValidate(
     key: string,
     kind: CredentialKind,
-    outcome: 'valid' | 'invalid' | 'error',
     started: number,
-    entry: CacheEntry | undefined,
+    entry?: CacheEntry,
     error?: unknown,
   ): void {
     const durationMs = performance.now() - started;
@@ -400,7 +395,7 @@ class TieredSessionCache implements SessionCache {
     const payload: SessionCacheEvents['validate'] = {
       keyId: keyId(key),
       kind,
-      outcome,
+      outcome: entry === undefined ? 'error' : entry.valid ? 'valid' : 'invalid',
       durationMs,
       ...(entry && !entry.valid ? { reason: entry.reason } : {}),
       ...(error === undefined ? {} : { error }),
