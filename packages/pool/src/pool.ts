@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { armWait, checkChoice, checkInteger, show, TypedEvents } from '@sluice/kit';
+import { armWait, checkChoice, checkInteger, optional, show, TypedEvents } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
@@ -417,24 +417,23 @@ class BoundedPool implements SluicePool {
       done(this.#failure('E_POOL_CLOSED', 'the pool is closed'), undefined);
       return;
     }
-    let timeoutMs = this.#o.acquireTimeoutMs;
+    const { acquireTimeoutMs } = this.#o;
     const signal = options?.signal;
-    if (options !== undefined) {
-      try {
-        if (options.timeoutMs !== undefined) {
-          timeoutMs = checkInteger('timeoutMs', options.timeoutMs, 1, this.#o.acquireTimeoutMs);
-        }
-        if (signal !== undefined && !(signal instanceof AbortSignal)) {
-          throw new TypeError(`signal should be an AbortSignal, got ${show(signal)}`);
-        }
-      } catch (error) {
-        done(error as Error, undefined);
-        return;
+    let timeoutMs = acquireTimeoutMs;
+    try {
+      timeoutMs = optional(options?.timeoutMs, timeoutMs, (v) =>
+        checkInteger('timeoutMs', v, 1, acquireTimeoutMs),
+      );
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw new TypeError(`signal should be an AbortSignal, got ${show(signal)}`);
       }
-      if (signal?.aborted) {
-        done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
-        return;
-      }
+    } catch (error) {
+      done(error as Error, undefined);
+      return;
+    }
+    if (signal?.aborted) {
+      done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
+      return;
     }
     const queued = this.#pg.idleCount === 0 && this.#pg.totalCount >= this.#o.max;
     if (queued && this.#queued >= this.#o.maxWaiting) {

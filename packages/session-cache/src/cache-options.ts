@@ -165,19 +165,13 @@ function resolveL2(option: L2Options | false | undefined, env: Readonly<Record<s
   if (option === false || (option === undefined && !env.REDIS_URL)) return undefined;
   const o = option ?? {};
   checkObject('options.l2', o);
-  const source = o.redis ?? env.REDIS_URL;
-  if (source === undefined || source === '') {
-    throw new TypeError(
-      'options.l2.redis should be a Redis URL, client or cluster config (or set REDIS_URL), got undefined',
-    );
-  }
   const prefix = optional(o.prefix, 'sluice:session:', (v) => checkString('options.l2.prefix', v, true));
   if (prefix.length > 128)
     throw new RangeError(`options.l2.prefix should be at most 128 characters, got ${show(prefix)}`);
   const l = o.lock === undefined || o.lock === false ? undefined : o.lock === true ? {} : o.lock;
   if (l !== undefined) checkObject('options.l2.lock', l);
   return {
-    source: checkRedisSource(source),
+    source: checkRedisSource(o.redis ?? env.REDIS_URL),
     prefix,
     timeoutMs: ms('options.l2.timeoutMs', 100, 60_000)(o.timeoutMs),
     failureThreshold: optional(o.failureThreshold, 3, (v) =>

@@ -28,7 +28,7 @@ export function checkRedisSource(source: unknown): RedisSource {
     throw new TypeError(`options.l2.redis.cluster should be a non-empty array of nodes, got ${show(nodes)}`);
   }
   throw new TypeError(
-    `options.l2.redis should be a Redis URL, an ioredis Redis or Cluster, or { cluster }, got ${show(source)}`,
+    `options.l2.redis should be a Redis URL (or REDIS_URL set), an ioredis Redis or Cluster, or { cluster }, got ${show(source)}`,
   );
 }
 
