@@ -83,7 +83,7 @@ const INT32 = 2_147_483_647;
 /** Validates options and resolves defaults; throws TypeError/RangeError naming the option. */
 export function resolvePoolOptions(o: PoolOptions) {
   checkObject('options', o);
-  const ms = (name: keyof PoolOptions, fallback: number, min = 0, max = DAY_MS): number =>
+  const ms = <D extends number | undefined>(name: keyof PoolOptions, fallback: D, min = 0, max = DAY_MS) =>
     optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
   const applicationName = optional(o.applicationName, 'sluice', (v) => checkString('applicationName', v));
   if (Buffer.byteLength(applicationName) > 63 || !/^[\x20-\x7e]+$/.test(applicationName)) {
@@ -92,9 +92,7 @@ export function resolvePoolOptions(o: PoolOptions) {
     );
   }
   const acquireTimeoutMs = ms('acquireTimeoutMs', 10_000, 1);
-  const statementTimeoutMs = optional(o.statementTimeoutMs, undefined, (v) =>
-    checkInteger('statementTimeoutMs', v, 0, INT32),
-  );
+  const statementTimeoutMs = ms('statementTimeoutMs', undefined, 0, INT32);
   return {
     connectionString: checkString('connectionString', o.connectionString),
     max: checkInteger('max', o.max, 1, 10_000),
@@ -102,9 +100,7 @@ export function resolvePoolOptions(o: PoolOptions) {
     acquireTimeoutMs,
     applicationName,
     statementTimeoutMs,
-    idleInTransactionTimeoutMs: optional(o.idleInTransactionTimeoutMs, undefined, (v) =>
-      checkInteger('idleInTransactionTimeoutMs', v, 0, INT32),
-    ),
+    idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs', undefined, 0, INT32),
     serverTimeouts: optional(o.serverTimeouts, 'auto', (v) =>
       checkChoice('serverTimeouts', v, ['auto', 'startup', 'transaction'] as const),
     ),
