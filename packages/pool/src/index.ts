@@ -2,7 +2,7 @@
 export { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 export { poolChannels } from './channels.js';
 export { isConnectionError } from './connection-errors.js';
-export { isPoolError, PoolError, type PoolErrorCode, poolErrorStatus } from './errors.js';
+export { isPoolError, PoolError, type PoolErrorCode } from './errors.js';
 export type { LatencySummary } from './latency-window.js';
 export {
   type ApplicationActivity,

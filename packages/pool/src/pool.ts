@@ -136,12 +136,8 @@ class BoundedPool implements SluicePool {
   #closing: Promise<void> | undefined;
   #allRemoved: (() => void) | undefined;
   #queued = 0;
-  #acquired = 0;
-  #leaked = 0;
-  #exhausted = 0;
-  #timeouts = 0;
-  #errors = 0;
-  #destroyed = 0;
+  /** The counters of `stats()`. */
+  readonly #counts = { leaked: 0, acquired: 0, exhausted: 0, timeouts: 0, errors: 0, destroyed: 0 };
 
   constructor(o: ResolvedPoolOptions) {
     this.#o = o;
@@ -191,7 +187,7 @@ class BoundedPool implements SluicePool {
       co.released = true;
       this.#checkouts.delete(client);
       if (error) {
-        this.#destroyed += 1;
+        this.#counts.destroyed += 1;
         this.#discarded.add(client);
       }
     });
@@ -308,12 +304,7 @@ class BoundedPool implements SluicePool {
       active: this.#checkouts.size,
       waiting: this.#queued,
       maxWaiting: this.#o.maxWaiting,
-      leaked: this.#leaked,
-      acquired: this.#acquired,
-      exhausted: this.#exhausted,
-      timeouts: this.#timeouts,
-      errors: this.#errors,
-      destroyed: this.#destroyed,
+      ...this.#counts,
       acquireWaitMs: this.#waits.summary(),
     };
   }
@@ -514,7 +505,7 @@ class BoundedPool implements SluicePool {
       leaked: false,
     };
     this.#checkouts.set(client, co);
-    this.#acquired += 1;
+    this.#counts.acquired += 1;
     const waitMs = performance.now() - a.started;
     this.#waits.add(waitMs);
     if (poolChannels.acquire.hasSubscribers) {
@@ -553,8 +544,8 @@ class BoundedPool implements SluicePool {
   }
 
   #failure(code: PoolErrorCode, message: string, cause?: unknown): PoolError {
-    if (code === 'E_POOL_EXHAUSTED') this.#exhausted += 1;
-    else if (code === 'E_POOL_TIMEOUT') this.#timeouts += 1;
+    if (code === 'E_POOL_EXHAUSTED') this.#counts.exhausted += 1;
+    else if (code === 'E_POOL_TIMEOUT') this.#counts.timeouts += 1;
     if (poolChannels.acquireFailed.hasSubscribers) {
       poolChannels.acquireFailed.publish({ applicationName: this.#o.applicationName, code });
     }
@@ -566,7 +557,7 @@ class BoundedPool implements SluicePool {
   }
 
   #clientError(error: Error, phase: 'idle' | 'checked-out' | 'connect', pid: number | undefined): void {
-    this.#errors += 1;
+    this.#counts.errors += 1;
     const event = { applicationName: this.#o.applicationName, error, phase, pid };
     if (poolChannels.error.hasSubscribers) poolChannels.error.publish(event);
     this.#events.emit('error', event);
@@ -588,7 +579,7 @@ class BoundedPool implements SluicePool {
       const heldMs = now - co.acquiredAt;
       if (co.leaked || heldMs < this.#o.leakDetectionMs) continue;
       co.leaked = true;
-      this.#leaked += 1;
+      this.#counts.leaked += 1;
       const event = {
         applicationName: this.#o.applicationName,
         pid: pidOf(co.client),

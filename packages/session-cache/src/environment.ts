@@ -60,11 +60,7 @@ export function validatorFromEnvironment(env: SessionCacheEnvironment): Validato
   const routed = remote
     ? compositeValidator({ session: database, token: database, bearer: remote, basic: remote })
     : database;
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= pool.close();
-    return closing as Promise<void>;
-  };
+  const close = (): Promise<void> => pool.close(); // idempotent
   return {
     kinds: routed.kinds,
     validate: (c, o) => routed.validate(c, o),

@@ -266,11 +266,7 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     else authenticate(call, candidates, 0);
   };
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= owned ? cache.close() : Promise.resolve();
-    return closing;
-  };
+  const close = (): Promise<void> => (owned ? cache.close() : Promise.resolve()); // cache.close() is idempotent
   return Object.assign(handler, {
     cache,
     stats: (): SessionCacheMiddlewareStats => ({ ...counters }),
