@@ -185,11 +185,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
   if (criticalAt < warnAt) {
     throw new RangeError(`criticalAt should be at least warnAt (${warnAt}), got ${criticalAt}`);
   }
-  const thresholds = {
-    warnAt,
-    criticalAt,
-    hysteresis: optional(options.hysteresis, 0.05, (v) => checkNumber('hysteresis', v, 0, warnAt)),
-  };
+  const hysteresis = optional(options.hysteresis, 0.05, (v) => checkNumber('hysteresis', v, 0, warnAt));
   const database = optional(options.database, null, (v) => checkString('database', v));
   const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v));
   const { pool } = options;
@@ -244,7 +240,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
     usage = s.total / Math.max(1, s.maxConnections - s.reservedConnections);
     if (poolChannels.sample.hasSubscribers) poolChannels.sample.publish(s);
     const previous = level;
-    level = nextLevel(previous, usage, thresholds);
+    level = nextLevel(previous, usage, { warnAt, criticalAt, hysteresis });
     if (level === previous) return;
     repeater.events.emit('threshold', { level, previous, sample: s, usage });
   });

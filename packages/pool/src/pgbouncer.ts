@@ -125,7 +125,7 @@ export interface PgBouncerMonitorEvents {
   error: unknown;
 }
 
-/** A running PgBouncer monitor: the same shape as the connection monitor; `close()` also ends its admin connection. */
+/** A running PgBouncer monitor, like the connection monitor; `close()` also ends its admin connection. */
 export interface PgBouncerMonitor extends Scheduled<PgBouncerMonitorEvents> {
   /** The most recent sample, once one was taken. */
   readonly lastSample: PgBouncerSample | undefined;

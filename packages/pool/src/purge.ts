@@ -130,7 +130,7 @@ export interface SessionPurgerEvents {
   error: unknown;
 }
 
-/** A purge running on a timer. */
+/** A purge running on a timer; `close()` stops a run in flight after its current batch. */
 export interface SessionPurger extends Scheduled<SessionPurgerEvents> {
   /** Rows deleted by the most recent run. */
   readonly lastDeleted: number | undefined;

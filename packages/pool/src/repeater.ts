@@ -5,7 +5,7 @@ import { PoolError } from './errors.js';
 export interface Scheduled<M> {
   /** Subscribes to an event; returns the unsubscribe function. */
   on<E extends keyof M>(event: E, listener: (payload: M[E]) => void): () => void;
-  /** Stops the timer and waits for a run in flight (a purge stops after its batch). Idempotent. Never closes the pool. */
+  /** Stops the timer and waits for a run in flight. Idempotent. Never closes the pool. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

@@ -4,15 +4,11 @@ import type { CacheEntry } from './entry.js';
 type Positive = Extract<CacheEntry, { readonly valid: true }>;
 type Negative = Extract<CacheEntry, { readonly valid: false }>;
 
-/** Options of {@link L1Tier}. */
+/** Options of {@link L1Tier}: `max` valid entries, each kept at most `ttlMs`; the same for refused ones. */
 export interface L1TierOptions {
-  /** Most valid entries. */
   readonly max: number;
-  /** Longest a valid entry lives here, ms. */
   readonly ttlMs: number;
-  /** Most refused (negative) entries. */
   readonly negativeMax: number;
-  /** Longest a negative entry lives here, ms. */
   readonly negativeTtlMs: number;
   /** The cache's clock, epoch ms (lru-cache's `perf`). */
   readonly now: () => number;

@@ -6,11 +6,10 @@ import { isSessionCacheError, ValidatorError } from './errors.js';
 import type { Validation } from './identity.js';
 
 /**
- * Asks the validator about one credential, bounded by `validatorTimeoutMs` and by `signal` (the
- * cache's close), and turns its answer into a cache entry: valid until `ttlMs` or the session's end,
- * whichever comes first; refused (also an inactive user or an already expired session) for
- * `negativeTtlMs`. The validator's signal aborts when either bound passes, so its work (a queued
- * pool acquire, an HTTP call) stops too.
+ * Asks the validator, bounded by `validatorTimeoutMs` and by `signal` (the cache's close; the
+ * validator's own signal aborts with either, so its query or HTTP call stops too), and makes the
+ * answer an entry: valid until `ttlMs` or the session's end; refused (also an inactive user or an
+ * expired session) for `negativeTtlMs`.
  *
  * @throws {ValidatorError} `E_VALIDATOR_TIMEOUT` or `E_VALIDATOR_UNAVAILABLE` (nothing to cache)
  * @throws {SessionCacheClosedError} when `signal` aborts because the cache closed
