@@ -99,12 +99,11 @@ function tokenCredential(
   if (parts.length === 1) return malformedAuth(`${label} header has no credentials`);
   if (parts.length > 2) return malformedAuth(`${label} string contains spaces`);
   const token = parts[1] ?? '';
-  if (kind === 'token') {
-    if (!TOKEN.test(token)) return malformedAuth('Token is not 40 hexadecimal characters');
-    return { kind: 'token', token };
+  if (kind === 'token' && !TOKEN.test(token)) return malformedAuth('Token is not 40 hexadecimal characters');
+  if (kind === 'bearer' && !B64TOKEN.test(token)) {
+    return malformedAuth('Bearer token is not an RFC 6750 b64token');
   }
-  if (!B64TOKEN.test(token)) return malformedAuth('Bearer token is not an RFC 6750 b64token');
-  return { kind: 'bearer', token };
+  return { kind, token };
 }
 
 /** DRF's BasicAuthentication: base64, UTF-8 or else Latin-1, split at the first ':'. */

@@ -176,11 +176,10 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
     const c = client ?? (await open());
     const pools = (await c.query<Row>('SHOW POOLS')).rows.filter((r) => wanted(r, 'database'));
     const sizes = (await c.query<Row>('SHOW DATABASES')).rows.filter((r) => wanted(r, 'name'));
-    let perPool = sizes.length > 0 ? Math.max(...sizes.map((r) => num(r.pool_size))) : undefined;
-    if (perPool === undefined) {
-      const config = await c.query<Row>('SHOW CONFIG');
-      perPool = num(config.rows.find((r) => r.key === 'default_pool_size')?.value);
-    }
+    const perPool =
+      sizes.length > 0
+        ? Math.max(...sizes.map((r) => num(r.pool_size)))
+        : num((await c.query<Row>('SHOW CONFIG')).rows.find((r) => r.key === 'default_pool_size')?.value);
     const sum = (key: string): number => pools.reduce((total, r) => total + num(r[key]), 0);
     const mode = pools[0]?.pool_mode;
     return {

@@ -107,16 +107,11 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
     }
     fixed[name.toLowerCase()] = value;
   }
-  if (host !== undefined) {
-    fixed.host = host;
-    fixed['x-forwarded-host'] = host;
-  }
-  if (options.forwardedProto !== undefined) {
-    fixed['x-forwarded-proto'] = checkChoice('options.forwardedProto', options.forwardedProto, [
-      'http',
-      'https',
-    ]);
-  }
+  if (host !== undefined) Object.assign(fixed, { host, 'x-forwarded-host': host });
+  const proto = optional(options.forwardedProto, undefined, (v) =>
+    checkChoice('options.forwardedProto', v, ['http', 'https']),
+  );
+  if (proto !== undefined) fixed['x-forwarded-proto'] = proto;
   const cookies = Object.entries(options.cookies ?? {}).map(([name, value]) => {
     checkToken('options.cookies key', name);
     if (typeof value !== 'string' || !COOKIE_VALUE.test(value)) {
