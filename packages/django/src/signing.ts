@@ -81,14 +81,10 @@ const SHA1_SIGNATURE_LENGTH = 27;
 const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]*[AEIMQUYcgkosw048]$/;
 
 /** Decoding options, checked, with their defaults. @internal */
-export interface Limits {
-  readonly maxLength: number;
-  readonly maxDecompressedBytes: number;
-  readonly allowLegacy: boolean;
-}
+export type Limits = ReturnType<typeof readLimits>;
 
 /** @internal */
-export function readLimits(o: ReadSignedOptions | undefined): Limits {
+export function readLimits(o: ReadSignedOptions | undefined) {
   return {
     maxLength: optional(o?.maxLength, DEFAULT_MAX_LENGTH, (v) => checkInteger('options.maxLength', v, 1)),
     maxDecompressedBytes: optional(o?.maxDecompressedBytes, DEFAULT_MAX_DECOMPRESSED_BYTES, (v) =>
