@@ -11,12 +11,7 @@ import {
 import { validatorFromEnvironment } from './environment.js';
 import { ConfigurationError } from './errors.js';
 import { isValidator, type Validator } from './identity.js';
-import {
-  checkRedisSource,
-  type RedisClient,
-  type RedisClusterConfig,
-  type RedisSource,
-} from './redis-client.js';
+import { checkRedisSource, type RedisClient, type RedisClusterConfig } from './redis-client.js';
 
 /** L1 (in-process LRU of valid entries) settings. */
 export interface L1Options {

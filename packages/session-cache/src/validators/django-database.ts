@@ -81,7 +81,7 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   if (!Array.isArray(fallbackKeys)) {
     throw new TypeError(`options.fallbackKeys should be an array of strings, got ${show(fallbackKeys)}`);
   }
-  fallbackKeys.forEach((key, i) => checkString(`options.fallbackKeys[${i}]`, key));
+  for (const [i, key] of fallbackKeys.entries()) checkString(`options.fallbackKeys[${i}]`, key);
   const verifyAuthHash = optional(options.verifyAuthHash, secretKey !== undefined, (v) =>
     checkBoolean('options.verifyAuthHash', v),
   );
