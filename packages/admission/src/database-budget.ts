@@ -16,7 +16,7 @@ export interface ConnectionSampleLike {
 /** What a connection monitor must offer (a `@sluice/pool` `ConnectionMonitor` fits). */
 export interface ConnectionMonitorLike {
   /** Calls `listener` with every sample; returns the unsubscribe function. */
-  onSample(listener: (sample: ConnectionSampleLike) => void): () => void;
+  on(event: 'sample', listener: (sample: ConnectionSampleLike) => void): () => void;
   /** The last sample taken, when there is one. */
   readonly lastSample?: ConnectionSampleLike | undefined;
 }
@@ -72,8 +72,8 @@ export interface DatabaseBudget extends LimitSource {
 export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   checkObject('options', options);
   const { monitor } = options;
-  if (typeof monitor !== 'object' || monitor === null || typeof monitor.onSample !== 'function') {
-    throw new TypeError(`monitor should have an onSample(listener) method, got ${show(monitor)}`);
+  if (typeof monitor !== 'object' || monitor === null || typeof monitor.on !== 'function') {
+    throw new TypeError(`monitor should have an on('sample', listener) method, got ${show(monitor)}`);
   }
   const names = options.applicationNames ?? ['sluice'];
   if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
@@ -128,7 +128,7 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     current = next;
     events.emit('change', next);
   };
-  let unsubscribe: (() => void) | undefined = monitor.onSample(onSample);
+  let unsubscribe: (() => void) | undefined = monitor.on('sample', onSample);
 
   return {
     get current() {

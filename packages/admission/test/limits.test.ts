@@ -16,7 +16,7 @@ import { flush, settle } from './helpers.ts';
 class HandMonitor implements ConnectionMonitorLike {
   lastSample: ConnectionSampleLike | undefined;
   readonly #listeners = new Set<(s: ConnectionSampleLike) => void>();
-  onSample(listener: (s: ConnectionSampleLike) => void): () => void {
+  on(_event: 'sample', listener: (s: ConnectionSampleLike) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -158,7 +158,7 @@ describe('databaseBudget', () => {
   it('validates options', () => {
     const monitor = new HandMonitor();
     expect(() => databaseBudget({ monitor: {} as ConnectionMonitorLike })).toThrow(
-      /monitor should have an onSample/,
+      /monitor should have an on\('sample', listener\)/,
     );
     expect(() => databaseBudget({ monitor, reserve: -1 })).toThrow(/reserve/);
     expect(() => databaseBudget({ monitor, floor: 5, ceiling: 4 })).toThrow(/ceiling/);

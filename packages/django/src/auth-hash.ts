@@ -1,4 +1,4 @@
-import { checkBoolean, checkObject, checkString, optional } from '@sluice/kit';
+import { checkBoolean, checkChoice, checkObject, checkString, optional } from '@sluice/kit';
 import { constantTimeEqual, type HmacAlgorithm, saltedHmac } from './salted-hmac.js';
 import { readKeys } from './signing.js';
 
@@ -34,11 +34,9 @@ export function sessionAuthHash(
   secretKey: string,
   algorithm: HmacAlgorithm = 'sha256',
 ): string {
-  if (typeof passwordHash !== 'string') throw new TypeError('passwordHash should be a string');
+  checkString('passwordHash', passwordHash, true);
   checkString('secretKey', secretKey);
-  if (algorithm !== 'sha256' && algorithm !== 'sha1') {
-    throw new TypeError(`algorithm should be 'sha256' or 'sha1', got ${String(algorithm)}`);
-  }
+  checkChoice('algorithm', algorithm, ['sha256', 'sha1']);
   return saltedHmac(SESSION_AUTH_HASH_SALT, passwordHash, secretKey, algorithm).toString('hex');
 }
 
@@ -58,9 +56,9 @@ export function verifySessionAuthHash(
   options: VerifySessionAuthHashOptions,
 ): boolean {
   checkObject('options', options);
-  const keys = readKeys(options, 'options');
+  const keys = readKeys(options);
   const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
-  if (typeof passwordHash !== 'string') throw new TypeError('passwordHash should be a string');
+  checkString('passwordHash', passwordHash, true);
   if (session === null || typeof session !== 'object') return false;
   const stored = Object.hasOwn(session, HASH_SESSION_KEY) ? session[HASH_SESSION_KEY] : undefined;
   if (typeof stored !== 'string' || stored.length === 0) return false;

@@ -27,10 +27,8 @@ export function readAuthSession(session: Readonly<Record<string, unknown>>): Aut
   if (session === null || typeof session !== 'object') return null;
   const own = (key: string): unknown => (Object.hasOwn(session, key) ? session[key] : undefined);
   const id = own(SESSION_KEY);
-  let userId: string;
-  if (typeof id === 'string' && id.length > 0) userId = id;
-  else if (typeof id === 'number' && Number.isSafeInteger(id)) userId = String(id);
-  else return null;
+  const userId = typeof id === 'string' && id !== '' ? id : Number.isSafeInteger(id) ? String(id) : undefined;
+  if (userId === undefined) return null;
   const backend = own(BACKEND_SESSION_KEY);
   const hash = own(HASH_SESSION_KEY);
   return {

@@ -12,6 +12,16 @@ function unquote(value: string): string {
     );
 }
 
+/** Each (name, raw value) pair Django's `parse_cookie` keeps, stripped, in order. */
+function eachCookie(header: string, each: (name: string, value: string) => void): void {
+  for (const chunk of header.split(';')) {
+    const eq = chunk.indexOf('=');
+    const name = pythonStrip(eq === -1 ? '' : chunk.slice(0, eq));
+    const value = pythonStrip(eq === -1 ? chunk : chunk.slice(eq + 1));
+    if (name !== '' || value !== '') each(name, value);
+  }
+}
+
 /**
  * Django's `django.http.cookie.parse_cookie`: splits on `;`, takes the name before the first `=`
  * (a chunk without `=` is a value with an empty name), strips both as Python's `str.strip()` does,
@@ -25,32 +35,15 @@ function unquote(value: string): string {
  */
 export function parseCookie(header: string): Map<string, string> {
   const cookies = new Map<string, string>();
-  for (const chunk of header.split(';')) {
-    const eq = chunk.indexOf('=');
-    const key = pythonStrip(eq === -1 ? '' : chunk.slice(0, eq));
-    const value = pythonStrip(eq === -1 ? chunk : chunk.slice(eq + 1));
-    if (key !== '' || value !== '') cookies.set(key, unquote(value));
-  }
+  eachCookie(header, (name, value) => cookies.set(name, unquote(value)));
   return cookies;
 }
 
-/**
- * The value Django would read for one cookie name: the same as `parseCookie(header).get(name)`,
- * without building the whole map.
- *
- * @internal
- */
+/** `parseCookie(header).get(name)`, without building the map (it runs on every request). @internal */
 export function cookieValue(header: string, name: string): string | undefined {
   let found: string | undefined;
-  let start = 0;
-  while (start <= header.length) {
-    let end = header.indexOf(';', start);
-    if (end === -1) end = header.length;
-    const chunk = header.slice(start, end);
-    const eq = chunk.indexOf('=');
-    if (eq !== -1 && pythonStrip(chunk.slice(0, eq)) === name)
-      found = unquote(pythonStrip(chunk.slice(eq + 1)));
-    start = end + 1;
-  }
-  return found;
+  eachCookie(header, (key, value) => {
+    if (key === name) found = value;
+  });
+  return found === undefined ? undefined : unquote(found);
 }

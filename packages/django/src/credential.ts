@@ -63,21 +63,15 @@ function asciiLower(s: string): string {
 }
 
 function readHeader(headers: RequestHeaders, name: 'cookie' | 'authorization', maxBytes: number): HeaderRead {
-  const raw: unknown = Object.hasOwn(headers, name) ? headers[name] : undefined;
-  let value: unknown = raw;
-  if (raw === undefined) return { value: undefined };
-  if (Array.isArray(raw)) {
-    if (raw.length === 0) return { value: undefined };
-    if (!raw.every((part) => typeof part === 'string'))
+  let value: unknown = Object.hasOwn(headers, name) ? headers[name] : undefined;
+  if (Array.isArray(value)) {
+    if (!value.every((part) => typeof part === 'string'))
       return { malformed: `${name} header is not a string` };
-    if (name === 'authorization') {
-      if (raw.length > 1) return { malformed: 'more than one Authorization header' };
-      value = raw[0];
-    } else {
-      // Node joins repeated Cookie headers with '; ', so do the same.
-      value = raw.join('; ');
-    }
+    if (name === 'authorization' && value.length > 1)
+      return { malformed: 'more than one Authorization header' };
+    value = value.length === 0 ? undefined : value.join('; '); // as Node joins repeated Cookie headers
   }
+  if (value === undefined) return { value: undefined };
   if (typeof value !== 'string') return { malformed: `${name} header is not a string` };
   if (value.length > maxBytes || (NON_LATIN1.test(value) && Buffer.byteLength(value, 'utf8') > maxBytes)) {
     return { malformed: `${name} header exceeds ${maxBytes} bytes` };
@@ -86,9 +80,7 @@ function readHeader(headers: RequestHeaders, name: 'cookie' | 'authorization', m
   return { value };
 }
 
-/**
- * Django reads header bytes as UTF-8 (Node hands them over as Latin-1): re-decode when needed.
- */
+/** Django reads header bytes as UTF-8 (Node hands them over as Latin-1): re-decode when needed. */
 function asDjangoReads(value: string): string {
   if (!NON_ASCII.test(value) || NON_LATIN1.test(value)) return value;
   return Buffer.from(value, 'latin1').toString('utf8');
@@ -107,12 +99,11 @@ function tokenCredential(
   if (parts.length === 1) return malformedAuth(`${label} header has no credentials`);
   if (parts.length > 2) return malformedAuth(`${label} string contains spaces`);
   const token = parts[1] ?? '';
-  if (kind === 'token') {
-    if (!TOKEN.test(token)) return malformedAuth('Token is not 40 hexadecimal characters');
-    return { kind: 'token', token };
+  if (kind === 'token' && !TOKEN.test(token)) return malformedAuth('Token is not 40 hexadecimal characters');
+  if (kind === 'bearer' && !B64TOKEN.test(token)) {
+    return malformedAuth('Bearer token is not an RFC 6750 b64token');
   }
-  if (!B64TOKEN.test(token)) return malformedAuth('Bearer token is not an RFC 6750 b64token');
-  return { kind: 'bearer', token };
+  return { kind, token };
 }
 
 /** DRF's BasicAuthentication: base64, UTF-8 or else Latin-1, split at the first ':'. */
@@ -137,13 +128,7 @@ function basicCredential(parts: readonly string[]): Credential | MalformedCreden
 
 function checkCookieName(value: unknown): string {
   if (value === undefined) return 'sessionid';
-  if (
-    typeof value !== 'string' ||
-    value.length === 0 ||
-    value.includes('=') ||
-    value.includes(';') ||
-    pythonStrip(value) !== value
-  ) {
+  if (typeof value !== 'string' || !/^[^=;]+$/.test(value) || pythonStrip(value) !== value) {
     throw new TypeError(
       `options.cookieName should be a non-empty cookie name without '=', ';' or surrounding spaces, got ${show(value)}`,
     );

@@ -58,11 +58,7 @@ export class SessionDataError extends Error {
   /** Finer reason, for logs. */
   readonly reason: SessionDataErrorReason;
 
-  /**
-   * @param code - the stable code
-   * @param reason - the finer reason
-   * @param options - `cause`, the underlying error (e.g. from `node:zlib` or `JSON.parse`)
-   */
+  /** `options.cause` is the underlying error (e.g. from `node:zlib` or `JSON.parse`). */
   constructor(code: SessionDataErrorCode, reason: SessionDataErrorReason, options?: { cause?: unknown }) {
     super(`${MESSAGES[code]} (${reason})`, options);
     this.code = code;

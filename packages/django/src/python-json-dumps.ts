@@ -58,20 +58,12 @@ function dumpNumber(n: number): string {
   return Number.isSafeInteger(n) && !Object.is(n, -0) ? String(n) : floatRepr(n);
 }
 
+/** A dictionary key: a string, or a number, bool or None written as Python's `str()` of it. */
 function dumpKey(key: unknown, path: string): string {
-  switch (typeof key) {
-    case 'string':
-      return dumpString(key);
-    case 'number':
-      return `"${dumpNumber(key)}"`;
-    case 'bigint':
-      return `"${key.toString()}"`;
-    case 'boolean':
-      return key ? '"true"' : '"false"';
-    default:
-      if (key === null) return '"null"';
-      throw new TypeError(`keys must be str, int, float, bool or None, not ${typeof key} (at ${path})`);
-  }
+  if (typeof key === 'string') return dumpString(key);
+  if (key === null || ['number', 'bigint', 'boolean'].includes(typeof key))
+    return `"${dumpValue(key, path, 0, new Set())}"`;
+  throw new TypeError(`keys must be str, int, float, bool or None, not ${typeof key} (at ${path})`);
 }
 
 function isPlainObject(value: object): boolean {
@@ -97,23 +89,12 @@ function dumpValue(value: unknown, path: string, depth: number, seen: Set<object
       seen.add(value);
       let out: string;
       if (Array.isArray(value)) {
-        const parts: string[] = [];
-        for (let i = 0; i < value.length; i++) {
-          parts.push(dumpValue(value[i], `${path}[${i}]`, depth + 1, seen));
-        }
-        out = `[${parts.join(',')}]`;
-      } else if (value instanceof Map) {
-        const parts: string[] = [];
-        for (const [k, v] of value) {
-          parts.push(`${dumpKey(k, path)}:${dumpValue(v, `${path}.${String(k)}`, depth + 1, seen)}`);
-        }
-        out = `{${parts.join(',')}}`;
-      } else if (isPlainObject(value)) {
-        const parts: string[] = [];
-        for (const k of Object.keys(value)) {
-          const v = (value as Record<string, unknown>)[k];
-          parts.push(`${dumpString(k)}:${dumpValue(v, `${path}.${k}`, depth + 1, seen)}`);
-        }
+        out = `[${Array.from(value, (v, i) => dumpValue(v, `${path}[${i}]`, depth + 1, seen)).join(',')}]`;
+      } else if (value instanceof Map || isPlainObject(value)) {
+        const pairs = value instanceof Map ? [...value] : Object.entries(value);
+        const parts = pairs.map(
+          ([k, v]) => `${dumpKey(k, path)}:${dumpValue(v, `${path}.${String(k)}`, depth + 1, seen)}`,
+        );
         out = `{${parts.join(',')}}`;
       } else {
         throw new TypeError(

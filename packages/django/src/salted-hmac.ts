@@ -6,31 +6,15 @@ export type HmacAlgorithm = 'sha1' | 'sha256';
 const MAX_CACHED_KEYS = 64;
 const derivedKeys = new Map<string, Buffer>();
 
-let lastAlgorithm: HmacAlgorithm | undefined;
-let lastSalt = '';
-let lastSecret = '';
-let lastKey: Buffer | undefined;
-
 /** `hash(key_salt + secret)`, remembered for the last few (salt, secret) pairs: bounded, FIFO. */
 function derivedKey(keySalt: string, secret: string, algorithm: HmacAlgorithm): Buffer {
-  // The common case, one secret used over and over: no cache key to build.
-  if (lastKey !== undefined && algorithm === lastAlgorithm && keySalt === lastSalt && secret === lastSecret) {
-    return lastKey;
-  }
   const cacheKey = `${algorithm}:${keySalt.length}:${keySalt}${secret}`;
   let key = derivedKeys.get(cacheKey);
   if (key === undefined) {
     key = createHash(algorithm).update(keySalt, 'utf8').update(secret, 'utf8').digest();
-    if (derivedKeys.size >= MAX_CACHED_KEYS) {
-      const oldest = derivedKeys.keys().next().value;
-      if (oldest !== undefined) derivedKeys.delete(oldest);
-    }
+    if (derivedKeys.size >= MAX_CACHED_KEYS) derivedKeys.delete(derivedKeys.keys().next().value ?? '');
     derivedKeys.set(cacheKey, key);
   }
-  lastAlgorithm = algorithm;
-  lastSalt = keySalt;
-  lastSecret = secret;
-  lastKey = key;
   return key;
 }
 

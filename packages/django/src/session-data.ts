@@ -1,16 +1,14 @@
 import { checkFunction, checkObject, checkString, optional } from '@sluice/kit';
-import { malformed, SessionDataError } from './errors.js';
-import { decodeLegacyJson, looksLegacy, parseLegacy, verifyLegacy } from './legacy-session-data.js';
+import { malformed } from './errors.js';
+import { looksLegacy, openLegacy } from './legacy-session-data.js';
 import {
-  type DecodeLimits,
-  decodePayload,
-  isLegacySignature,
-  parseSigned,
+  type Limits,
+  openSigned,
+  type ReadSignedOptions,
   readKeys,
   readLimits,
   readSalt,
   sign,
-  verifySignature,
 } from './signing.js';
 
 /**
@@ -19,18 +17,11 @@ import {
  */
 export const DEFAULT_SESSION_SALT = 'django.contrib.sessions.SessionStore';
 
-/** Options of {@link readSessionDataUnverified}. */
-export interface ReadSessionDataOptions extends DecodeLimits {
-  /**
-   * Also read what Django 3.1 and 3.2 read and 4.0 refuses: the pre-3.1 format
-   * (`base64(sha1_hex:json)`) and sha1-signed values.
-   * @default false
-   */
-  readonly allowLegacy?: boolean | undefined;
-}
+/** Options of {@link readSessionDataUnverified}: the size bounds and `allowLegacy`. */
+export type ReadSessionDataOptions = ReadSignedOptions;
 
 /** Options of {@link loadSessionData}. */
-export interface LoadSessionDataOptions extends ReadSessionDataOptions {
+export interface LoadSessionDataOptions extends ReadSignedOptions {
   /** Django's `SECRET_KEY`. */
   readonly secretKey: string;
   /**
@@ -53,7 +44,17 @@ export interface DumpSessionDataOptions {
   readonly now?: (() => number) | undefined;
 }
 
-function asSession(value: unknown): Record<string, unknown> {
+/** Both formats, verified with `keys` (or not at all without them), as a session dictionary. */
+function decodeSession(
+  data: unknown,
+  o: Limits,
+  keys: readonly string[] | undefined,
+  salt: string,
+): Record<string, unknown> {
+  const value =
+    typeof data === 'string' && data.length <= o.maxLength && looksLegacy(data)
+      ? openLegacy(data, o, keys, salt)
+      : openSigned(data, o, keys, salt).value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw malformed('not-an-object');
   return value as Record<string, unknown>;
 }
@@ -74,18 +75,8 @@ function asSession(value: unknown): Record<string, unknown> {
  */
 export function loadSessionData(data: string, options: LoadSessionDataOptions): Record<string, unknown> {
   checkObject('options', options);
-  const keys = readKeys(options, 'options');
-  const salt = readSalt(options.salt, DEFAULT_SESSION_SALT);
-  const limits = readLimits(options, 'options');
-  if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
-    const parts = parseLegacy(data);
-    if (!limits.allowLegacy) throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
-    verifyLegacy(parts, keys, salt);
-    return asSession(decodeLegacyJson(parts, limits.maxDecompressedBytes));
-  }
-  const parts = parseSigned(data, limits.maxLength);
-  verifySignature(parts, keys, salt, limits.allowLegacy);
-  return asSession(decodePayload(parts.payload, limits.maxDecompressedBytes));
+  const keys = readKeys(options);
+  return decodeSession(data, readLimits(options), keys, readSalt(options.salt, DEFAULT_SESSION_SALT));
 }
 
 /**
@@ -104,16 +95,7 @@ export function readSessionDataUnverified(
   options?: ReadSessionDataOptions,
 ): Record<string, unknown> {
   if (options !== undefined) checkObject('options', options);
-  const limits = readLimits(options, 'options');
-  if (typeof data === 'string' && data.length <= limits.maxLength && looksLegacy(data)) {
-    const parts = parseLegacy(data);
-    if (!limits.allowLegacy) throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
-    return asSession(decodeLegacyJson(parts, limits.maxDecompressedBytes));
-  }
-  const parts = parseSigned(data, limits.maxLength);
-  if (isLegacySignature(parts) && !limits.allowLegacy)
-    throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
-  return asSession(decodePayload(parts.payload, limits.maxDecompressedBytes));
+  return decodeSession(data, readLimits(options), undefined, DEFAULT_SESSION_SALT);
 }
 
 /**

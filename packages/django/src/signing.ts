@@ -44,7 +44,8 @@ export interface DecodeLimits {
 /** Options of {@link readSignedObjectUnverified}. */
 export interface ReadSignedOptions extends DecodeLimits {
   /**
-   * Accept sha1-signed values, which Django 3.1 and 3.2 still read and 4.0 refuses.
+   * Accept what Django 3.1 and 3.2 still read and 4.0 refuses: sha1-signed values and, for session
+   * data, the pre-3.1 format (`base64(sha1_hex:json)`).
    * @default false
    */
   readonly allowLegacy?: boolean | undefined;
@@ -72,42 +73,35 @@ export interface UnsignedObject {
 const SIGNED_CHARS = /^[A-Za-z0-9_\-.:]*$/;
 const SHA256_SIGNATURE_LENGTH = 43;
 const SHA1_SIGNATURE_LENGTH = 27;
+/**
+ * Base64 of a 20- or 32-byte digest ends in a character carrying two padding bits; only the
+ * characters with those bits zero are what Django writes. Refusing the others makes decoding
+ * one-to-one, so comparing digests is comparing the strings, as Django does.
+ */
+const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]*[AEIMQUYcgkosw048]$/;
 
-interface SignedParts {
-  readonly signedValue: string;
-  readonly payload: string;
-  readonly timestamp: number;
-  readonly signature: string;
-}
-
-interface Limits {
-  readonly maxLength: number;
-  readonly maxDecompressedBytes: number;
-  readonly allowLegacy: boolean;
-}
+/** Decoding options, checked, with their defaults. @internal */
+export type Limits = ReturnType<typeof readLimits>;
 
 /** @internal */
-export function readLimits(o: ReadSignedOptions | undefined, prefix: string): Limits {
+export function readLimits(o: ReadSignedOptions | undefined) {
   return {
-    maxLength: optional(o?.maxLength, DEFAULT_MAX_LENGTH, (v) => checkInteger(`${prefix}.maxLength`, v, 1)),
+    maxLength: optional(o?.maxLength, DEFAULT_MAX_LENGTH, (v) => checkInteger('options.maxLength', v, 1)),
     maxDecompressedBytes: optional(o?.maxDecompressedBytes, DEFAULT_MAX_DECOMPRESSED_BYTES, (v) =>
-      checkInteger(`${prefix}.maxDecompressedBytes`, v, 1),
+      checkInteger('options.maxDecompressedBytes', v, 1),
     ),
-    allowLegacy: optional(o?.allowLegacy, false, (v) => checkBoolean(`${prefix}.allowLegacy`, v)),
+    allowLegacy: optional(o?.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v)),
   };
 }
 
-/** @internal */
-export function readKeys(
-  o: { secretKey?: unknown; fallbackKeys?: unknown },
-  prefix: string,
-): readonly string[] {
-  const secretKey = checkString(`${prefix}.secretKey`, o.secretKey);
+/** `[secretKey, ...fallbackKeys]`, checked. @internal */
+export function readKeys(o: { secretKey?: unknown; fallbackKeys?: unknown }): readonly string[] {
+  const secretKey = checkString('options.secretKey', o.secretKey);
   const fallbacks = o.fallbackKeys ?? [];
   if (!Array.isArray(fallbacks)) {
-    throw new TypeError(`${prefix}.fallbackKeys should be an array of strings, got ${show(fallbacks)}`);
+    throw new TypeError(`options.fallbackKeys should be an array of strings, got ${show(fallbacks)}`);
   }
-  return [secretKey, ...fallbacks.map((key: unknown, i) => checkString(`${prefix}.fallbackKeys[${i}]`, key))];
+  return [secretKey, ...fallbacks.map((key: unknown, i) => checkString(`options.fallbackKeys[${i}]`, key))];
 }
 
 /** @internal */
@@ -116,14 +110,22 @@ export function readSalt(salt: unknown, fallback: string): string {
 }
 
 /**
- * Splits `payload:timestamp:signature` (TimestampSigner's layout) and checks what can be checked
- * without a key.
+ * `Signer.unsign_object`: splits `payload:timestamp:signature` (TimestampSigner's layout), checks
+ * the signature against each of `keys` in turn (HMAC-SHA256, or with `allowLegacy` HMAC-SHA1 as
+ * Django 3.1/3.2), or without `keys` only refuses a sha1 signature unless `allowLegacy`; then
+ * decodes URL-safe base64, zlib when it starts with `.` (bounded by `maxDecompressedBytes`), and
+ * JSON read as Latin-1 like Django's serializer does.
  *
  * @internal
  */
-export function parseSigned(signed: unknown, maxLength: number): SignedParts {
+export function openSigned(
+  signed: unknown,
+  o: Limits,
+  keys: readonly string[] | undefined,
+  salt: string,
+): UnsignedObject {
   if (typeof signed !== 'string') throw malformed('not-a-string');
-  if (signed.length > maxLength) throw malformed('too-large');
+  if (signed.length > o.maxLength) throw malformed('too-large');
   if (!SIGNED_CHARS.test(signed)) throw malformed('structure');
   const signatureSep = signed.lastIndexOf(':');
   if (signatureSep <= 0) throw malformed('structure');
@@ -131,90 +133,46 @@ export function parseSigned(signed: unknown, maxLength: number): SignedParts {
   if (timestampSep < 0) throw malformed('structure');
   const timestamp = decodeBase62(signed.slice(timestampSep + 1, signatureSep));
   if (timestamp === undefined) throw malformed('timestamp');
-  return {
-    signedValue: signed.slice(0, signatureSep),
-    payload: signed.slice(0, timestampSep),
-    timestamp,
-    signature: signed.slice(signatureSep + 1),
-  };
-}
-
-/** True when the signature has the length of a sha1 (pre-4.0) signature. @internal */
-export function isLegacySignature(parts: SignedParts): boolean {
-  return parts.signature.length === SHA1_SIGNATURE_LENGTH;
-}
-
-function signature(signedValue: string, salt: string, key: string, algorithm: 'sha1' | 'sha256'): string {
-  return encodeBase64Url(saltedHmac(`${salt}signer`, signedValue, key, algorithm));
-}
-
-/**
- * Base64 of a 20- or 32-byte digest ends in a character carrying two padding bits; only the
- * characters with those bits zero are what Django writes. Refusing the others makes decoding
- * one-to-one, so comparing digests is comparing the strings, as Django does.
- */
-const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]*[AEIMQUYcgkosw048]$/;
-
-function signatureMatches(
-  given: Buffer,
-  signedValue: string,
-  keySalt: string,
-  keys: readonly string[],
-  algorithm: 'sha1' | 'sha256',
-): boolean {
-  for (const key of keys) {
-    if (timingSafeEqual(given, saltedHmac(keySalt, signedValue, key, algorithm))) return true;
-  }
-  return false;
-}
-
-/**
- * Signer.unsign: the signature must be the salted HMAC-SHA256 of `payload:timestamp` under one of
- * `keys` (Django 4.1+ tries the secret key, then each fallback key), or with `allowLegacy`
- * HMAC-SHA1 (Django 3.1/3.2).
- *
- * @internal
- */
-export function verifySignature(
-  parts: SignedParts,
-  keys: readonly string[],
-  salt: string,
-  allowLegacy: boolean,
-): void {
-  const { signature: sig, signedValue } = parts;
-  const length = sig.length;
-  if (length === SHA1_SIGNATURE_LENGTH && !allowLegacy) {
+  const signature = signed.slice(signatureSep + 1);
+  if (signature.length === SHA1_SIGNATURE_LENGTH && !o.allowLegacy) {
     throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
   }
+  if (keys) verifySignature(signature, signed.slice(0, signatureSep), keys, salt);
+  return { value: decodePayload(signed.slice(0, timestampSep), o), signedAt: timestamp * 1000 };
+}
+
+function verifySignature(
+  signature: string,
+  signedValue: string,
+  keys: readonly string[],
+  salt: string,
+): void {
+  const { length } = signature;
   if (
     (length === SHA256_SIGNATURE_LENGTH || length === SHA1_SIGNATURE_LENGTH) &&
-    CANONICAL_SIGNATURE.test(sig)
+    CANONICAL_SIGNATURE.test(signature)
   ) {
-    const given = Buffer.from(sig, 'base64url');
+    const given = Buffer.from(signature, 'base64url');
     const algorithm = length === SHA256_SIGNATURE_LENGTH ? 'sha256' : 'sha1';
-    if (signatureMatches(given, signedValue, `${salt}signer`, keys, algorithm)) return;
+    for (const key of keys) {
+      if (timingSafeEqual(given, saltedHmac(`${salt}signer`, signedValue, key, algorithm))) return;
+    }
   }
   throw new SessionDataError('E_SESSION_BAD_SIGNATURE', 'signature');
 }
 
-/**
- * Signer.unsign_object after the signature: URL-safe base64, zlib when it starts with `.`
- * (bounded by `maxDecompressedBytes`), then JSON read as Latin-1 like Django's serializer does.
- *
- * @internal
- */
-export function decodePayload(payload: string, maxDecompressedBytes: number): unknown {
+function decodePayload(payload: string, o: Limits): unknown {
   const compressed = payload.startsWith('.');
   let bytes = decodeBase64Url(compressed ? payload.slice(1) : payload);
   if (bytes === undefined) throw malformed('base64');
   if (compressed) {
     try {
-      bytes = inflateSync(bytes, { maxOutputLength: maxDecompressedBytes });
+      bytes = inflateSync(bytes, { maxOutputLength: o.maxDecompressedBytes });
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       throw malformed(code === 'ERR_BUFFER_TOO_LARGE' ? 'decompressed-too-large' : 'decompress', error);
     }
-  } else if (bytes.length > maxDecompressedBytes) {
+  } else if (bytes.length > o.maxDecompressedBytes) {
     throw malformed('decompressed-too-large');
   }
   try {
@@ -263,7 +221,7 @@ export function sign(
   if (deflated !== undefined && deflated.length < data.length - 1) payload = `.${encodeBase64Url(deflated)}`;
   else payload = encodeBase64Url(data);
   const signedValue = `${payload}:${encodeBase62(Math.floor(ms / 1000))}`;
-  return `${signedValue}:${signature(signedValue, salt, secretKey, 'sha256')}`;
+  return `${signedValue}:${encodeBase64Url(saltedHmac(`${salt}signer`, signedValue, secretKey, 'sha256'))}`;
 }
 
 /**
@@ -278,15 +236,8 @@ export function sign(
  */
 export function unsignObject(signed: string, options: UnsignObjectOptions): UnsignedObject {
   checkObject('options', options);
-  const keys = readKeys(options, 'options');
-  const salt = readSalt(options.salt, DEFAULT_SIGNING_SALT);
-  const limits = readLimits(options, 'options');
-  const parts = parseSigned(signed, limits.maxLength);
-  verifySignature(parts, keys, salt, limits.allowLegacy);
-  return {
-    value: decodePayload(parts.payload, limits.maxDecompressedBytes),
-    signedAt: parts.timestamp * 1000,
-  };
+  const keys = readKeys(options);
+  return openSigned(signed, readLimits(options), keys, readSalt(options.salt, DEFAULT_SIGNING_SALT));
 }
 
 /**
@@ -300,12 +251,5 @@ export function unsignObject(signed: string, options: UnsignObjectOptions): Unsi
  */
 export function readSignedObjectUnverified(signed: string, options?: ReadSignedOptions): UnsignedObject {
   if (options !== undefined) checkObject('options', options);
-  const limits = readLimits(options, 'options');
-  const parts = parseSigned(signed, limits.maxLength);
-  if (isLegacySignature(parts) && !limits.allowLegacy)
-    throw new SessionDataError('E_SESSION_LEGACY_DISABLED', 'legacy');
-  return {
-    value: decodePayload(parts.payload, limits.maxDecompressedBytes),
-    signedAt: parts.timestamp * 1000,
-  };
+  return openSigned(signed, readLimits(options), undefined, '');
 }

@@ -79,6 +79,11 @@ describe('loadPythonJson', () => {
     expect(value.a[0]).toBeNaN();
     expect(value.a.slice(1)).toEqual([Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, { b: -0.0015 }]);
     expect(value.s).toBe('NaN');
+    expect(loadPythonJson('["a\\"NaN", "NaN\\\\", -Infinity]')).toEqual([
+      'a"NaN',
+      'NaN\\',
+      Number.NEGATIVE_INFINITY,
+    ]);
   });
 
   test('keeps __proto__ as data in the slow path too', () => {
@@ -88,8 +93,9 @@ describe('loadPythonJson', () => {
   });
 
   test('refuses invalid JSON with a SyntaxError', () => {
-    for (const bad of ['', '{', '{"a":NaNa}', 'nan', '[1,]', '"\u0001"', '{"a" 1}', 'Infinity x', '[-]']) {
-      expect(() => loadPythonJson(bad), bad).toThrow(SyntaxError);
+    const bad = ['', '{', '{"a":NaNa}', 'nan', '[1,]', '"\u0001"', '{"a" 1}', 'Infinity x', '[-]', '{NaN:1}'];
+    for (const text of [...bad, '[-NaN]', '[1NaN]', '[NaN NaN]', '[--Infinity]', '[Infinity1]']) {
+      expect(() => loadPythonJson(text), text).toThrow(SyntaxError);
     }
   });
 });

@@ -269,11 +269,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       criticalAt: 0.95,
     });
     monitor = m;
-    m.onThreshold(({ level, previous, usage }) =>
+    m.on('threshold', ({ level, previous, usage }) =>
       logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
     );
-    m.onError((error) => logger.warn({ err: error }, 'connection monitor sample failed'));
-    m.onSample((sample) => limit.onPostgresSample(sample, gate.inFlight, pgbouncer !== undefined));
+    m.on('error', (error) => logger.warn({ err: error }, 'connection monitor sample failed'));
+    m.on('sample', (sample) => limit.onPostgresSample(sample, gate.inFlight, pgbouncer !== undefined));
     if (config.databaseGuard) {
       const guard = new Health({
         name: 'database',
@@ -282,8 +282,8 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
         probeTimeoutMs: config.readyTimeoutMs,
         now: o.now,
       });
-      m.onSample(() => guard.success());
-      m.onError((error) => guard.suspect(error));
+      m.on('sample', () => guard.success());
+      m.on('error', (error) => guard.suspect(error));
       pool.on('error', ({ error }) => guard.suspect(error));
       guard.on('down', ({ error }) => {
         logger.error({ err: error }, 'database unreachable: requests that need it are answered 503');
@@ -298,11 +298,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     }
     if (config.sessionPurge) {
       const p = schedulePurge({ pool, intervalMs: config.sessionPurgeIntervalMs });
-      p.onPurge(({ deleted, ms }) => {
+      p.on('purge', ({ deleted, ms }) => {
         tallies.purged += deleted;
         if (deleted > 0) logger.info({ deleted, ms }, 'purged expired sessions');
       });
-      p.onError((error) => logger.warn({ err: error }, 'session purge failed'));
+      p.on('error', (error) => logger.warn({ err: error }, 'session purge failed'));
       purger = p;
     }
   }
@@ -323,7 +323,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       onDenied: 'report',
       now: o.now,
     });
-    r.onReap((result) => {
+    r.on('reap', (result) => {
       tallies.reaped += result.reaped.length;
       if (result.reaped.length > 0 || result.denied.length > 0) {
         logger.warn(
@@ -332,7 +332,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
         );
       }
     });
-    r.onError((error) => logger.warn({ err: error }, 'reaper run failed'));
+    r.on('error', (error) => logger.warn({ err: error }, 'reaper run failed'));
     return r;
   }
 
@@ -352,8 +352,8 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
         intervalMs: config.monitorIntervalMs,
         timeoutMs: config.readyTimeoutMs,
       });
-      b.onSample((sample) => limit.onPgBouncerSample(sample));
-      b.onError((error) => logger.warn({ err: error }, 'PgBouncer sample failed'));
+      b.on('sample', (sample) => limit.onPgBouncerSample(sample));
+      b.on('error', (error) => logger.warn({ err: error }, 'PgBouncer sample failed'));
       pgbouncer = b;
       limitSource = 'pgbouncer';
       await withTimeout(() => b.sampleNow(), bounded).catch((error: unknown) =>
@@ -362,7 +362,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       return;
     }
     // 'database' once a sample came in: until then the limit is the default.
-    m.onSample(() => {
+    m.on('sample', () => {
       if (limitSource !== 'pgbouncer') limitSource = 'database';
     });
     try {

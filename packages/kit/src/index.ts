@@ -14,5 +14,6 @@ export {
   show,
 } from './options.js';
 export { checkPathPattern, type PathMatcher, pathMatcher } from './path-matcher.js';
+export { sqlName } from './sql-name.js';
 export { isTimeoutError, TimeoutError, type WithTimeoutOptions, withTimeout } from './timeouts.js';
 export { armWait, type WaitEnd } from './wait.js';

@@ -10,6 +10,7 @@ import {
   LinkedList,
   optional,
   pathMatcher,
+  sqlName,
   TimeoutError,
   withTimeout,
 } from '../src/index.ts';
@@ -184,4 +185,14 @@ test('Health: a probe that hangs past probeTimeoutMs fails; check() probes withi
     /probeIntervalMs should be an integer between 1/,
   );
   await health.close();
+});
+
+test('sqlName quotes plain identifiers and refuses anything else', () => {
+  expect(sqlName('table', 'django_session')).toBe('"django_session"');
+  expect(sqlName('table', 'public.django_session', true)).toBe('"public"."django_session"');
+  expect(() => sqlName('column', 'public.expire_date')).toThrow(/column should be a plain SQL identifier/);
+  expect(() => sqlName('table', 'a.b.c', true)).toThrow(/table should be a table name or schema.table/);
+  for (const bad of ['', 'x"y', 'x; DROP TABLE t', '1x', 'a'.repeat(64), 42]) {
+    expect(() => sqlName('table', bad, true)).toThrow(TypeError);
+  }
 });

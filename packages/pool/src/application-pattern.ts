@@ -16,16 +16,13 @@ export type ApplicationPattern = string | RegExp;
  * isWorker('cvat:worker:export,import'); // true
  * ```
  */
-export function applicationMatcher(
-  pattern: ApplicationPattern,
-  name = 'applicationName',
-): (app: string) => boolean {
+export function applicationMatcher(pattern: ApplicationPattern): (app: string) => boolean {
   if (pattern instanceof RegExp) {
     const regex = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
     return (app) => regex.test(app);
   }
   if (typeof pattern !== 'string') {
-    throw new TypeError(`${name} should be a string or a RegExp, got ${show(pattern)}`);
+    throw new TypeError(`applicationName should be a string or a RegExp, got ${show(pattern)}`);
   }
   if (!pattern.endsWith('*')) return (app) => app === pattern;
   const prefix = pattern.slice(0, -1);

@@ -8,8 +8,8 @@ export type PoolErrorCode =
   | 'E_POOL_MISFIT'
   | 'E_REAP_PRIVILEGE';
 
-/** HTTP status that fits each code, for services that turn pool errors into responses. */
-export const poolErrorStatus: Readonly<Record<PoolErrorCode, number>> = {
+/** HTTP status that fits each code. */
+const poolErrorStatus: Readonly<Record<PoolErrorCode, number>> = {
   E_POOL_EXHAUSTED: 503,
   E_POOL_TIMEOUT: 503,
   E_POOL_CLOSED: 503,

@@ -2,12 +2,13 @@
 export { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 export { poolChannels } from './channels.js';
 export { isConnectionError } from './connection-errors.js';
-export { isPoolError, PoolError, type PoolErrorCode, poolErrorStatus } from './errors.js';
+export { isPoolError, PoolError, type PoolErrorCode } from './errors.js';
 export type { LatencySummary } from './latency-window.js';
 export {
   type ApplicationActivity,
   activityOf,
   type ConnectionMonitor,
+  type ConnectionMonitorEvents,
   type ConnectionSample,
   type MonitorOptions,
   monitorConnections,
@@ -20,6 +21,7 @@ export {
   monitorPgBouncer,
   type PgBouncerInfo,
   type PgBouncerMonitor,
+  type PgBouncerMonitorEvents,
   type PgBouncerMonitorOptions,
   type PgBouncerSample,
 } from './pgbouncer.js';
@@ -32,6 +34,7 @@ export {
   purgeExpiredSessions,
   type ScheduledPurgeOptions,
   type SessionPurger,
+  type SessionPurgerEvents,
   schedulePurge,
 } from './purge.js';
 export {
@@ -39,6 +42,7 @@ export {
   isReapPrivilegeError,
   type ReapedBackend,
   type Reaper,
+  type ReaperEvents,
   type ReaperPool,
   type ReapOptions,
   ReapPrivilegeError,
@@ -47,6 +51,7 @@ export {
   type ScheduledReapOptions,
   scheduleReaper,
 } from './reaper.js';
+export type { Scheduled } from './repeater.js';
 export type { Queryable } from './server-budget.js';
 export { sharedPool } from './shared-pool.js';
 export type { ConnectionLevel } from './thresholds.js';

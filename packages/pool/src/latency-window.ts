@@ -32,17 +32,7 @@ export class LatencyWindow {
   summary(): LatencySummary {
     if (this.#count === 0) return { p50: 0, p99: 0, max: 0, samples: 0 };
     const sorted = this.#values.slice(0, this.#count).sort();
-    return {
-      p50: percentile(sorted, 0.5),
-      p99: percentile(sorted, 0.99),
-      max: sorted[sorted.length - 1] ?? 0,
-      samples: this.#count,
-    };
+    const nearestRank = (q: number): number => sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1] ?? 0;
+    return { p50: nearestRank(0.5), p99: nearestRank(0.99), max: nearestRank(1), samples: this.#count };
   }
-}
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: Float64Array, q: number): number {
-  const rank = Math.max(1, Math.ceil(q * sorted.length));
-  return sorted[rank - 1] ?? 0;
 }

@@ -1,16 +1,8 @@
-import {
-  checkFunction,
-  checkInteger,
-  checkNumber,
-  checkObject,
-  checkString,
-  optional,
-  TypedEvents,
-} from '@sluice/kit';
+import { checkFunction, checkInteger, checkNumber, checkObject, checkString, optional } from '@sluice/kit';
 import { type ApplicationPattern, applicationMatcher } from './application-pattern.js';
 import { poolChannels } from './channels.js';
-import { Repeater } from './repeater.js';
-import { clientBackendSql, type Queryable } from './server-budget.js';
+import { Repeater, type Scheduled } from './repeater.js';
+import { BUDGET_COLUMNS, clientBackendSql, type Queryable } from './server-budget.js';
 import { type ConnectionLevel, nextLevel } from './thresholds.js';
 
 /**
@@ -85,8 +77,18 @@ export interface MonitorOptions {
   now?: (() => number) | undefined;
 }
 
+/** Events of a {@link ConnectionMonitor}. */
+export interface ConnectionMonitorEvents {
+  /** Every sample. */
+  sample: ConnectionSample;
+  /** The level changed. */
+  threshold: ThresholdEvent;
+  /** A sample failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A running connection monitor. */
-export interface ConnectionMonitor {
+export interface ConnectionMonitor extends Scheduled<ConnectionMonitorEvents> {
   /** The most recent sample, once one was taken. */
   readonly lastSample: ConnectionSample | undefined;
   /** The level after the most recent sample (`ok` before the first). */
@@ -95,15 +97,6 @@ export interface ConnectionMonitor {
   readonly usage: number | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<ConnectionSample>;
-  /** Called with every sample; returns the unsubscribe function. */
-  onSample(listener: (sample: ConnectionSample) => void): () => void;
-  /** Called when the level changes; returns the unsubscribe function. */
-  onThreshold(listener: (event: ThresholdEvent) => void): () => void;
-  /** Called when a sample fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
-  /** Stops sampling (waits for a sample in flight). Idempotent. Does not close the pool. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 interface SampleRow {
@@ -119,9 +112,7 @@ interface SampleRow {
 
 // One pass over pg_stat_activity, grouped by (state, application, database).
 const SAMPLE_SQL = `
-SELECT current_setting('max_connections')::int AS mc,
-       (current_setting('superuser_reserved_connections')::int
-         + coalesce(current_setting('reserved_connections', true), '0')::int) AS rc,
+SELECT ${BUDGET_COLUMNS},
        a.state, a.app, a.db, a.n, a.waiting, a.oldest_idle_ms
   FROM (SELECT 1) AS one
   LEFT JOIN (
@@ -160,7 +151,7 @@ export function activityOf(
   sample: Pick<ConnectionSample, 'activityByApplication'>,
   patterns: ApplicationPattern | readonly ApplicationPattern[],
 ): ApplicationActivity {
-  const matchers = (Array.isArray(patterns) ? patterns : [patterns]).map((p) => applicationMatcher(p));
+  const matchers = (Array.isArray(patterns) ? patterns : [patterns]).map(applicationMatcher);
   const sum = idleActivity();
   for (const [app, activity] of Object.entries(sample.activityByApplication)) {
     if (!matchers.some((matches) => matches(app))) continue;
@@ -180,8 +171,8 @@ export function activityOf(
  * @example
  * ```ts
  * await using monitor = monitorConnections({ pool, intervalMs: 250, warnAt: 0.7, criticalAt: 0.9 });
- * monitor.onThreshold(({ level, usage }) => log.warn({ level, usage }, 'postgres connections'));
- * monitor.onSample((s) => gate.follow(activityOf(s, 'cvat:server').busy));
+ * monitor.on('threshold', ({ level, usage }) => log.warn({ level, usage }, 'postgres connections'));
+ * monitor.on('sample', (s) => gate.follow(activityOf(s, 'cvat:server').busy));
  * ```
  */
 export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
@@ -194,11 +185,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
   if (criticalAt < warnAt) {
     throw new RangeError(`criticalAt should be at least warnAt (${warnAt}), got ${criticalAt}`);
   }
-  const thresholds = {
-    warnAt,
-    criticalAt,
-    hysteresis: optional(options.hysteresis, 0.05, (v) => checkNumber('hysteresis', v, 0, warnAt)),
-  };
+  const hysteresis = optional(options.hysteresis, 0.05, (v) => checkNumber('hysteresis', v, 0, warnAt));
   const database = optional(options.database, null, (v) => checkString('database', v));
   const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v));
   const { pool } = options;
@@ -207,8 +194,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
 
   const sample = async (): Promise<ConnectionSample> => {
     const { rows } = await pool.query<SampleRow & Record<string, unknown>>(SAMPLE_SQL, [database]);
-    const first = rows[0];
-    if (!first) throw new Error('the pg_stat_activity sample returned no row');
+    const first = rows[0]!; // always one row: the LEFT JOIN above
     const s: ConnectionSample = {
       at: now(),
       maxConnections: first.mc,
@@ -242,21 +228,21 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
     return s;
   };
 
-  const repeater = new Repeater({
+  const repeater = new Repeater<ConnectionMonitorEvents, 'sample'>({
     task: sample,
+    event: 'sample',
     intervalMs,
     firstRunMs: 0,
     name: 'connection monitor: sampling pg_stat_activity',
     warningCode: 'SLUICE_MONITOR_SAMPLE_FAILED',
   });
-  const thresholdEvents = new TypedEvents<{ threshold: ThresholdEvent }>();
-  repeater.events.on('result', (s) => {
+  repeater.events.on('sample', (s) => {
     usage = s.total / Math.max(1, s.maxConnections - s.reservedConnections);
     if (poolChannels.sample.hasSubscribers) poolChannels.sample.publish(s);
     const previous = level;
-    level = nextLevel(previous, usage, thresholds);
+    level = nextLevel(previous, usage, { warnAt, criticalAt, hysteresis });
     if (level === previous) return;
-    thresholdEvents.emit('threshold', { level, previous, sample: s, usage });
+    repeater.events.emit('threshold', { level, previous, sample: s, usage });
   });
   return {
     get lastSample() {
@@ -269,9 +255,7 @@ export function monitorConnections(options: MonitorOptions): ConnectionMonitor {
       return usage;
     },
     sampleNow: () => repeater.runNow(),
-    onSample: (listener) => repeater.events.on('result', listener),
-    onThreshold: (listener) => thresholdEvents.on('threshold', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };

@@ -51,15 +51,9 @@ export interface PoolOptions {
    * @default statementTimeoutMs + 1000 when statementTimeoutMs > 0, else 0
    */
   queryTimeoutMs?: number | undefined;
-  /**
-   * An idle connection is closed after this long; 0 keeps idle connections open.
-   * @default 10000
-   */
+  /** An idle connection is closed after this long; 0 keeps idle connections open. @default 10000 */
   idleTimeoutMs?: number | undefined;
-  /**
-   * A connection is closed (when next idle) once it is this old; 0 turns it off.
-   * @default 1800
-   */
+  /** A connection is closed (when next idle) once it is this old; 0 turns it off. @default 1800 */
   maxLifetimeSeconds?: number | undefined;
   /**
    * A client checked out longer than this fires `leak` (once per checkout); 0 turns it off.
@@ -81,31 +75,15 @@ export interface PoolOptions {
 }
 
 /** {@link PoolOptions} with every default filled in. */
-export interface ResolvedPoolOptions {
-  readonly connectionString: string;
-  readonly max: number;
-  readonly maxWaiting: number;
-  readonly acquireTimeoutMs: number;
-  readonly applicationName: string;
-  readonly statementTimeoutMs: number | undefined;
-  readonly idleInTransactionTimeoutMs: number | undefined;
-  readonly serverTimeouts: 'auto' | 'startup' | 'transaction';
-  readonly queryTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxLifetimeSeconds: number;
-  readonly leakDetectionMs: number;
-  readonly connectTimeoutMs: number;
-  readonly closeTimeoutMs: number;
-  readonly now: () => number;
-}
+export type ResolvedPoolOptions = Readonly<ReturnType<typeof resolvePoolOptions>>;
 
 const DAY_MS = 86_400_000;
 const INT32 = 2_147_483_647;
 
 /** Validates options and resolves defaults; throws TypeError/RangeError naming the option. */
-export function resolvePoolOptions(o: PoolOptions): ResolvedPoolOptions {
+export function resolvePoolOptions(o: PoolOptions) {
   checkObject('options', o);
-  const ms = (name: keyof PoolOptions, fallback: number, min = 0, max = DAY_MS): number =>
+  const ms = <D extends number | undefined>(name: keyof PoolOptions, fallback: D, min = 0, max = DAY_MS) =>
     optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
   const applicationName = optional(o.applicationName, 'sluice', (v) => checkString('applicationName', v));
   if (Buffer.byteLength(applicationName) > 63 || !/^[\x20-\x7e]+$/.test(applicationName)) {
@@ -114,9 +92,7 @@ export function resolvePoolOptions(o: PoolOptions): ResolvedPoolOptions {
     );
   }
   const acquireTimeoutMs = ms('acquireTimeoutMs', 10_000, 1);
-  const statementTimeoutMs = optional(o.statementTimeoutMs, undefined, (v) =>
-    checkInteger('statementTimeoutMs', v, 0, INT32),
-  );
+  const statementTimeoutMs = ms('statementTimeoutMs', undefined, 0, INT32);
   return {
     connectionString: checkString('connectionString', o.connectionString),
     max: checkInteger('max', o.max, 1, 10_000),
@@ -124,9 +100,7 @@ export function resolvePoolOptions(o: PoolOptions): ResolvedPoolOptions {
     acquireTimeoutMs,
     applicationName,
     statementTimeoutMs,
-    idleInTransactionTimeoutMs: optional(o.idleInTransactionTimeoutMs, undefined, (v) =>
-      checkInteger('idleInTransactionTimeoutMs', v, 0, INT32),
-    ),
+    idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs', undefined, 0, INT32),
     serverTimeouts: optional(o.serverTimeouts, 'auto', (v) =>
       checkChoice('serverTimeouts', v, ['auto', 'startup', 'transaction'] as const),
     ),

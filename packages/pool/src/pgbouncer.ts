@@ -8,7 +8,7 @@ import {
   withTimeout,
 } from '@sluice/kit';
 import pg from 'pg';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 
 /** What {@link detectPgBouncer} found. */
 export interface PgBouncerInfo {
@@ -28,12 +28,8 @@ export interface DetectPgBouncerOptions {
 
 /** The admin console URL of a connection string: the same host, port, user and parameters, database `pgbouncer`. */
 function adminUrlOf(connectionString: unknown): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(checkString('connectionString', connectionString));
-  } catch {
-    // not a URL
-  }
+  const text = typeof connectionString === 'string' ? connectionString : '';
+  const url = URL.canParse(text) ? new URL(text) : undefined;
   if (url?.protocol !== 'postgres:' && url?.protocol !== 'postgresql:') {
     throw new TypeError(`connectionString should be a postgres:// URL, got ${show(connectionString)}`);
   }
@@ -121,19 +117,20 @@ export interface PgBouncerMonitorOptions {
   now?: (() => number) | undefined;
 }
 
-/** A running PgBouncer monitor: the same shape as the connection monitor. */
-export interface PgBouncerMonitor {
+/** Events of a {@link PgBouncerMonitor}. */
+export interface PgBouncerMonitorEvents {
+  /** Every sample. */
+  sample: PgBouncerSample;
+  /** A sample failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
+/** A running PgBouncer monitor, like the connection monitor; `close()` also ends its admin connection. */
+export interface PgBouncerMonitor extends Scheduled<PgBouncerMonitorEvents> {
   /** The most recent sample, once one was taken. */
   readonly lastSample: PgBouncerSample | undefined;
   /** Takes a sample now (or joins the one in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   sampleNow(): Promise<PgBouncerSample>;
-  /** Called with every sample; returns the unsubscribe function. */
-  onSample(listener: (sample: PgBouncerSample) => void): () => void;
-  /** Called when a sample fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
-  /** Stops sampling and closes its admin connection. Idempotent. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 type Row = Record<string, unknown>;
@@ -149,7 +146,7 @@ const num = (value: unknown): number => Number(value ?? 0) || 0;
  * @example
  * ```ts
  * await using bouncer = monitorPgBouncer({ adminUrl, database: 'cvat', intervalMs: 250 });
- * bouncer.onSample(({ clientWaiting, poolSize }) => limit.observe(clientWaiting, poolSize));
+ * bouncer.on('sample', ({ clientWaiting, poolSize }) => limit.observe(clientWaiting, poolSize));
  * ```
  */
 export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMonitor {
@@ -179,11 +176,10 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
     const c = client ?? (await open());
     const pools = (await c.query<Row>('SHOW POOLS')).rows.filter((r) => wanted(r, 'database'));
     const sizes = (await c.query<Row>('SHOW DATABASES')).rows.filter((r) => wanted(r, 'name'));
-    let perPool = sizes.length > 0 ? Math.max(...sizes.map((r) => num(r.pool_size))) : undefined;
-    if (perPool === undefined) {
-      const config = await c.query<Row>('SHOW CONFIG');
-      perPool = num(config.rows.find((r) => r.key === 'default_pool_size')?.value);
-    }
+    const perPool =
+      sizes.length > 0
+        ? Math.max(...sizes.map((r) => num(r.pool_size)))
+        : num((await c.query<Row>('SHOW CONFIG')).rows.find((r) => r.key === 'default_pool_size')?.value);
     const sum = (key: string): number => pools.reduce((total, r) => total + num(r[key]), 0);
     const mode = pools[0]?.pool_mode;
     return {
@@ -201,7 +197,8 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
     };
   };
 
-  const repeater = new Repeater({
+  const repeater = new Repeater<PgBouncerMonitorEvents, 'sample'>({
+    event: 'sample',
     task: (signal) =>
       withTimeout(sample, timeoutMs, {
         signal,
@@ -227,8 +224,7 @@ export function monitorPgBouncer(options: PgBouncerMonitorOptions): PgBouncerMon
       return repeater.last;
     },
     sampleNow: () => repeater.runNow(),
-    onSample: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import { armWait, checkChoice, checkInteger, show, TypedEvents } from '@sluice/kit';
+import { armWait, checkChoice, checkInteger, optional, show, TypedEvents } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
 import { PoolError, type PoolErrorCode } from './errors.js';
 import { LatencyWindow } from './latency-window.js';
 import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from './options.js';
-import { readServerBudget } from './server-budget.js';
+import { BUDGET_COLUMNS, clientBackendSql } from './server-budget.js';
 import type {
   AcquireOptions,
   PoolEvents,
@@ -73,12 +73,6 @@ interface Checkout {
   leaked: boolean;
 }
 
-const ISOLATION = {
-  'read committed': 'READ COMMITTED',
-  'repeatable read': 'REPEATABLE READ',
-  serializable: 'SERIALIZABLE',
-} as const;
-
 const inTransaction = (client: pg.ClientBase): boolean => {
   const status = client.getTransactionStatus();
   return status === 'T' || status === 'E';
@@ -115,6 +109,11 @@ class SluiceClient extends pg.Client {
 
 const pidOf = (client: pg.ClientBase): number | undefined => (client as SluiceClient).backendPid;
 
+/** The server's budget and the client backends that are not this pool's (`$1`, and the one asking). */
+const BUDGET_SQL = `SELECT ${BUDGET_COLUMNS},
+       (count(*) FILTER (WHERE NOT (pid = ANY($1::int[]) OR pid = pg_backend_pid())))::int AS others
+  FROM pg_stat_activity WHERE ${clientBackendSql()}`;
+
 /** PgBouncer's answer to a startup parameter it does not know (e.g. `statement_timeout`). */
 const isStartupRefusal = (error: unknown): boolean =>
   error instanceof Error && /unsupported startup parameter/i.test(error.message);
@@ -137,12 +136,8 @@ class BoundedPool implements SluicePool {
   #closing: Promise<void> | undefined;
   #allRemoved: (() => void) | undefined;
   #queued = 0;
-  #acquired = 0;
-  #leaked = 0;
-  #exhausted = 0;
-  #timeouts = 0;
-  #errors = 0;
-  #destroyed = 0;
+  /** The counters of `stats()`. */
+  readonly #counts = { leaked: 0, acquired: 0, exhausted: 0, timeouts: 0, errors: 0, destroyed: 0 };
 
   constructor(o: ResolvedPoolOptions) {
     this.#o = o;
@@ -192,7 +187,7 @@ class BoundedPool implements SluicePool {
       co.released = true;
       this.#checkouts.delete(client);
       if (error) {
-        this.#destroyed += 1;
+        this.#counts.destroyed += 1;
         this.#discarded.add(client);
       }
     });
@@ -309,41 +304,39 @@ class BoundedPool implements SluicePool {
       active: this.#checkouts.size,
       waiting: this.#queued,
       maxWaiting: this.#o.maxWaiting,
-      leaked: this.#leaked,
-      acquired: this.#acquired,
-      exhausted: this.#exhausted,
-      timeouts: this.#timeouts,
-      errors: this.#errors,
-      destroyed: this.#destroyed,
+      ...this.#counts,
       acquireWaitMs: this.#waits.summary(),
     };
   }
 
   async verify(options?: VerifyOptions): Promise<VerifyResult> {
     const onMisfit = checkChoice('onMisfit', options?.onMisfit ?? 'warn', ['warn', 'throw'] as const);
-    const server = await this.withClient((client) => readServerBudget(client, this.backendPids()));
-    const budget = server.maxConnections - server.reservedConnections;
-    const free = budget - server.otherBackends;
+    const { rows } = await this.query<{ mc: number; rc: number; others: number }>(BUDGET_SQL, [
+      this.backendPids(),
+    ]);
+    const { mc: maxConnections, rc: reservedConnections, others: otherConnections } = rows[0]!; // an aggregate
+    const budget = maxConnections - reservedConnections;
+    const free = budget - otherConnections;
     const name = this.#o.applicationName;
     const result: VerifyResult = {
-      maxConnections: server.maxConnections,
-      reservedConnections: server.reservedConnections,
+      maxConnections,
+      reservedConnections,
       budget,
       poolMax: this.#o.max,
-      otherConnections: server.otherBackends,
+      otherConnections,
       fits: this.#o.max <= budget,
       fitsNow: this.#o.max <= free,
     };
     if (!result.fits) {
       const message =
         `pool '${name}' max ${this.#o.max} does not fit the server's budget of ${budget} ` +
-        `connections (max_connections ${server.maxConnections} - reserved ${server.reservedConnections})`;
+        `connections (max_connections ${maxConnections} - reserved ${reservedConnections})`;
       if (onMisfit === 'throw') throw new PoolError('E_POOL_MISFIT', message);
       this.#warn({ code: 'E_POOL_MISFIT', message, result });
     } else if (!result.fitsNow) {
       const message =
         `pool '${name}' max ${this.#o.max} exceeds the ${Math.max(0, free)} connections free ` +
-        `now (${server.otherBackends} of ${budget} are used by other clients)`;
+        `now (${otherConnections} of ${budget} are used by other clients)`;
       this.#warn({ code: 'E_POOL_TIGHT', message, result });
     }
     return result;
@@ -415,24 +408,23 @@ class BoundedPool implements SluicePool {
       done(this.#failure('E_POOL_CLOSED', 'the pool is closed'), undefined);
       return;
     }
-    let timeoutMs = this.#o.acquireTimeoutMs;
+    const { acquireTimeoutMs } = this.#o;
     const signal = options?.signal;
-    if (options !== undefined) {
-      try {
-        if (options.timeoutMs !== undefined) {
-          timeoutMs = checkInteger('timeoutMs', options.timeoutMs, 1, this.#o.acquireTimeoutMs);
-        }
-        if (signal !== undefined && !(signal instanceof AbortSignal)) {
-          throw new TypeError(`signal should be an AbortSignal, got ${show(signal)}`);
-        }
-      } catch (error) {
-        done(error as Error, undefined);
-        return;
+    let timeoutMs = acquireTimeoutMs;
+    try {
+      timeoutMs = optional(options?.timeoutMs, timeoutMs, (v) =>
+        checkInteger('timeoutMs', v, 1, acquireTimeoutMs),
+      );
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw new TypeError(`signal should be an AbortSignal, got ${show(signal)}`);
       }
-      if (signal?.aborted) {
-        done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
-        return;
-      }
+    } catch (error) {
+      done(error as Error, undefined);
+      return;
+    }
+    if (signal?.aborted) {
+      done(this.#failure('E_POOL_ABORTED', 'the acquire was aborted', signal.reason), undefined);
+      return;
     }
     const queued = this.#pg.idleCount === 0 && this.#pg.totalCount >= this.#o.max;
     if (queued && this.#queued >= this.#o.maxWaiting) {
@@ -513,7 +505,7 @@ class BoundedPool implements SluicePool {
       leaked: false,
     };
     this.#checkouts.set(client, co);
-    this.#acquired += 1;
+    this.#counts.acquired += 1;
     const waitMs = performance.now() - a.started;
     this.#waits.add(waitMs);
     if (poolChannels.acquire.hasSubscribers) {
@@ -552,8 +544,8 @@ class BoundedPool implements SluicePool {
   }
 
   #failure(code: PoolErrorCode, message: string, cause?: unknown): PoolError {
-    if (code === 'E_POOL_EXHAUSTED') this.#exhausted += 1;
-    else if (code === 'E_POOL_TIMEOUT') this.#timeouts += 1;
+    if (code === 'E_POOL_EXHAUSTED') this.#counts.exhausted += 1;
+    else if (code === 'E_POOL_TIMEOUT') this.#counts.timeouts += 1;
     if (poolChannels.acquireFailed.hasSubscribers) {
       poolChannels.acquireFailed.publish({ applicationName: this.#o.applicationName, code });
     }
@@ -565,7 +557,7 @@ class BoundedPool implements SluicePool {
   }
 
   #clientError(error: Error, phase: 'idle' | 'checked-out' | 'connect', pid: number | undefined): void {
-    this.#errors += 1;
+    this.#counts.errors += 1;
     const event = { applicationName: this.#o.applicationName, error, phase, pid };
     if (poolChannels.error.hasSubscribers) poolChannels.error.publish(event);
     this.#events.emit('error', event);
@@ -587,7 +579,7 @@ class BoundedPool implements SluicePool {
       const heldMs = now - co.acquiredAt;
       if (co.leaked || heldMs < this.#o.leakDetectionMs) continue;
       co.leaked = true;
-      this.#leaked += 1;
+      this.#counts.leaked += 1;
       const event = {
         applicationName: this.#o.applicationName,
         pid: pidOf(co.client),
@@ -615,7 +607,7 @@ function beginStatement(options: TransactionOptions | undefined): string {
       'repeatable read',
       'serializable',
     ] as const);
-    sql += ` ISOLATION LEVEL ${ISOLATION[level]}`;
+    sql += ` ISOLATION LEVEL ${level.toUpperCase()}`;
   }
   return options?.readOnly === true ? `${sql} READ ONLY` : sql;
 }

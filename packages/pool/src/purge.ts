@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkFunction, checkInteger, checkObject, optional, show } from '@sluice/kit';
-import pg from 'pg';
+import { checkFunction, checkInteger, checkObject, optional, sqlName } from '@sluice/kit';
 import { poolChannels } from './channels.js';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 import type { SluicePool } from './types.js';
 
 /** The pool a purge works through. */
@@ -42,37 +41,15 @@ export interface PurgeOptions {
   onBatch?: ((batch: PurgeBatch) => void) | undefined;
 }
 
-interface ResolvedPurge {
-  readonly pool: PurgePool;
-  readonly table: string;
-  readonly sql: string;
-  readonly batchSize: number;
-  readonly maxBatches: number;
-  readonly lockTimeoutMs: number;
-  readonly statementTimeoutMs: number;
-  readonly pauseMs: number;
-  readonly onBatch: ((batch: PurgeBatch) => void) | undefined;
-}
+type ResolvedPurge = ReturnType<typeof resolvePurge>;
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
-
-/** `pg.escapeIdentifier` of each dot-separated part, which must each be a plain identifier. */
-function quote(name: string, value: unknown, parts: number): string {
-  const split = typeof value === 'string' ? value.split('.') : [];
-  if (split.length < 1 || split.length > parts || !split.every((p) => IDENTIFIER.test(p))) {
-    const what = parts === 1 ? 'a plain SQL identifier' : 'a table name or schema.table';
-    throw new TypeError(`${name} should be ${what}, got ${show(value)}`);
-  }
-  return split.map((p) => pg.escapeIdentifier(p)).join('.');
-}
-
-function resolvePurge(o: PurgeOptions): ResolvedPurge {
+function resolvePurge(o: PurgeOptions) {
   checkObject('options', o);
   checkObject('pool', o.pool);
   checkFunction('pool.withTransaction', o.pool.withTransaction);
   const table = o.table ?? 'django_session';
-  const qTable = quote('table', table, 2);
-  const qColumn = quote('expireColumn', o.expireColumn ?? 'expire_date', 1);
+  const qTable = sqlName('table', table, true);
+  const qColumn = sqlName('expireColumn', o.expireColumn ?? 'expire_date');
   const ms = (name: 'lockTimeoutMs' | 'statementTimeoutMs' | 'pauseMs', fallback: number, min: number) =>
     optional(o[name], fallback, (v) => checkInteger(name, v, min, 3_600_000));
   return {
@@ -145,19 +122,20 @@ export interface PurgeRun {
   readonly ms: number;
 }
 
-/** A purge running on a timer. */
-export interface SessionPurger {
+/** Events of a {@link SessionPurger}. */
+export interface SessionPurgerEvents {
+  /** After every run. */
+  purge: PurgeRun;
+  /** A run failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
+/** A purge running on a timer; `close()` stops a run in flight after its current batch. */
+export interface SessionPurger extends Scheduled<SessionPurgerEvents> {
   /** Rows deleted by the most recent run. */
   readonly lastDeleted: number | undefined;
   /** Runs now (or joins the run in flight); resolves with the rows deleted. @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<number>;
-  /** Called after every run. */
-  onPurge(listener: (run: PurgeRun) => void): () => void;
-  /** Called when a run fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
-  /** Stops the timer, stops a run in flight after its current batch, and waits for it. Idempotent. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -168,13 +146,14 @@ export interface SessionPurger {
  * @example
  * ```ts
  * await using purger = schedulePurge({ pool, intervalMs: 15 * 60_000, batchSize: 1000 });
- * purger.onPurge(({ deleted }) => log.info({ deleted }, 'expired sessions purged'));
+ * purger.on('purge', ({ deleted }) => log.info({ deleted }, 'expired sessions purged'));
  * ```
  */
 export function schedulePurge(options: ScheduledPurgeOptions): SessionPurger {
   const resolved = resolvePurge(options);
   const intervalMs = checkInteger('intervalMs', options.intervalMs, 10, 86_400_000);
-  const repeater = new Repeater<PurgeRun>({
+  const repeater = new Repeater<SessionPurgerEvents, 'purge'>({
+    event: 'purge',
     task: async (signal) => {
       const started = performance.now();
       const deleted = await purge(resolved, signal);
@@ -190,8 +169,7 @@ export function schedulePurge(options: ScheduledPurgeOptions): SessionPurger {
       return repeater.last?.deleted;
     },
     runNow: async () => (await repeater.runNow()).deleted,
-    onPurge: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { type ApplicationPattern, applicationMatcher, likeApplication } from './application-pattern.js';
 import { poolChannels } from './channels.js';
 import { PoolError } from './errors.js';
-import { Repeater } from './repeater.js';
+import { Repeater, type Scheduled } from './repeater.js';
 import { clientBackendSql } from './server-budget.js';
 import type { SluicePool } from './types.js';
 
@@ -158,21 +158,9 @@ SELECT a.pid, pg_terminate_backend(a.pid) AS ok
   JOIN unnest($1::int[], $2::text[]) AS seen(pid, since) ON seen.pid = a.pid
  WHERE a.state = 'idle' AND a.state_change = seen.since::timestamptz`;
 
-interface ResolvedReap {
-  readonly pool: ReaperPool;
-  readonly like: string | null;
-  readonly matches: (app: string) => boolean;
-  readonly idleForMs: number;
-  readonly database: string | null;
-  readonly lastQueryLike: string | null;
-  readonly lastQuery: RegExp | undefined;
-  readonly keep: () => number;
-  readonly dryRun: boolean;
-  readonly maxPerRun: number;
-  readonly onDenied: 'throw' | 'report';
-}
+type ResolvedReap = ReturnType<typeof resolveReap>;
 
-function resolveReap(o: ReapOptions): ResolvedReap {
+function resolveReap(o: ReapOptions) {
   checkObject('options', o);
   checkObject('pool', o.pool);
   const name = o.applicationName;
@@ -208,7 +196,9 @@ function resolveReap(o: ReapOptions): ResolvedReap {
     ),
     dryRun: optional(o.dryRun, false, (v) => checkBoolean('dryRun', v)),
     maxPerRun: optional(o.maxPerRun, 10, (v) => checkInteger('maxPerRun', v, 1, 10_000)),
-    onDenied: optional(o.onDenied, 'throw', (v) => checkChoice('onDenied', v, ['throw', 'report'] as const)),
+    onDenied: optional(o.onDenied, 'throw' as const, (v) =>
+      checkChoice('onDenied', v, ['throw', 'report'] as const),
+    ),
   };
 }
 
@@ -253,18 +243,14 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
   const role = rows[0]?.me ?? 'the current role';
   const identity = (row: CandidateRow): string => `${row.pid}@${row.started}`;
   const denied: DeniedBackend[] = [];
+  const deny = (row: CandidateRow, reason: DeniedBackend['reason']): void => {
+    denied.push({ pid: row.pid, applicationName: row.app, database: row.db, user: row.usr, reason });
+  };
   const idle: CandidateRow[] = [];
   for (const row of rows) {
     if (!o.matches(row.app)) continue;
-    if (row.state === null) {
-      denied.push({
-        pid: row.pid,
-        applicationName: row.app,
-        database: row.db,
-        user: row.usr,
-        reason: 'not-visible',
-      });
-    } else if (row.state === 'idle' && row.idle_ms !== null) idle.push(row);
+    if (row.state === null) deny(row, 'not-visible');
+    else if (row.state === 'idle' && row.idle_ms !== null) idle.push(row);
   }
   idle.sort((a, b) => (a.idle_ms ?? 0) - (b.idle_ms ?? 0)); // most recently active first
   const eligible: CandidateRow[] = [];
@@ -273,14 +259,7 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
     if (o.lastQuery && !o.lastQuery.test(row.query ?? '')) continue;
     if (signalled?.at.has(identity(row))) continue; // signalled by an earlier run, still exiting
     if (row.may_signal) eligible.push(row);
-    else
-      denied.push({
-        pid: row.pid,
-        applicationName: row.app,
-        database: row.db,
-        user: row.usr,
-        reason: 'not-permitted',
-      });
+    else deny(row, 'not-permitted');
   }
   const chosen = eligible.reverse().slice(0, o.maxPerRun); // oldest idle first
   const deferred = eligible.length - chosen.length;
@@ -354,19 +333,20 @@ export interface ScheduledReapOptions extends ReapOptions {
   now?: (() => number) | undefined;
 }
 
+/** Events of a {@link Reaper}. */
+export interface ReaperEvents {
+  /** After every run (also with the partial result of a run denied by privilege). */
+  reap: ReapResult;
+  /** A run failed (without a listener: one process warning per failing streak). */
+  error: unknown;
+}
+
 /** A reaper running on a timer. */
-export interface Reaper {
+export interface Reaper extends Scheduled<ReaperEvents> {
   /** The result of the most recent run. */
   readonly lastResult: ReapResult | undefined;
   /** Runs now (or joins the run in flight). @throws {PoolError} `E_POOL_CLOSED` after close() */
   runNow(): Promise<ReapResult>;
-  /** Called after every run (also with the partial result of a run denied by privilege). */
-  onReap(listener: (result: ReapResult) => void): () => void;
-  /** Called when a run fails (without a listener: one process warning per failing streak). */
-  onError(listener: (error: unknown) => void): () => void;
-  /** Stops the timer and waits for a run in flight. Idempotent. Does not close the pool. */
-  close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -378,7 +358,7 @@ export interface Reaper {
  * @example
  * ```ts
  * await using reaper = scheduleReaper({ pool, applicationName: 'cvat:server', idleForMs: 60_000, intervalMs: 30_000 });
- * reaper.onReap((r) => metrics.reaped.inc(r.reaped.length));
+ * reaper.on('reap', (r) => metrics.reaped.inc(r.reaped.length));
  * ```
  */
 export function scheduleReaper(options: ScheduledReapOptions): Reaper {
@@ -388,7 +368,8 @@ export function scheduleReaper(options: ScheduledReapOptions): Reaper {
     at: new Map(),
     now: optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v)),
   };
-  const repeater = new Repeater({
+  const repeater: Repeater<ReaperEvents, 'reap'> = new Repeater({
+    event: 'reap',
     task: () =>
       reap(resolved, signalled).catch((error: unknown) => {
         if (error instanceof ReapPrivilegeError) repeater.report(error.result);
@@ -404,8 +385,7 @@ export function scheduleReaper(options: ScheduledReapOptions): Reaper {
       return repeater.last;
     },
     runNow: () => repeater.runNow(),
-    onReap: (listener) => repeater.events.on('result', listener),
-    onError: (listener) => repeater.events.on('error', listener),
+    on: (event, listener) => repeater.events.on(event, listener),
     close: () => repeater.close(),
     [Symbol.asyncDispose]: () => repeater.close(),
   };

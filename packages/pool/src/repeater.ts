@@ -1,10 +1,21 @@
 import { TypedEvents } from '@sluice/kit';
 import { PoolError } from './errors.js';
 
-/** Options of a {@link Repeater}. */
-export interface RepeaterOptions<T> {
+/** What every monitor and scheduled job of the package offers besides its own members. */
+export interface Scheduled<M> {
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof M>(event: E, listener: (payload: M[E]) => void): () => void;
+  /** Stops the timer and waits for a run in flight. Idempotent. Never closes the pool. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Options of a {@link Repeater} whose runs resolve `M[K]`. */
+export interface RepeaterOptions<M, K extends keyof M> {
   /** One run; `signal` aborts when the repeater closes. */
-  readonly task: (signal: AbortSignal) => Promise<T>;
+  readonly task: (signal: AbortSignal) => Promise<M[K]>;
+  /** The event every result is emitted as (`'sample'`, `'reap'`, `'purge'`). */
+  readonly event: K;
   /** Time between the end of one run and the start of the next, ms. */
   readonly intervalMs: number;
   /** Delay before the first run, ms. */
@@ -22,34 +33,34 @@ export interface RepeaterOptions<T> {
  * (a failure nobody listens for becomes one process warning per failing streak); `close()` stops
  * the timer, aborts the run's signal and waits for it.
  */
-export class Repeater<T> {
-  readonly events = new TypedEvents<{ result: T; error: unknown }>();
-  readonly #o: RepeaterOptions<T>;
+export class Repeater<M extends { error: unknown }, K extends keyof M> {
+  readonly events = new TypedEvents<M>();
+  readonly #o: RepeaterOptions<M, K>;
   readonly #stop = new AbortController();
   #timer: NodeJS.Timeout | undefined;
-  #inFlight: Promise<T> | undefined;
+  #inFlight: Promise<M[K]> | undefined;
   #closing: Promise<void> | undefined;
-  #last: T | undefined;
+  #last: M[K] | undefined;
   #failing = false;
 
-  constructor(options: RepeaterOptions<T>) {
+  constructor(options: RepeaterOptions<M, K>) {
     this.#o = options;
     this.#schedule(options.firstRunMs);
   }
 
   /** The most recent result. */
-  get last(): T | undefined {
+  get last(): M[K] | undefined {
     return this.#last;
   }
 
   /** Records a result that came with a failure (e.g. the partial result of a denied reap). */
-  report(result: T): void {
+  report(result: M[K]): void {
     this.#last = result;
-    this.events.emit('result', result);
+    this.events.emit(this.#o.event, result);
   }
 
   /** Runs now (or joins the run in flight) and reschedules the next one after it. */
-  runNow(): Promise<T> {
+  runNow(): Promise<M[K]> {
     if (this.#closing) return Promise.reject(new PoolError('E_POOL_CLOSED', `${this.#o.name} is closed`));
     if (this.#inFlight) return this.#inFlight;
     clearTimeout(this.#timer);
@@ -64,7 +75,7 @@ export class Repeater<T> {
       },
       (error: unknown) => {
         this.#inFlight = undefined;
-        if (this.events.has('error')) this.events.emit('error', error);
+        if (this.events.has('error')) this.events.emit('error', error as M['error']);
         else if (!this.#failing) {
           const reason = error instanceof Error ? error.message : String(error);
           process.emitWarning(`${this.#o.name}: ${reason}`, { code: this.#o.warningCode });

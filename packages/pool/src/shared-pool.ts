@@ -1,16 +1,7 @@
-import type pg from 'pg';
 import { PoolError } from './errors.js';
 import { type PoolOptions, type ResolvedPoolOptions, resolvePoolOptions } from './options.js';
 import { createPool } from './pool.js';
-import type {
-  AcquireOptions,
-  PoolEvents,
-  PoolStats,
-  SluicePool,
-  TransactionOptions,
-  VerifyOptions,
-  VerifyResult,
-} from './types.js';
+import type { SluicePool } from './types.js';
 
 interface Entry {
   readonly pool: SluicePool;
@@ -20,17 +11,18 @@ interface Entry {
 
 const shared = new Map<string, Entry>();
 
-/** Options that must agree between callers sharing one pool. */
-const SIZING = [
-  'max',
-  'maxWaiting',
-  'acquireTimeoutMs',
-  'idleTimeoutMs',
-  'maxLifetimeSeconds',
-  'leakDetectionMs',
-  'connectTimeoutMs',
-  'closeTimeoutMs',
+/** What names a shared pool: the connection, and what every statement on it gets. */
+const KEY = [
+  'connectionString',
+  'applicationName',
+  'statementTimeoutMs',
+  'idleInTransactionTimeoutMs',
+  'serverTimeouts',
+  'queryTimeoutMs',
 ] as const;
+
+/** What a closed handle refuses; the rest (gauges, `stats()`, `backendPids()`) keeps answering. */
+const WORK = new Set<PropertyKey>(['query', 'connect', 'withClient', 'withTransaction', 'verify']);
 
 /**
  * Returns this process's pool for the given connection settings (`connectionString`,
@@ -50,23 +42,17 @@ const SIZING = [
  */
 export function sharedPool(options: PoolOptions): SluicePool {
   const resolved = resolvePoolOptions(options);
-  const key = JSON.stringify([
-    resolved.connectionString,
-    resolved.applicationName,
-    resolved.statementTimeoutMs ?? null,
-    resolved.idleInTransactionTimeoutMs ?? null,
-    resolved.serverTimeouts,
-    resolved.queryTimeoutMs,
-  ]);
+  const key = JSON.stringify(KEY.map((name) => resolved[name] ?? null));
   let entry = shared.get(key);
   if (entry) {
-    for (const name of SIZING) {
-      if (entry.options[name] !== resolved[name]) {
-        throw new TypeError(
-          `${name} is ${resolved[name]} but the shared pool '${resolved.applicationName}' for this ` +
-            `connection was created with ${name} ${entry.options[name]}; pass the same sizing everywhere`,
-        );
-      }
+    // The rest is sizing, which every caller must pass alike (the clock aside).
+    for (const [name, value] of Object.entries(resolved)) {
+      const existing = entry.options[name as keyof ResolvedPoolOptions];
+      if (typeof value === 'function' || value === existing) continue;
+      throw new TypeError(
+        `${name} is ${value} but the shared pool '${resolved.applicationName}' for this ` +
+          `connection was created with ${name} ${existing}; pass the same sizing everywhere`,
+      );
     }
   } else {
     entry = { pool: createPool(options), options: resolved, refs: 0 };
@@ -74,7 +60,7 @@ export function sharedPool(options: PoolOptions): SluicePool {
   }
   entry.refs += 1;
   const owner = entry;
-  return new SharedPoolHandle(owner.pool, () => {
+  return handle(owner.pool, () => {
     owner.refs -= 1;
     if (owner.refs > 0) return Promise.resolve();
     if (shared.get(key) === owner) shared.delete(key);
@@ -82,95 +68,41 @@ export function sharedPool(options: PoolOptions): SluicePool {
   });
 }
 
-/** One holder's view of a shared pool: delegates everything, closes only itself. */
-class SharedPoolHandle implements SluicePool {
-  readonly #pool: SluicePool;
-  readonly #unref: () => Promise<void>;
-  readonly #unsubscribes = new Set<() => void>();
-  #closing: Promise<void> | undefined;
-
-  constructor(pool: SluicePool, unref: () => Promise<void>) {
-    this.#pool = pool;
-    this.#unref = unref;
-  }
-
-  get max(): number {
-    return this.#pool.max;
-  }
-  get totalCount(): number {
-    return this.#pool.totalCount;
-  }
-  get idleCount(): number {
-    return this.#pool.idleCount;
-  }
-  get activeCount(): number {
-    return this.#pool.activeCount;
-  }
-  get waitingCount(): number {
-    return this.#pool.waitingCount;
-  }
-  get applicationName(): string {
-    return this.#pool.applicationName;
-  }
-  get closed(): boolean {
-    return this.#closing !== undefined || this.#pool.closed;
-  }
-
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
-    text: string,
-    values?: unknown[],
-    options?: AcquireOptions,
-  ): Promise<pg.QueryResult<R>> {
-    return this.#open().query<R>(text, values, options);
-  }
-  async connect(options?: AcquireOptions): Promise<pg.PoolClient> {
-    return this.#open().connect(options);
-  }
-  async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: AcquireOptions): Promise<T> {
-    return this.#open().withClient(fn, options);
-  }
-  async withTransaction<T>(
-    fn: (client: pg.PoolClient) => Promise<T>,
-    options?: TransactionOptions,
-  ): Promise<T> {
-    return this.#open().withTransaction(fn, options);
-  }
-  stats(): PoolStats {
-    return this.#pool.stats();
-  }
-  async verify(options?: VerifyOptions): Promise<VerifyResult> {
-    return this.#open().verify(options);
-  }
-  backendPids(): number[] {
-    return this.#pool.backendPids();
-  }
-  on<E extends keyof PoolEvents>(event: E, listener: (payload: PoolEvents[E]) => void): () => void {
-    const off = this.#pool.on(event, listener);
-    const unsubscribe = (): void => {
-      this.#unsubscribes.delete(unsubscribe);
-      off();
-    };
-    this.#unsubscribes.add(unsubscribe);
-    return unsubscribe;
-  }
-  close(): Promise<void> {
-    if (!this.#closing) {
-      for (const off of [...this.#unsubscribes]) off();
-      this.#closing = this.#unref();
+/** One holder's view of a shared pool: delegates everything, closes only itself and its listeners. */
+function handle(pool: SluicePool, unref: () => Promise<void>): SluicePool {
+  const unsubscribes = new Set<() => void>();
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    if (!closing) {
+      for (const off of [...unsubscribes]) off();
+      closing = unref();
     }
-    return this.#closing;
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  #open(): SluicePool {
-    if (this.#closing) {
-      throw new PoolError(
-        'E_POOL_CLOSED',
-        `${this.#pool.applicationName}: this shared pool handle is closed`,
-      );
-    }
-    return this.#pool;
-  }
+    return closing;
+  };
+  const own: Pick<SluicePool, 'on' | 'close' | typeof Symbol.asyncDispose> = {
+    on(event, listener) {
+      const off = pool.on(event, listener);
+      const unsubscribe = (): void => {
+        unsubscribes.delete(unsubscribe);
+        off();
+      };
+      unsubscribes.add(unsubscribe);
+      return unsubscribe;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+  const closed = (): Promise<never> =>
+    Promise.reject(
+      new PoolError('E_POOL_CLOSED', `${pool.applicationName}: this shared pool handle is closed`),
+    );
+  return new Proxy(pool, {
+    get(target, key) {
+      if (key === 'closed') return closing !== undefined || target.closed;
+      if (Object.hasOwn(own, key)) return own[key as keyof typeof own];
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      return closing && WORK.has(key) ? closed : value.bind(target);
+    },
+  });
 }

@@ -119,7 +119,7 @@ describe('monitorConnections', () => {
         now: () => 42,
       });
       const seen: ConnectionSample[] = [];
-      monitor.onSample((s) => seen.push(s));
+      monitor.on('sample', (s) => seen.push(s));
       const sample = await monitor.sampleNow();
       const { rows } = await pool.query<{ mc: number; rc: number }>(
         "SELECT current_setting('max_connections')::int AS mc, current_setting('superuser_reserved_connections')::int AS rc",
@@ -238,7 +238,7 @@ describe('monitorConnections', () => {
       database: db.name,
     });
     const events: ThresholdEvent[] = [];
-    monitor.onThreshold((e) => events.push(e));
+    monitor.on('threshold', (e) => events.push(e));
     await monitor.sampleNow();
     expect(monitor.level).toBe('ok');
 
@@ -272,8 +272,8 @@ describe('monitorConnections', () => {
     await using monitor = monitorConnections({ pool: local, intervalMs: 20, warnAt: 0.5, criticalAt: 0.9 });
     const samples: ConnectionSample[] = [];
     const errors: unknown[] = [];
-    monitor.onSample((s) => samples.push(s));
-    monitor.onError((e) => errors.push(e));
+    monitor.on('sample', (s) => samples.push(s));
+    monitor.on('error', (e) => errors.push(e));
     await waitFor(() => samples.length >= 3, { timeoutMs: 10_000, what: 'three samples' });
 
     await local.close();

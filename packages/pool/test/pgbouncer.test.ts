@@ -122,7 +122,7 @@ describe('monitorPgBouncer', () => {
       now: () => 7,
     });
     const samples: PgBouncerSample[] = [];
-    monitor.onSample((s) => samples.push(s));
+    monitor.on('sample', (s) => samples.push(s));
     try {
       const idle = await monitor.sampleNow();
       expect(idle).toMatchObject({ at: 7, database: db.name, poolSize: 2, clientWaiting: 0 });
@@ -158,7 +158,7 @@ describe('monitorPgBouncer', () => {
       timeoutMs: 500,
     });
     const errors: unknown[] = [];
-    monitor.onError((e) => errors.push(e));
+    monitor.on('error', (e) => errors.push(e));
     await waitFor(() => errors.length >= 2, { timeoutMs: 10_000, what: 'failed samples' });
     expect(monitor.lastSample).toBeUndefined();
   });

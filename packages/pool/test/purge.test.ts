@@ -151,7 +151,7 @@ describe('schedulePurge', () => {
     await seed(120, 5);
     await using purger = schedulePurge({ pool, intervalMs: 30, batchSize: 50, maxBatches: 1 });
     const runs: PurgeRun[] = [];
-    purger.onPurge((r) => runs.push(r));
+    purger.on('purge', (r) => runs.push(r));
     await waitFor(async () => (await count('expire_date < now()')) === 0, {
       timeoutMs: 15_000,
       what: 'the purge',

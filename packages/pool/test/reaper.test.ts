@@ -322,7 +322,7 @@ describe('scheduleReaper', () => {
       now: () => clock++,
     });
     const runs: ReapResult[] = [];
-    reaper.onReap((r) => runs.push(r));
+    reaper.on('reap', (r) => runs.push(r));
     const targets = await open(2, label);
     await waitFor(() => runs.flatMap((r) => r.reaped).length === 2, {
       timeoutMs: 15_000,

@@ -10,13 +10,8 @@ import {
 } from '@sluice/kit';
 import { validatorFromEnvironment } from './environment.js';
 import { ConfigurationError } from './errors.js';
-import type { Validator } from './identity.js';
-import {
-  checkRedisSource,
-  type RedisClient,
-  type RedisClusterConfig,
-  type RedisSource,
-} from './redis-client.js';
+import { isValidator, type Validator } from './identity.js';
+import { checkRedisSource, type RedisClient, type RedisClusterConfig } from './redis-client.js';
 
 /** L1 (in-process LRU of valid entries) settings. */
 export interface L1Options {
@@ -102,30 +97,7 @@ export interface SessionCacheOptions {
 }
 
 /** The options with every default resolved and every value checked. @internal */
-export interface ResolvedOptions {
-  readonly validator: Validator;
-  readonly ownsValidator: boolean;
-  readonly pepper: Buffer;
-  readonly now: () => number;
-  readonly ttlMs: number;
-  readonly negativeTtlMs: number;
-  readonly validatorTimeoutMs: number;
-  readonly maxPendingValidations: number;
-  readonly l1: { readonly max: number; readonly ttlMs: number; readonly negativeMax: number } | undefined;
-  readonly l2:
-    | {
-        readonly source: RedisSource;
-        readonly prefix: string;
-        readonly timeoutMs: number;
-        readonly failureThreshold: number;
-        readonly cooldownMs: number;
-        readonly invalidation: boolean;
-        readonly lock:
-          | { readonly ttlMs: number; readonly waitMs: number; readonly pollMs: number }
-          | undefined;
-      }
-    | undefined;
-}
+export type ResolvedOptions = ReturnType<typeof resolveOptions>;
 
 const MAX_MS = 2 ** 31 - 1;
 const ms =
@@ -140,7 +112,7 @@ const ms =
  * @throws {TypeError | RangeError} an option has the wrong type or range
  * @throws {ConfigurationError} no validator source, or L2 without a pepper
  */
-export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
+export function resolveOptions(options: SessionCacheOptions) {
   checkObject('options', options);
   const env = options.env ?? process.env;
   checkObject('options.env', env);
@@ -148,19 +120,15 @@ export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
   const negative = options.negative ?? {};
   checkObject('options.negative', negative);
   const negativeMax = optional(negative.max, 1_000, (v) => checkInteger('options.negative.max', v, 1));
-  let l1: ResolvedOptions['l1'];
-  if (options.l1 !== false) {
-    const o = options.l1 ?? {};
-    checkObject('options.l1', o);
-    l1 = {
-      max: optional(o.max, 10_000, (v) => checkInteger('options.l1.max', v, 1)),
-      ttlMs: ms('options.l1.ttlMs', 5_000)(o.ttlMs),
-      negativeMax,
-    };
-  }
+  const l1 = options.l1 === false ? undefined : (options.l1 ?? {});
+  if (l1 !== undefined) checkObject('options.l1', l1);
   const resolved = {
     now,
-    l1,
+    l1: l1 && {
+      max: optional(l1.max, 10_000, (v) => checkInteger('options.l1.max', v, 1)),
+      ttlMs: ms('options.l1.ttlMs', 5_000)(l1.ttlMs),
+      negativeMax,
+    },
     ttlMs: ms('options.ttlMs', 60_000)(options.ttlMs),
     negativeTtlMs: ms('options.negative.ttlMs', 5_000)(negative.ttlMs),
     validatorTimeoutMs: ms('options.validatorTimeoutMs', 5_000)(options.validatorTimeoutMs),
@@ -171,7 +139,11 @@ export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
   };
   const pepper = resolvePepper(options.pepper, env, resolved.l2 !== undefined);
   if (options.validator !== undefined) {
-    checkValidator(options.validator);
+    if (!isValidator(options.validator)) {
+      throw new TypeError(
+        `options.validator should be a validator ({ kinds, validate(credential, { signal }) }), got ${show(options.validator)}`,
+      );
+    }
     return { ...resolved, pepper, validator: options.validator, ownsValidator: false };
   }
   const validator = validatorFromEnvironment(env);
@@ -184,34 +156,17 @@ export function resolveOptions(options: SessionCacheOptions): ResolvedOptions {
   return { ...resolved, pepper, validator, ownsValidator: true };
 }
 
-function resolveL2(
-  option: L2Options | false | undefined,
-  env: Readonly<Record<string, string | undefined>>,
-): ResolvedOptions['l2'] {
+function resolveL2(option: L2Options | false | undefined, env: Readonly<Record<string, string | undefined>>) {
   if (option === false || (option === undefined && !env.REDIS_URL)) return undefined;
   const o = option ?? {};
   checkObject('options.l2', o);
-  const source = o.redis ?? env.REDIS_URL;
-  if (source === undefined || source === '') {
-    throw new TypeError(
-      'options.l2.redis should be a Redis URL, client or cluster config (or set REDIS_URL), got undefined',
-    );
-  }
   const prefix = optional(o.prefix, 'sluice:session:', (v) => checkString('options.l2.prefix', v, true));
   if (prefix.length > 128)
     throw new RangeError(`options.l2.prefix should be at most 128 characters, got ${show(prefix)}`);
-  let lock: NonNullable<ResolvedOptions['l2']>['lock'];
-  if (o.lock !== undefined && o.lock !== false) {
-    const l = o.lock === true ? {} : o.lock;
-    checkObject('options.l2.lock', l);
-    lock = {
-      ttlMs: ms('options.l2.lock.ttlMs', 2_000)(l.ttlMs),
-      waitMs: ms('options.l2.lock.waitMs', 1_000)(l.waitMs),
-      pollMs: ms('options.l2.lock.pollMs', 20)(l.pollMs),
-    };
-  }
+  const l = o.lock === undefined || o.lock === false ? undefined : o.lock === true ? {} : o.lock;
+  if (l !== undefined) checkObject('options.l2.lock', l);
   return {
-    source: checkRedisSource(source),
+    source: checkRedisSource(o.redis ?? env.REDIS_URL),
     prefix,
     timeoutMs: ms('options.l2.timeoutMs', 100, 60_000)(o.timeoutMs),
     failureThreshold: optional(o.failureThreshold, 3, (v) =>
@@ -219,7 +174,11 @@ function resolveL2(
     ),
     cooldownMs: ms('options.l2.cooldownMs', 2_000)(o.cooldownMs),
     invalidation: optional(o.invalidation, true, (v) => checkBoolean('options.l2.invalidation', v)),
-    lock,
+    lock: l && {
+      ttlMs: ms('options.l2.lock.ttlMs', 2_000)(l.ttlMs),
+      waitMs: ms('options.l2.lock.waitMs', 1_000)(l.waitMs),
+      pollMs: ms('options.l2.lock.pollMs', 20)(l.pollMs),
+    },
   };
 }
 
@@ -255,17 +214,4 @@ function resolvePepper(
     );
   }
   return randomBytes(32);
-}
-
-function checkValidator(v: unknown): void {
-  if (typeof v !== 'object' || v === null || typeof (v as Validator).validate !== 'function') {
-    throw new TypeError(
-      `options.validator should be a validator ({ kinds, validate(credential, { signal }) }), got ${show(v)}`,
-    );
-  }
-  if (!Array.isArray((v as Validator).kinds)) {
-    throw new TypeError(
-      `options.validator.kinds should be an array of credential kinds, got ${show((v as Validator).kinds)}`,
-    );
-  }
 }

@@ -1,6 +1,5 @@
 import { keyId } from './credential-key.js';
 import type { CredentialKind } from './identity.js';
-import type { LookupResult } from './types.js';
 
 /**
  * Which tier answered a request's credential: `'l1'` (in-process), `'l2'` (Redis), `'validator'`
@@ -45,37 +44,13 @@ export interface CacheOutcome {
   readonly keyId: string | undefined;
 }
 
-/** The outcome of a request on a public path. */
-export const PUBLIC_OUTCOME: CacheOutcome = Object.freeze({
-  tier: 'none',
-  status: 'public',
-  reason: undefined,
-  kind: undefined,
-  keyId: undefined,
-});
-
-/** An outcome decided before any lookup (no, malformed or unsupported credential). */
-export function refusedOutcome(reason: string, kind: CredentialKind | undefined): CacheOutcome {
-  return { tier: 'none', status: 'invalid', reason, kind, keyId: undefined };
-}
-
-/** The outcome of a lookup that answered. */
-export function lookupOutcome(result: LookupResult, kind: CredentialKind, key: string): CacheOutcome {
-  return {
-    tier: result.tier,
-    status: result.status,
-    reason: result.status === 'invalid' ? result.reason : undefined,
-    kind,
-    keyId: keyId(key),
-  };
-}
-
-/** The outcome of a lookup that failed with `code` (`tier` is `'validator'` for `E_VALIDATOR_*`, else `'none'`). */
-export function failedOutcome(
+/** An outcome; `key` is the credential's cache key, of which only the {@link keyId} is kept. */
+export function outcome(
   tier: CacheOutcomeTier,
-  code: string,
-  kind: CredentialKind,
-  key: string | undefined,
+  status: CacheOutcomeStatus,
+  reason?: string,
+  kind?: CredentialKind,
+  key?: string,
 ): CacheOutcome {
-  return { tier, status: 'error', reason: code, kind, keyId: key === undefined ? undefined : keyId(key) };
+  return { tier, status, reason, kind, keyId: key === undefined ? undefined : keyId(key) };
 }

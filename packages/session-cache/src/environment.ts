@@ -8,9 +8,6 @@ import { introspectionValidator } from './validators/introspection.js';
 /** Environment variables the package reads (all optional; see the README). */
 export type SessionCacheEnvironment = Readonly<Record<string, string | undefined>>;
 
-/** Connections of the pool the environment's database validator owns. */
-const ENVIRONMENT_POOL_MAX = 5;
-
 /**
  * The zero-configuration validator of `sessionCache()` / `createSessionCache()` without a
  * `validator`, or `undefined` when neither `DATABASE_URL` nor `SLUICE_INTROSPECTION_URL` is set.
@@ -56,18 +53,14 @@ export function validatorFromEnvironment(env: SessionCacheEnvironment): Validato
     .filter((k) => k.length > 0);
   const pool = createPool({
     connectionString: databaseUrl,
-    max: ENVIRONMENT_POOL_MAX,
+    max: 5,
     applicationName: 'sluice-session-cache',
   });
   const database = djangoDatabaseValidator({ pool, secretKey, fallbackKeys });
   const routed = remote
     ? compositeValidator({ session: database, token: database, bearer: remote, basic: remote })
     : database;
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= pool.close();
-    return closing as Promise<void>;
-  };
+  const close = (): Promise<void> => pool.close(); // idempotent
   return {
     kinds: routed.kinds,
     validate: (c, o) => routed.validate(c, o),

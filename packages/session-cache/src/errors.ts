@@ -26,6 +26,7 @@ export type SessionCacheErrorCode =
 
 /** Base class of every error this package throws (option validation aside, which throws TypeError/RangeError). */
 export class SessionCacheError extends Error {
+  override readonly name: string = 'SessionCacheError';
   /** Stable machine-readable code. */
   readonly code: SessionCacheErrorCode;
   /** HTTP status a server should answer with, when one applies. */
@@ -36,8 +37,7 @@ export class SessionCacheError extends Error {
     message: string,
     options: { status?: number | undefined; cause?: unknown } = {},
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'SessionCacheError';
+    super(message, options);
     this.code = code;
     this.status = options.status;
   }
@@ -45,45 +45,43 @@ export class SessionCacheError extends Error {
 
 /** The validator could not answer (down, timed out, too busy). Status 503; never cached. */
 export class ValidatorError extends SessionCacheError {
+  override readonly name = 'ValidatorError';
   constructor(
     code: 'E_VALIDATOR_UNAVAILABLE' | 'E_VALIDATOR_TIMEOUT' | 'E_VALIDATOR_BUSY',
     message: string,
     options: { cause?: unknown } = {},
   ) {
     super(code, message, { status: 503, ...options });
-    this.name = 'ValidatorError';
   }
 }
 
 /** A Redis (L2) operation failed. The cache falls back to L1 + validator; this surfaces in events only. */
 export class L2Error extends SessionCacheError {
-  /** The L2 operation that failed (`'get'`, `'set'`, `'del'`, `'publish'`, `'lock'`, `'ping'`, ...). */
-  readonly operation: string;
+  override readonly name = 'L2Error';
   constructor(
     code: 'E_L2_ERROR' | 'E_L2_TIMEOUT' | 'E_L2_UNAVAILABLE',
-    operation: string,
+    /** The L2 operation that failed (`'get'`, `'set'`, `'del'`, `'publish'`, `'lock'`, `'ping'`, ...). */
+    readonly operation: string,
     message: string,
     options: { cause?: unknown } = {},
   ) {
     super(code, message, options);
-    this.name = 'L2Error';
-    this.operation = operation;
   }
 }
 
 /** The cache was used after `close()`. Status 503. */
 export class SessionCacheClosedError extends SessionCacheError {
+  override readonly name = 'SessionCacheClosedError';
   constructor() {
     super('E_CLOSED', 'the session cache is closed', { status: 503 });
-    this.name = 'SessionCacheClosedError';
   }
 }
 
 /** The cache cannot be built: e.g. no validator and neither `DATABASE_URL` nor `SLUICE_INTROSPECTION_URL` set. */
 export class ConfigurationError extends SessionCacheError {
+  override readonly name = 'ConfigurationError';
   constructor(message: string) {
     super('E_CONFIGURATION', message);
-    this.name = 'ConfigurationError';
   }
 }
 

@@ -43,6 +43,11 @@ export interface Validator {
   [Symbol.asyncDispose]?(): Promise<void>;
 }
 
+/** True when `v` has the shape of a {@link Validator}. */
+export function isValidator(v: unknown): v is Validator {
+  return typeof (v as Validator | null)?.validate === 'function' && Array.isArray((v as Validator).kinds);
+}
+
 /** True when `v` is a well-formed {@link Identity} (used to check values read back from Redis). */
 export function isIdentity(v: unknown): v is Identity {
   if (typeof v !== 'object' || v === null) return false;

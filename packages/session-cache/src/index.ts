@@ -18,13 +18,7 @@ export {
   type SessionCacheErrorCode,
   ValidatorError,
 } from './errors.js';
-export {
-  type CredentialKind,
-  credentialKinds,
-  type Identity,
-  type Validation,
-  type Validator,
-} from './identity.js';
+export type { CredentialKind, Identity, Validation, Validator } from './identity.js';
 export {
   type SessionCacheMiddleware,
   type SessionCacheMiddlewareOptions,

@@ -35,15 +35,13 @@ export class InvalidationBus {
   readonly #onMessage = (channel: string, message: string): void => {
     if (channel !== this.#o.channel) return;
     const space = message.indexOf(' ');
-    if (space <= 0) return;
-    if (message.slice(0, space) === this.#o.instanceId) return;
+    if (space <= 0 || message.slice(0, space) === this.#o.instanceId) return;
     const body = message.slice(space + 1);
     if (body.length > 0 && body.length <= 256) this.#o.onMessage(body);
   };
   readonly #onClose = (): void => {
     this.#subscribed = false;
   };
-  readonly #onError = (error: unknown): void => this.#o.onError(error);
 
   constructor(options: InvalidationBusOptions) {
     this.#o = options;
@@ -51,7 +49,7 @@ export class InvalidationBus {
     s.on('ready', this.#onReady);
     s.on('message', this.#onMessage);
     s.on('close', this.#onClose);
-    s.on('error', this.#onError);
+    s.on('error', options.onError);
     if (s.status === 'ready') void this.#subscribe();
     else if (s.status === 'wait') s.connect().catch(() => undefined);
   }
@@ -89,10 +87,6 @@ export class InvalidationBus {
     s.off('message', this.#onMessage);
     s.off('close', this.#onClose);
     await quitClient(s, this.#o.timeoutMs);
-    s.off('error', this.#onError);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+    s.off('error', this.#o.onError);
   }
 }

@@ -4,15 +4,11 @@ import type { CacheEntry } from './entry.js';
 type Positive = Extract<CacheEntry, { readonly valid: true }>;
 type Negative = Extract<CacheEntry, { readonly valid: false }>;
 
-/** Options of {@link L1Tier}. */
+/** Options of {@link L1Tier}: `max` valid entries, each kept at most `ttlMs`; the same for refused ones. */
 export interface L1TierOptions {
-  /** Most valid entries. */
   readonly max: number;
-  /** Longest a valid entry lives here, ms. */
   readonly ttlMs: number;
-  /** Most refused (negative) entries. */
   readonly negativeMax: number;
-  /** Longest a negative entry lives here, ms. */
   readonly negativeTtlMs: number;
   /** The cache's clock, epoch ms (lru-cache's `perf`). */
   readonly now: () => number;
@@ -103,13 +99,9 @@ export class L1Tier {
       return;
     }
     this.#positive.set(key, entry, { ttl });
-    const userId = entry.identity.userId;
-    let keys = this.#byUser.get(userId);
-    if (!keys) {
-      keys = new Set();
-      this.#byUser.set(userId, keys);
-    }
+    const keys = this.#byUser.get(entry.identity.userId) ?? new Set<string>();
     keys.add(key);
+    this.#byUser.set(entry.identity.userId, keys);
   }
 
   delete(key: string): void {

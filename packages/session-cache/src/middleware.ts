@@ -2,13 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CredentialCandidates, credentialExtractor } from '@sluice/django';
 import { checkChoice, checkInteger, checkObject, optional, pathMatcher, show } from '@sluice/kit';
 import type { SessionCacheOptions } from './cache-options.js';
-import {
-  type CacheOutcome,
-  failedOutcome,
-  lookupOutcome,
-  PUBLIC_OUTCOME,
-  refusedOutcome,
-} from './cache-outcome.js';
+import { type CacheOutcome, outcome } from './cache-outcome.js';
 import { isSessionCacheError } from './errors.js';
 import type { CredentialKind } from './identity.js';
 import { kCacheKey, kHandled, type RequestState } from './request-state.js';
@@ -73,7 +67,14 @@ export interface SessionCacheMiddleware {
 }
 
 type Next = (error?: unknown) => void;
+/** One request being authenticated. */
+interface Call {
+  readonly req: RequestState;
+  readonly res: ServerResponse;
+  readonly next: Next;
+}
 
+/** The cache's options: with `cache`, they belong on `createSessionCache()` (`env` aside). */
 const CACHE_OPTION_NAMES = [
   'validator',
   'pepper',
@@ -84,7 +85,6 @@ const CACHE_OPTION_NAMES = [
   'validatorTimeoutMs',
   'maxPendingValidations',
   'now',
-  'env',
 ] as const;
 
 const NOT_PROVIDED = JSON.stringify({
@@ -92,8 +92,10 @@ const NOT_PROVIDED = JSON.stringify({
   message: 'Authentication credentials were not provided.',
 });
 const INVALID = JSON.stringify({ code: 'E_UNAUTHENTICATED', message: 'Invalid credentials.' });
-const NO_CREDENTIAL_OUTCOME = Object.freeze(refusedOutcome('no-credential', undefined));
-const MALFORMED_OUTCOME = Object.freeze(refusedOutcome('malformed', undefined));
+const UNAVAILABLE = 'Authentication is temporarily unavailable; retry shortly.';
+const PUBLIC_OUTCOME = Object.freeze(outcome('none', 'public'));
+const NO_CREDENTIAL_OUTCOME = Object.freeze(outcome('none', 'invalid', 'no-credential'));
+const MALFORMED_OUTCOME = Object.freeze(outcome('none', 'invalid', 'malformed'));
 
 /**
  * Express middleware that authenticates each request by its DRF token, Bearer token, Django
@@ -132,34 +134,21 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
   );
   const isPublic = pathMatcher(options.publicPaths ?? [], 'options.publicPaths');
 
-  let cache: SessionCache;
-  let owned: boolean;
-  if (options.cache !== undefined) {
+  const owned = options.cache === undefined;
+  if (!owned) {
     const c = options.cache as Partial<SessionCache> | null;
-    if (
-      typeof c !== 'object' ||
-      c === null ||
-      typeof c.lookup !== 'function' ||
-      typeof c.keyOf !== 'function'
-    ) {
+    if (typeof c?.lookup !== 'function' || typeof c.keyOf !== 'function') {
       throw new TypeError(`options.cache should be a cache from createSessionCache(), got ${show(c)}`);
     }
-    for (const name of CACHE_OPTION_NAMES) {
-      if (name !== 'env' && options[name] !== undefined) {
-        throw new TypeError(
-          `options.${name} cannot be combined with options.cache (set it on createSessionCache())`,
-        );
-      }
+    const clash = CACHE_OPTION_NAMES.find((name) => options[name] !== undefined);
+    if (clash) {
+      throw new TypeError(
+        `options.${clash} cannot be combined with options.cache (set it on createSessionCache())`,
+      );
     }
-    cache = options.cache;
-    owned = false;
-  } else {
-    const cacheOptions: Record<string, unknown> = {};
-    for (const name of CACHE_OPTION_NAMES)
-      if (options[name] !== undefined) cacheOptions[name] = options[name];
-    cache = createSessionCache(cacheOptions as SessionCacheOptions);
-    owned = true;
   }
+  // Last: a cache it builds may open sockets, and nothing may throw after that.
+  const cache = options.cache ?? createSessionCache(options);
   const kinds = new Set<CredentialKind>(cache.validator.kinds);
   const extractCredentials = credentialExtractor({ cookieName, maxHeaderBytes });
   const counters = {
@@ -171,86 +160,58 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     publicPaths: 0,
   };
 
-  function unauthenticated(req: RequestState, res: ServerResponse, next: Next, outcome: CacheOutcome): void {
-    counters.unauthenticated += 1;
+  /** Lets the request through without an identity (`onUnauthenticated`/`onValidatorError: 'next'`). */
+  function anonymous({ req, next }: Call, reason: string | undefined): void {
     const ctx = contextOf(req);
-    ctx.cache = outcome;
-    if (onUnauthenticated === 'next') {
-      ctx.identity = null;
-      ctx.unauthenticatedReason = outcome.reason;
-      next();
-      return;
-    }
-    send(res, 401, outcome.reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
+    ctx.identity = null;
+    ctx.unauthenticatedReason = reason;
+    next();
   }
 
-  function failed(
-    req: RequestState,
-    res: ServerResponse,
-    next: Next,
-    error: unknown,
-    kind: CredentialKind,
-    key: string | undefined,
-  ): void {
+  function unauthenticated(call: Call, refusal: CacheOutcome): void {
+    counters.unauthenticated += 1;
+    contextOf(call.req).cache = refusal;
+    if (onUnauthenticated === 'next') anonymous(call, refusal.reason);
+    else send(call.res, 401, refusal.reason === 'no-credential' ? NOT_PROVIDED : INVALID, undefined);
+  }
+
+  function failed(call: Call, error: unknown, kind: CredentialKind, key: string | undefined): void {
     counters.validatorErrors += 1;
     const code = isSessionCacheError(error) ? error.code : 'E_VALIDATOR_UNAVAILABLE';
-    const ctx = contextOf(req);
-    ctx.cache = failedOutcome(code.startsWith('E_VALIDATOR_') ? 'validator' : 'none', code, kind, key);
-    if (onValidatorError === 'next') {
-      ctx.identity = null;
-      ctx.unauthenticatedReason = 'validator-error';
-      next();
-      return;
-    }
-    const body = JSON.stringify({
-      code,
-      message: 'Authentication is temporarily unavailable; retry shortly.',
-    });
-    send(res, 503, body, retryAfter);
+    const tier = code.startsWith('E_VALIDATOR_') ? 'validator' : 'none';
+    contextOf(call.req).cache = outcome(tier, 'error', code, kind, key);
+    if (onValidatorError === 'next') anonymous(call, 'validator-error');
+    else send(call.res, 503, JSON.stringify({ code, message: UNAVAILABLE }), retryAfter);
   }
 
-  function settle(
-    req: RequestState,
-    res: ServerResponse,
-    next: Next,
-    result: LookupResult,
-    kind: CredentialKind,
-    key: string,
-  ): void {
-    const outcome = lookupOutcome(result, kind, key);
+  function settle(call: Call, result: LookupResult, kind: CredentialKind, key: string): void {
     if (result.status !== 'valid') {
-      unauthenticated(req, res, next, outcome);
+      unauthenticated(call, outcome(result.tier, 'invalid', result.reason, kind, key));
       return;
     }
     counters.authenticated += 1;
-    const ctx = contextOf(req);
-    ctx.cache = outcome;
+    const ctx = contextOf(call.req);
+    ctx.cache = outcome(result.tier, 'valid', undefined, kind, key);
     ctx.identity = result.identity;
-    next();
+    call.next();
   }
 
   /**
    * Tries `candidates` from `from` on, in DRF's order: the first valid one authenticates; a refused
    * one ends the request unless another follows it (only a session can be followed, by Basic).
    */
-  function authenticate(
-    req: RequestState,
-    res: ServerResponse,
-    next: Next,
-    candidates: CredentialCandidates,
-    from: number,
-  ): void {
+  function authenticate(call: Call, candidates: CredentialCandidates, from: number): void {
     for (let i = from; i < candidates.length; i += 1) {
       const credential = candidates[i];
       if (credential === undefined) break;
       if (credential.kind === 'malformed') {
         counters.malformed += 1;
-        unauthenticated(req, res, next, MALFORMED_OUTCOME);
+        unauthenticated(call, MALFORMED_OUTCOME);
         return;
       }
       const kind = credential.kind;
       if (!kinds.has(kind)) {
-        unauthenticated(req, res, next, refusedOutcome('unsupported-credential', kind));
+        unauthenticated(call, outcome('none', 'invalid', 'unsupported-credential', kind));
         return;
       }
       const last = i === candidates.length - 1;
@@ -258,28 +219,28 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       let hit: LookupResult | undefined;
       try {
         key = cache.keyOf(credential);
-        req[kCacheKey] = key;
+        call.req[kCacheKey] = key;
         hit = cache.peek(credential, { key });
       } catch (error) {
-        failed(req, res, next, error, kind, key);
+        failed(call, error, kind, key);
         return;
       }
       const looked: string = key;
       if (hit === undefined) {
         cache.lookup(credential, { key }).then(
           (result) => {
-            if (result.status === 'valid' || last) settle(req, res, next, result, kind, looked);
+            if (result.status === 'valid' || last) settle(call, result, kind, looked);
             else {
               counters.sessionFallbacks += 1;
-              authenticate(req, res, next, candidates, i + 1);
+              authenticate(call, candidates, i + 1);
             }
           },
-          (error: unknown) => failed(req, res, next, error, kind, looked),
+          (error: unknown) => failed(call, error, kind, looked),
         );
         return;
       }
       if (hit.status === 'valid' || last) {
-        settle(req, res, next, hit, kind, looked);
+        settle(call, hit, kind, looked);
         return;
       }
       counters.sessionFallbacks += 1;
@@ -300,15 +261,12 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       return;
     }
     const candidates = extractCredentials(req.headers);
-    if (candidates.length === 0) unauthenticated(r, res, next, NO_CREDENTIAL_OUTCOME);
-    else authenticate(r, res, next, candidates, 0);
+    const call = { req: r, res, next };
+    if (candidates.length === 0) unauthenticated(call, NO_CREDENTIAL_OUTCOME);
+    else authenticate(call, candidates, 0);
   };
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= owned ? cache.close() : Promise.resolve();
-    return closing;
-  };
+  const close = (): Promise<void> => (owned ? cache.close() : Promise.resolve()); // cache.close() is idempotent
   return Object.assign(handler, {
     cache,
     stats: (): SessionCacheMiddlewareStats => ({ ...counters }),

@@ -20,7 +20,7 @@ export function checkRedisSource(source: unknown): RedisSource {
     if (/^rediss?:\/\//.test(source)) return source;
     throw new TypeError(`options.l2.redis should be a redis:// or rediss:// URL, got ${show(source)}`);
   }
-  if (source instanceof Redis || source instanceof Cluster || isRedisLike(source)) return source;
+  if (isClient(source)) return source;
   // (after the clients: a Redis client has a `cluster` method)
   if (typeof source === 'object' && source !== null && 'cluster' in source) {
     const nodes = (source as RedisClusterConfig).cluster;
@@ -28,11 +28,12 @@ export function checkRedisSource(source: unknown): RedisSource {
     throw new TypeError(`options.l2.redis.cluster should be a non-empty array of nodes, got ${show(nodes)}`);
   }
   throw new TypeError(
-    `options.l2.redis should be a Redis URL, an ioredis Redis or Cluster, or { cluster }, got ${show(source)}`,
+    `options.l2.redis should be a Redis URL (or REDIS_URL set), an ioredis Redis or Cluster, or { cluster }, got ${show(source)}`,
   );
 }
 
-function isRedisLike(v: unknown): v is RedisClient {
+/** An ioredis `Redis` or `Cluster`, or anything shaped like one. */
+function isClient(v: unknown): v is RedisClient {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
   return ['get', 'set', 'duplicate'].every((m) => typeof o[m] === 'function') && typeof o.status === 'string';
@@ -46,29 +47,26 @@ export function connectRedis(
   source: RedisSource,
   timeoutMs: number,
 ): { client: RedisClient; owned: boolean } {
+  if (isClient(source)) return { client: source, owned: false };
   const connectTimeout = Math.max(1_000, timeoutMs * 10);
   const retryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000);
-  let client: RedisClient;
-  if (typeof source === 'string') {
-    // Auto-pipelining: commands issued in the same tick share one write (fewer syscalls under load).
-    client = new Redis(source, {
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-      maxRetriesPerRequest: 1,
-      connectTimeout,
-      retryStrategy,
-    });
-  } else if (!(source instanceof Redis || source instanceof Cluster || isRedisLike(source))) {
-    client = new Cluster([...source.cluster], {
-      enableAutoPipelining: true,
-      ...source.options,
-      enableOfflineQueue: false,
-      clusterRetryStrategy: retryStrategy,
-      redisOptions: { ...source.options?.redisOptions, maxRetriesPerRequest: 1, connectTimeout },
-    });
-  } else {
-    return { client: source, owned: false };
-  }
+  // Auto-pipelining: commands issued in the same tick share one write (fewer syscalls under load).
+  const client =
+    typeof source === 'string'
+      ? new Redis(source, {
+          enableOfflineQueue: false,
+          enableAutoPipelining: true,
+          maxRetriesPerRequest: 1,
+          connectTimeout,
+          retryStrategy,
+        })
+      : new Cluster([...source.cluster], {
+          enableAutoPipelining: true,
+          ...source.options,
+          enableOfflineQueue: false,
+          clusterRetryStrategy: retryStrategy,
+          redisOptions: { ...source.options?.redisOptions, maxRetriesPerRequest: 1, connectTimeout },
+        });
   client.on('error', () => {}); // failures surface through commands, L2's health and events
   return { client, owned: true };
 }

@@ -71,32 +71,32 @@ export class RedisTier {
   }
 
   get(key: string): Promise<string | null> {
-    return this.#run('get', () => this.client.get(this.#entry(key)));
+    return this.#run('get', () => this.client.get(this.#key('c', key)));
   }
 
   /** Stores an entry for `ttlMs` and, for a valid one, adds its key to its user's set. */
   async set(key: string, value: string, ttlMs: number, userId: number | undefined): Promise<void> {
     const px = Math.max(1, Math.ceil(ttlMs));
     await Promise.all([
-      this.#run('set', () => this.client.set(this.#entry(key), value, 'PX', px)),
+      this.#run('set', () => this.client.set(this.#key('c', key), value, 'PX', px)),
       userId === undefined
         ? undefined
-        : this.#run('index', () => this.client.eval(INDEX_SCRIPT, 1, this.#user(userId), key, px)),
+        : this.#run('index', () => this.client.eval(INDEX_SCRIPT, 1, this.#key('u', userId), key, px)),
     ]);
   }
 
   async del(key: string): Promise<void> {
-    await this.#run('del', () => this.client.del(this.#entry(key)));
+    await this.#run('del', () => this.client.del(this.#key('c', key)));
   }
 
   /** Deletes every entry in `userId`'s set but `except`; resolves the keys whose entry existed. */
   async evictUser(userId: number, except: string | undefined): Promise<string[]> {
-    const set = this.#user(userId);
+    const set = this.#key('u', userId);
     const keys = (await this.#run('smembers', () => this.client.smembers(set))).filter((k) => k !== except);
     if (keys.length === 0) return [];
     // One DEL per key: the entries live in different slots of a cluster.
     const deleted = await Promise.all(
-      keys.map((k) => this.#run('del', () => this.client.del(this.#entry(k)))),
+      keys.map((k) => this.#run('del', () => this.client.del(this.#key('c', k)))),
     );
     await this.#run('srem', () => this.client.srem(set, ...keys));
     return keys.filter((_, i) => deleted[i] === 1);
@@ -109,13 +109,13 @@ export class RedisTier {
   /** `SET NX PX`: true when this caller now holds the single-flight lock of `key`. */
   async lock(key: string, token: string, ttlMs: number): Promise<boolean> {
     return (
-      (await this.#run('lock', () => this.client.set(this.#lock(key), token, 'PX', ttlMs, 'NX'))) === 'OK'
+      (await this.#run('lock', () => this.client.set(this.#key('l', key), token, 'PX', ttlMs, 'NX'))) === 'OK'
     );
   }
 
   /** Releases the lock only if this caller still holds it. */
   async unlock(key: string, token: string): Promise<void> {
-    await this.#run('unlock', () => this.client.eval(UNLOCK_SCRIPT, 1, this.#lock(key), token));
+    await this.#run('unlock', () => this.client.eval(UNLOCK_SCRIPT, 1, this.#key('l', key), token));
   }
 
   /** Stops probing and quits the client when the tier built it. Idempotent. */
@@ -128,20 +128,9 @@ export class RedisTier {
     if (this.#o.ownsClient) await quitClient(this.client, this.#o.timeoutMs);
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  #entry(key: string): string {
-    return `${this.#o.prefix}c:${key}`;
-  }
-
-  #user(userId: number): string {
-    return `${this.#o.prefix}u:${userId}`;
-  }
-
-  #lock(key: string): string {
-    return `${this.#o.prefix}l:${key}`;
+  /** `c`: an entry, `u`: a user's set, `l`: a lock. */
+  #key(kind: 'c' | 'u' | 'l', id: string | number): string {
+    return `${this.#o.prefix}${kind}:${id}`;
   }
 
   #notConnected(operation: string): L2Error {

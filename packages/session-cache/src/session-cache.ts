@@ -15,7 +15,6 @@ import { L1Tier } from './l1-tier.js';
 import { connectRedis } from './redis-client.js';
 import { RedisTier, toL2Error } from './redis-tier.js';
 import { kCacheKey, type RequestState } from './request-state.js';
-import { SingleFlight } from './single-flight.js';
 import { Tombstones } from './tombstones.js';
 import type {
   BusState,
@@ -30,23 +29,7 @@ import type {
   SessionCacheEvents,
   SessionCacheStats,
 } from './types.js';
-import { type ValidationPolicy, validateEntry } from './validation.js';
-
-type CounterName = Exclude<
-  keyof SessionCacheStats,
-  | 'validatorLatencyMs'
-  | 'l1Size'
-  | 'negativeSize'
-  | 'indexedUsers'
-  | 'l1Evictions'
-  | 'negativeEvictions'
-  | 'l1Expirations'
-  | 'pendingValidations'
-  | 'pendingInvalidations'
-  | 'l2State'
-  | 'busState'
-  | 'negativeHits'
->;
+import { validateEntry } from './validation.js';
 
 const MAX_PENDING_INVALIDATIONS = 10_000;
 const MAX_RECENT_WRITES = 1_000;
@@ -70,12 +53,12 @@ export function createSessionCache(options: SessionCacheOptions = {}): SessionCa
 class TieredSessionCache implements SessionCache {
   readonly validator: Validator;
   readonly #o: ResolvedOptions;
-  readonly #policy: ValidationPolicy;
   readonly #l1: L1Tier | undefined;
   readonly #l2: RedisTier | undefined;
   readonly #bus: InvalidationBus | undefined;
   readonly #channel: string;
-  readonly #flights: SingleFlight<LookupResult>;
+  /** Lookups in flight by key (single-flight), at most `maxPendingValidations`. */
+  readonly #flights = new Map<string, Promise<LookupResult>>();
   readonly #tombstones = new Tombstones();
   /** Keys this instance wrote to L2 lately, with their user: a remote invalidation deletes them again (write/delete race). */
   readonly #recentWrites = new LRUCache<string, number>({ max: MAX_RECENT_WRITES });
@@ -87,7 +70,7 @@ class TieredSessionCache implements SessionCache {
   readonly #events = new TypedEvents<SessionCacheEvents>((error, event) =>
     event === 'error' ? warnListenerError(error, event) : this.#reportError(error),
   );
-  readonly #counters: Record<CounterName, number> = {
+  readonly #counters = {
     l1Hits: 0,
     l2Hits: 0,
     misses: 0,
@@ -110,14 +93,6 @@ class TieredSessionCache implements SessionCache {
     const o = resolveOptions(options);
     this.#o = o;
     this.validator = o.validator;
-    this.#policy = {
-      validator: o.validator,
-      timeoutMs: o.validatorTimeoutMs,
-      ttlMs: o.ttlMs,
-      negativeTtlMs: o.negativeTtlMs,
-      now: o.now,
-    };
-    this.#flights = new SingleFlight(o.maxPendingValidations);
     setMaxListeners(0, this.#closer.signal); // one abort listener per validation in flight, bounded by maxPendingValidations
     if (o.l1) {
       this.#l1 = new L1Tier({
@@ -218,15 +193,17 @@ class TieredSessionCache implements SessionCache {
       this.#counters.coalesced += 1;
       return inFlight;
     }
-    if (!this.#flights.hasRoom) {
+    if (this.#flights.size >= this.#o.maxPendingValidations) {
       return Promise.reject(
         new ValidatorError(
           'E_VALIDATOR_BUSY',
-          `more than ${this.#flights.maxKeys} credentials are being validated (options.maxPendingValidations)`,
+          `more than ${this.#o.maxPendingValidations} credentials are being validated (options.maxPendingValidations)`,
         ),
       );
     }
-    return this.#flights.start(key, () => this.#fill(key, credential));
+    const flight = this.#fill(key, credential).finally(() => this.#flights.delete(key));
+    this.#flights.set(key, flight);
+    return flight;
   }
 
   async invalidate(credential: Credential): Promise<InvalidateResult> {
@@ -383,35 +360,30 @@ class TieredSessionCache implements SessionCache {
     this.#counters.validatorCalls += 1;
     const started = performance.now();
     try {
-      const entry = await validateEntry(this.#policy, credential, this.#closer.signal);
-      this.#publishValidate(key, credential.kind, entry.valid ? 'valid' : 'invalid', started, entry);
+      const entry = await validateEntry(this.#o, credential, this.#closer.signal);
+      this.#publishValidate(key, credential.kind, started, entry);
       return entry;
     } catch (error) {
       this.#counters.validatorErrors += 1;
-      this.#publishValidate(key, credential.kind, 'error', started, undefined, error);
+      this.#publishValidate(key, credential.kind, started, undefined, error);
       throw error;
     }
   }
 
   #published(key: string, kind: CredentialKind, result: LookupResult): LookupResult {
     if (channels.lookup.hasSubscribers) {
-      channels.lookup.publish({
-        keyId: keyId(key),
-        kind,
-        tier: result.tier,
-        status: result.status,
-        coalesced: false,
-      });
+      const { tier, status } = result;
+      channels.lookup.publish({ keyId: keyId(key), kind, tier, status, coalesced: false });
     }
     return result;
   }
 
+  /** Times a validation and tells about it: `entry` once it answered, else the `error`. */
   #publishValidate(
     key: string,
     kind: CredentialKind,
-    outcome: 'valid' | 'invalid' | 'error',
     started: number,
-    entry: CacheEntry | undefined,
+    entry?: CacheEntry,
     error?: unknown,
   ): void {
     const durationMs = performance.now() - started;
@@ -423,7 +395,7 @@ class TieredSessionCache implements SessionCache {
     const payload: SessionCacheEvents['validate'] = {
       keyId: keyId(key),
       kind,
-      outcome,
+      outcome: entry === undefined ? 'error' : entry.valid ? 'valid' : 'invalid',
       durationMs,
       ...(entry && !entry.valid ? { reason: entry.reason } : {}),
       ...(error === undefined ? {} : { error }),

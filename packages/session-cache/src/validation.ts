@@ -1,44 +1,32 @@
 import type { Credential } from '@sluice/django';
 import { isTimeoutError, withTimeout } from '@sluice/kit';
+import type { ResolvedOptions } from './cache-options.js';
 import type { CacheEntry } from './entry.js';
 import { isSessionCacheError, ValidatorError } from './errors.js';
-import type { Validation, Validator } from './identity.js';
-
-/** How answers become entries. */
-export interface ValidationPolicy {
-  readonly validator: Validator;
-  /** Longest a validation may take, ms. */
-  readonly timeoutMs: number;
-  /** Lifetime of a valid entry, ms (never past the session's `expiresAt`). */
-  readonly ttlMs: number;
-  /** Lifetime of a refused entry, ms. */
-  readonly negativeTtlMs: number;
-  readonly now: () => number;
-}
+import type { Validation } from './identity.js';
 
 /**
- * Asks the validator about one credential, bounded by `timeoutMs` and by `signal` (the cache's
- * close), and turns its answer into a cache entry: valid until `ttlMs` or the session's end,
- * whichever comes first; refused (also an inactive user or an already expired session) for
- * `negativeTtlMs`. The validator's signal aborts when either bound passes, so its work (a queued
- * pool acquire, an HTTP call) stops too.
+ * Asks the validator, bounded by `validatorTimeoutMs` and by `signal` (the cache's close; the
+ * validator's own signal aborts with either, so its query or HTTP call stops too), and makes the
+ * answer an entry: valid until `ttlMs` or the session's end; refused (also an inactive user or an
+ * expired session) for `negativeTtlMs`.
  *
  * @throws {ValidatorError} `E_VALIDATOR_TIMEOUT` or `E_VALIDATOR_UNAVAILABLE` (nothing to cache)
  * @throws {SessionCacheClosedError} when `signal` aborts because the cache closed
  */
 export async function validateEntry(
-  policy: ValidationPolicy,
+  o: ResolvedOptions,
   credential: Credential,
   signal: AbortSignal,
 ): Promise<CacheEntry> {
   let validation: Validation;
   try {
     validation = await withTimeout(
-      (s) => policy.validator.validate(credential, { signal: s }),
-      policy.timeoutMs,
+      (s) => o.validator.validate(credential, { signal: s }),
+      o.validatorTimeoutMs,
       {
         signal,
-        message: `the validator did not answer within ${policy.timeoutMs} ms (options.validatorTimeoutMs)`,
+        message: `the validator did not answer within ${o.validatorTimeoutMs} ms (options.validatorTimeoutMs)`,
       },
     );
   } catch (cause) {
@@ -47,19 +35,16 @@ export async function validateEntry(
     const message = cause instanceof Error ? cause.message : String(cause);
     throw new ValidatorError('E_VALIDATOR_UNAVAILABLE', `the validator failed: ${message}`, { cause });
   }
-  const now = policy.now();
+  const now = o.now();
   const refused = (reason: string): CacheEntry => ({
     valid: false,
     reason,
-    expiresAt: now + policy.negativeTtlMs,
+    expiresAt: now + o.negativeTtlMs,
   });
   if (!validation.valid) return refused(validation.reason);
-  const identity =
-    validation.identity.credentialKind === credential.kind
-      ? validation.identity
-      : { ...validation.identity, credentialKind: credential.kind };
+  const identity = { ...validation.identity, credentialKind: credential.kind };
   const sessionEnd = identity.expiresAt ?? Number.POSITIVE_INFINITY;
   if (!identity.isActive) return refused('user-inactive');
   if (sessionEnd <= now) return refused('expired');
-  return { valid: true, identity, expiresAt: Math.min(now + policy.ttlMs, sessionEnd) };
+  return { valid: true, identity, expiresAt: Math.min(now + o.ttlMs, sessionEnd) };
 }

@@ -18,6 +18,21 @@ describe('credentialKey', () => {
     expect(keyId(k)).toBe(k.slice(0, 12));
   });
 
+  it('derives the same keys from one release to the next (instances share them in Redis)', () => {
+    expect(credentialKey(pepper, { kind: 'session', sessionKey: 'abcdefgh12345678' })).toBe(
+      'bKQaaXDyw6fwzVbgHqoH3_mcNpw1eeR-EYSLaMCqZ88',
+    );
+    expect(credentialKey(pepper, { kind: 'token', token: 'a'.repeat(40) })).toBe(
+      '8HQEBR2haib-eyAmfhU5QbTEi1cQiHtDuRZe6h5oCas',
+    );
+    expect(credentialKey(pepper, { kind: 'bearer', token: 'b64.token' })).toBe(
+      'NE6-GN6KuwpvL2JFqOEmLiF6RNjA-lB2QZ2Ad5dmrMg',
+    );
+    expect(credentialKey(pepper, { kind: 'basic', username: 'ada', password: 'pw:é' })).toBe(
+      'dHTIZ0ShaTBeducypFU9OmCchIhkZ4ClHzCr-aElxAQ',
+    );
+  });
+
   it('separates credential kinds carrying the same secret', () => {
     const secret = 'a'.repeat(40);
     const keys = new Set([

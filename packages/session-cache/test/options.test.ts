@@ -85,7 +85,7 @@ describe('validator options', () => {
     );
     expect(() =>
       djangoDatabaseValidator({ pool, tables: { session: 'django_session; DROP TABLE x' } }),
-    ).toThrow(/options.tables.session should be an identifier/);
+    ).toThrow(/options.tables.session should be a table name or schema.table/);
     expect(() => djangoDatabaseValidator({ pool, tables: { user: 'a.b.c' } })).toThrow(/options.tables.user/);
     expect(() => djangoDatabaseValidator({ pool, tables: { token: '"x"' } })).toThrow(/options.tables.token/);
     const v = djangoDatabaseValidator({ pool, tables: { session: 'public.django_session' } });

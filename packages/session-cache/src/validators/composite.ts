@@ -1,6 +1,12 @@
 import type { Credential } from '@sluice/django';
 import { checkObject, show } from '@sluice/kit';
-import { type CredentialKind, credentialKinds, type Validation, type Validator } from '../identity.js';
+import {
+  type CredentialKind,
+  credentialKinds,
+  isValidator,
+  type Validation,
+  type Validator,
+} from '../identity.js';
 
 /** Which validator handles which credential kind. Kinds left out are refused (401) without I/O. */
 export type ValidatorRoutes = Partial<Record<CredentialKind, Validator>>;
@@ -21,9 +27,7 @@ export function compositeValidator(routes: ValidatorRoutes): Validator & { close
     if (!credentialKinds.includes(kind)) {
       throw new TypeError(`routes.${kind} is not a credential kind (${credentialKinds.join(', ')})`);
     }
-    if (typeof v !== 'object' || v === null || typeof v.validate !== 'function' || !Array.isArray(v.kinds)) {
-      throw new TypeError(`routes.${kind} should be a validator, got ${show(v)}`);
-    }
+    if (!isValidator(v)) throw new TypeError(`routes.${kind} should be a validator, got ${show(v)}`);
     if (!v.kinds.includes(kind))
       throw new TypeError(`routes.${kind} is a validator that does not handle '${kind}'`);
     table.set(kind, v);

@@ -7,7 +7,7 @@ import {
   readSessionDataUnverified,
   verifySessionAuthHash,
 } from '@sluice/django';
-import { checkBoolean, checkObject, checkString, optional, show } from '@sluice/kit';
+import { checkBoolean, checkObject, checkString, optional, show, sqlName } from '@sluice/kit';
 import type { Identity, Validation, Validator } from '../identity.js';
 import type { Queryable } from './queryable.js';
 
@@ -51,7 +51,6 @@ export interface DjangoDatabaseValidatorOptions {
   readonly tables?: DjangoTables | undefined;
 }
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const USER_COLUMNS = 'id, username, is_active, is_staff, is_superuser';
 
 /**
@@ -78,13 +77,11 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
     );
   }
   const secretKey = optional(options.secretKey, undefined, (v) => checkString('options.secretKey', v));
-  const fallbackKeys = options.fallbackKeys ?? [];
+  const fallbackKeys: readonly unknown[] = options.fallbackKeys ?? [];
   if (!Array.isArray(fallbackKeys)) {
     throw new TypeError(`options.fallbackKeys should be an array of strings, got ${show(fallbackKeys)}`);
   }
-  fallbackKeys.forEach((key: unknown, i) => {
-    checkString(`options.fallbackKeys[${i}]`, key);
-  });
+  for (const [i, key] of fallbackKeys.entries()) checkString(`options.fallbackKeys[${i}]`, key);
   const verifyAuthHash = optional(options.verifyAuthHash, secretKey !== undefined, (v) =>
     checkBoolean('options.verifyAuthHash', v),
   );
@@ -96,9 +93,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   const tables = options.tables ?? {};
   checkObject('options.tables', tables);
-  const sessionTable = tableName('options.tables.session', tables.session ?? 'django_session');
-  const userTable = tableName('options.tables.user', tables.user ?? 'auth_user');
-  const tokenTable = tableName('options.tables.token', tables.token ?? 'authtoken_token');
+  const sessionTable = sqlName('options.tables.session', tables.session ?? 'django_session', true);
+  const userTable = sqlName('options.tables.user', tables.user ?? 'auth_user', true);
+  const tokenTable = sqlName('options.tables.token', tables.token ?? 'authtoken_token', true);
 
   const sessionSql = `SELECT session_data, expire_date FROM ${sessionTable} WHERE session_key = $1 AND expire_date > now()`;
   const userSql = `SELECT ${USER_COLUMNS}${verifyAuthHash ? ', password' : ''} FROM ${userTable} WHERE id = $1`;
@@ -138,11 +135,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
     const user = (await query(userSql, userId, signal))[0] as UserRow | undefined;
     if (!user) return invalid('user-not-found');
     if (user.is_active !== true) return invalid('user-inactive');
-    if (verifyAuthHash && secretOptions) {
-      if (
-        typeof user.password !== 'string' ||
-        !verifySessionAuthHash(session, user.password, secretOptions)
-      ) {
+    const { password } = user;
+    if (secretOptions && verifyAuthHash) {
+      if (typeof password !== 'string' || !verifySessionAuthHash(session, password, secretOptions)) {
         return invalid('auth-hash-mismatch');
       }
     }
@@ -160,14 +155,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   return {
     kinds: ['session', 'token'],
     async validate(credential: Credential, { signal }): Promise<Validation> {
-      switch (credential.kind) {
-        case 'session':
-          return validateSession(credential.sessionKey, signal);
-        case 'token':
-          return validateToken(credential.token, signal);
-        default:
-          return invalid('unsupported-credential');
-      }
+      if (credential.kind === 'session') return validateSession(credential.sessionKey, signal);
+      if (credential.kind === 'token') return validateToken(credential.token, signal);
+      return invalid('unsupported-credential');
     },
   };
 }
@@ -204,27 +194,12 @@ function invalid(reason: string): Validation {
 
 /** Django stores `_auth_user_id` as a string; ids are positive integers in `auth_user`. */
 function toUserId(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isSafeInteger(v) && v > 0 ? v : undefined;
-  if (typeof v === 'string' && /^[1-9][0-9]{0,15}$/.test(v)) {
-    const n = Number(v);
-    return Number.isSafeInteger(n) ? n : undefined;
-  }
-  return undefined;
+  const n = typeof v === 'string' && /^[1-9][0-9]{0,15}$/.test(v) ? Number(v) : v;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
 function toEpochMs(v: unknown): number | undefined {
   const t =
     v instanceof Date || typeof v === 'string' || typeof v === 'number' ? new Date(v).getTime() : Number.NaN;
   return Number.isFinite(t) ? t : undefined;
-}
-
-/** Validates a (possibly schema-qualified) identifier and quotes it. */
-function tableName(name: string, value: unknown): string {
-  const parts = typeof value === 'string' ? value.split('.') : [];
-  if (parts.length === 0 || parts.length > 2 || !parts.every((p) => IDENTIFIER.test(p))) {
-    throw new TypeError(
-      `${name} should be an identifier like 'django_session' or 'schema.table', got ${show(value)}`,
-    );
-  }
-  return parts.map((p) => `"${p}"`).join('.');
 }

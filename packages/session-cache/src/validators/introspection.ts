@@ -70,12 +70,10 @@ const DJANGO_HOST = /^([a-z0-9.-]+|\[[a-f0-9:.]+\])(:[0-9]{1,5})?$/i;
  */
 export function introspectionValidator(options: IntrospectionValidatorOptions): Validator {
   checkObject('options', options);
-  let url: URL;
-  try {
-    url = new URL(options.url);
-  } catch {
+  if (!URL.canParse(String(options.url))) {
     throw new TypeError(`options.url should be an absolute http(s) URL, got ${show(String(options.url))}`);
   }
+  const url = new URL(options.url);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new TypeError(`options.url should be an http(s) URL, got ${show(url.protocol)}`);
   }
@@ -109,16 +107,11 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
     }
     fixed[name.toLowerCase()] = value;
   }
-  if (host !== undefined) {
-    fixed.host = host;
-    fixed['x-forwarded-host'] = host;
-  }
-  if (options.forwardedProto !== undefined) {
-    fixed['x-forwarded-proto'] = checkChoice('options.forwardedProto', options.forwardedProto, [
-      'http',
-      'https',
-    ]);
-  }
+  if (host !== undefined) Object.assign(fixed, { host, 'x-forwarded-host': host });
+  const proto = optional(options.forwardedProto, undefined, (v) =>
+    checkChoice('options.forwardedProto', v, ['http', 'https']),
+  );
+  if (proto !== undefined) fixed['x-forwarded-proto'] = proto;
   const cookies = Object.entries(options.cookies ?? {}).map(([name, value]) => {
     checkToken('options.cookies key', name);
     if (typeof value !== 'string' || !COOKIE_VALUE.test(value)) {
@@ -131,20 +124,8 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   async function call(credential: Credential, signal: AbortSignal): Promise<Validation> {
     const headers = { ...fixed };
     const cookie = [...cookies];
-    switch (credential.kind) {
-      case 'session':
-        cookie.unshift(`${cookieName}=${credential.sessionKey}`);
-        break;
-      case 'token':
-        headers.authorization = `Token ${credential.token}`;
-        break;
-      case 'bearer':
-        headers.authorization = `Bearer ${credential.token}`;
-        break;
-      case 'basic':
-        headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
-        break;
-    }
+    if (credential.kind === 'session') cookie.unshift(`${cookieName}=${credential.sessionKey}`);
+    else headers.authorization = authorization(credential);
     if (cookie.length > 0) headers.cookie = cookie.join('; ');
     const res = await request(target, { method: 'GET', headers, signal });
     if (res.statusCode !== 200) {
@@ -181,6 +162,12 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   };
 }
 
+/** The `Authorization` header of a token, bearer or Basic credential. */
+function authorization(c: Exclude<Credential, { kind: 'session' }>): string {
+  if (c.kind === 'basic') return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+  return `${c.kind === 'token' ? 'Token' : 'Bearer'} ${c.token}`;
+}
+
 function checkToken(name: string, value: unknown): string {
   if (typeof value !== 'string' || !TOKEN.test(value)) {
     throw new TypeError(`${name} should be a cookie name token, got ${show(value)}`);
@@ -193,20 +180,18 @@ async function readBounded(
   declared: number,
   max: number,
 ): Promise<string> {
-  const tooLarge = new Error(`introspection body exceeds ${max} bytes`);
-  if (declared > max) {
-    body.destroy();
-    throw tooLarge;
-  }
   const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) {
-      body.destroy();
-      throw tooLarge;
+  let size = declared > max ? declared : 0; // a declared length over the bound: refused unread
+  if (size === 0) {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > max) break;
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  }
+  if (size > max) {
+    body.destroy();
+    throw new Error(`introspection body exceeds ${max} bytes`);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
