@@ -50,7 +50,11 @@ describe('sluice-gateway CLI', () => {
   it('says at once where it listens, what it forwards to and where its status page is', async () => {
     const gw = await start([]);
     // spawnGateway returned once /healthz answered: the start-up line was already out.
-    const line = gw.stdout().split('\n').find((l) => l.startsWith('sluice-gateway ')) ?? '';
+    const line =
+      gw
+        .stdout()
+        .split('\n')
+        .find((l) => l.startsWith('sluice-gateway ')) ?? '';
     expect(line).toMatch(
       /^sluice-gateway \S+ on http:\/\/127\.0\.0\.1:\d+ -> http:\/\/127\.0\.0\.1:\d+ \(embedded: /,
     );
