@@ -222,6 +222,15 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     return true;
   }
 
+  /** Evicts the credential of `req`; with `revalidate`, validates it again (cached if it holds). */
+  async function recheck(req: SluiceRequest, revalidate: boolean): Promise<void> {
+    await cache.invalidateRequest(req);
+    if (!revalidate) return;
+    const kind = req.sluice?.identity?.credentialKind;
+    const credential = extractCredentials(req.headers, credentialOptions).find((c) => c.kind === kind);
+    if (credential && credential.kind !== 'malformed') await cache.lookup(credential);
+  }
+
   /** After a 2xx logout or password change, every credential of the user the caches know goes. */
   async function forgetUser(req: SluiceRequest): Promise<void> {
     try {
@@ -264,11 +273,12 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         }
         databaseHealth.suspect(error);
       }
-      // The upstream refused a credential the cache called valid: forget it, unless the view only
-      // did not take this kind of credential (DRF's "not provided": a session where a token is
-      // required, a Bearer token on a password change).
-      if (statusCode === 401 && r.sluice?.identity && detailOf(body) !== NOT_PROVIDED) {
-        return cache.invalidateRequest(r).catch((error: unknown) => {
+      // The upstream refused a credential the cache called valid: forget it. DRF's "not provided"
+      // is ambiguous (a session Django no longer has, or a view that takes another kind of
+      // credential: a session on /api/auth/access_tokens/self, a Bearer token on a password
+      // change): then the credential is validated again, and stays cached if it still holds.
+      if (statusCode === 401 && r.sluice?.identity) {
+        return recheck(r, detailOf(body) === NOT_PROVIDED).catch((error: unknown) => {
           logger.warn({ err: error }, 'could not evict a credential the upstream refused');
         });
       }
@@ -503,12 +513,12 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       );
     };
 
-    const candidates = extractCredentials(headers, credentialOptions);
     if (open) {
       ctx.cacheTier = 'public';
       // Logout is public (CVAT answers it even for an expired session), but who logs out matters:
       // every credential of that user is forgotten once it succeeds.
-      if (candidates.length > 0 && (path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`)) {
+      const logout = path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`;
+      if (logout && extractCredentials(headers, credentialOptions).length > 0) {
         cacheMiddleware(req, res, (error?: unknown) => (error === undefined ? receive() : next(error)));
         return;
       }
@@ -516,7 +526,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       return;
     }
     if (refuseWhileDatabaseDown(res, ctx)) return;
-    if (candidates.length === 0) {
+    if (extractCredentials(headers, credentialOptions).length === 0) {
       if (anonymousRefused(path)) {
         ctx.cacheTier = 'none';
         unauthenticated(res, ctx, NOT_PROVIDED);

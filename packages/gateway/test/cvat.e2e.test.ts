@@ -140,10 +140,11 @@ describe('cache coherence with CVAT', () => {
       body: '{}',
     });
     expect(refused.status).toBe(401);
-    const calls = gateway.cache.stats().validatorCalls;
+    // DRF's "not provided" is ambiguous: the gateway checked the token again, found it valid and
+    // kept it: the next request is answered from L1.
+    await waitFor(() => last('/api/auth/password/change')?.status === 401);
     expect((await fetch(`${base}/api/users/self`, { headers: bearer })).status).toBe(200);
     expect(last('/api/users/self')?.cacheTier).toBe('l1');
-    expect(gateway.cache.stats().validatorCalls).toBe(calls);
   });
 });
 

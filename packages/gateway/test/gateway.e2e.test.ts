@@ -140,8 +140,10 @@ describe('sluice-gateway in front of Django (embedded mode)', () => {
     expect(evicted.status).toBe(401);
     await evicted.arrayBuffer();
     await waitFor(() => entries.filter((e) => e.route === '/api/users/self').length >= 2);
-    await waitFor(() => lastEntry('/api/users/self')?.cacheTier === 'validator');
+    // The session was checked again after Django's 401 and is known invalid now: the gateway
+    // answers itself, without the upstream.
     expect(lastEntry('/api/users/self')?.upstreamMs).toBeUndefined();
+    expect(lastEntry('/api/users/self')?.error).toBe('E_UNAUTHENTICATED');
   });
 
   it('frees the admission slot when the client aborts a slow download', async () => {
