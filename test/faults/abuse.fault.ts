@@ -298,36 +298,37 @@ test('slow clients: trickled headers and stalled bodies are cut by timeouts; slo
 
 test('abort storms while queued and while streaming: every slot and upstream request released', async () => {
   const token = world.users[2]?.token ?? '';
-  // While queued: 300 requests against 16 slots on a slow upstream, all abandoned at once.
-  expect(
-    (await probe(`${gateway.url}/api/tasks/1`, { headers: { authorization: `Token ${token}` } })).status,
-  ).toBe(200);
+  // While queued: requests held in flight on a slow upstream (their clients stay), 300 more
+  // queued behind them, then the 300 abandoned at once. No slot frees before the abandoned
+  // requests are seen gone (800 ms), so none of them may reach the upstream. (Aborting requests
+  // in flight frees slots at once, for queued requests whose clients' closes are still on the
+  // way: the gateway cannot know those left. The downloads below cover aborts in flight.)
   upstream.setDelay(800);
-  const forwardedBefore = upstream.requests;
-  const stormAt = Date.now();
-  const storm = new AbortController();
-  const queued = Array.from({ length: 300 }, () =>
-    fetch(`${gateway.url}/api/tasks/1`, {
-      headers: { authorization: `Token ${token}` },
-      signal: storm.signal,
-    }).then(
+  const call200 = (signal: AbortSignal | null = null) =>
+    fetch(`${gateway.url}/api/tasks/1`, { headers: { authorization: `Token ${token}` }, signal }).then(
       (r) => r.status,
       () => 'aborted',
-    ),
-  );
+    );
+  const forwardedBefore = upstream.requests;
+  const held = Array.from({ length: 8 }, () => call200());
+  await until(async () => upstream.requests - forwardedBefore >= 1, 10_000);
+  const inFlightBefore = (await gatewayStatus(gateway.adminUrl)).admission.inFlight;
+  const storm = new AbortController();
+  const queued = Array.from({ length: 300 }, () => call200(storm.signal));
   await until(async () => (await gatewayStatus(gateway.adminUrl)).admission.queued >= 200, 15_000);
   const duringQueue = await gatewayStatus(gateway.adminUrl);
+  const abortAt = Date.now();
   storm.abort();
   const queuedOutcomes = await Promise.all(queued);
+  const heldOutcomes = await Promise.all(held);
   const queueClear = await until(async () => {
     const s = await gatewayStatus(gateway.adminUrl);
     return s.admission.inFlight === 0 && s.admission.queued === 0 && upstream.inFlight === 0;
   }, 10_000);
   const reachedUpstream = upstream.requests - forwardedBefore;
-  // Until the gateway has seen every abort, each slot the slow upstream frees (every 800 ms) admits
-  // a queued request: the first 16, then 16 per 800 ms the storm lasted on this machine. Requests
-  // abandoned in the queue but forwarded anyway would be up to 300.
-  const mayReach = 16 * (1 + Math.ceil((Date.now() - stormAt) / 800));
+  // The held requests, and any a slot admits before the storm's aborts are all seen: those that
+  // reached the upstream before the abort, at most one slot's worth more per 800 ms since.
+  const mayReach = 8 + inFlightBefore * Math.floor((Date.now() - abortAt) / 800);
   upstream.setDelay(0);
 
   // While streaming: 50 downloads of 50 MB, each abandoned after its first chunk.
@@ -338,6 +339,7 @@ test('abort storms while queued and while streaming: every slot and upstream req
         headers: { authorization: `Token ${token}` },
         signal: controller.signal,
       });
+      if (res.status !== 200) return { status: res.status, got: 0, body: await res.text() };
       const reader = res.body?.getReader();
       const first = await reader?.read();
       controller.abort();
@@ -353,20 +355,23 @@ test('abort storms while queued and while streaming: every slot and upstream req
   recordScenario({
     group: 'abuse',
     scenario: 'abort storms',
-    fault: '300 requests abandoned while queued; 50 downloads of 50 MB abandoned after the first chunk',
+    fault:
+      '300 requests abandoned while queued behind 8 slow ones; 50 downloads of 50 MB abandoned after the first chunk',
     survived:
       queueClear.ok &&
+      heldOutcomes.every((o) => o === 200) &&
       reachedUpstream <= mayReach &&
       streamsClear.ok &&
       streams.every((s) => s.status === 200 && s.got > 0) &&
       after.status === 200 &&
       !gateway.exit,
     badInputs: 350,
-    notes: `queued storm: ${JSON.stringify(tally(queuedOutcomes.map(String)))}, ${duringQueue.admission.inFlight} in flight and ${duringQueue.admission.queued} queued at the abort, ${reachedUpstream} reached the upstream (at most ${mayReach} for how long the storm took), all released in ${queueClear.ms} ms; streams released in ${streamsClear.ms} ms`,
+    notes: `queued storm: ${JSON.stringify(tally(queuedOutcomes.map(String)))}, ${duringQueue.admission.inFlight} in flight and ${duringQueue.admission.queued} queued at the abort, ${reachedUpstream} reached the upstream (the 8 held; at most ${mayReach}), held ${JSON.stringify(tally(heldOutcomes.map(String)))}, all released in ${queueClear.ms} ms; streams ${JSON.stringify(tally(streams.map((x) => ('body' in x ? `${x.status} ${x.body}` : String(x.status)))))} released in ${streamsClear.ms} ms`,
   });
 
   expect(duringQueue.admission.queued).toBeGreaterThanOrEqual(200);
   expect(queuedOutcomes.filter((o) => o === 'aborted').length).toBeGreaterThan(250);
+  expect(heldOutcomes.every((o) => o === 200)).toBe(true);
   expect(queueClear.ok).toBe(true);
   expect(reachedUpstream).toBeLessThanOrEqual(mayReach);
   expect(streams.every((s) => s.status === 200 && s.got > 0)).toBe(true);

@@ -138,6 +138,11 @@ interface Slot {
   released: boolean;
 }
 
+/** Whether the client has left: the response closed, or its connection ended or was destroyed. */
+function clientGone(res: ServerResponse): boolean {
+  return res.closed || res.destroyed || res.socket?.destroyed === true || res.socket?.readableEnded === true;
+}
+
 const defaultKey = (req: AdmissionRequest): string => req.ip ?? req.socket?.remoteAddress ?? '';
 const defaultIsFailure = (status: number): boolean => status >= 500;
 
@@ -373,7 +378,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
         off();
         clearTimeout(timer);
         res.off('close', gone);
-        if (res.closed || res.destroyed) return;
+        if (clientGone(res)) return;
         if (closed && b.allows) acquire(res, next, key, priority);
         else refuse();
       };
@@ -395,7 +400,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     key: string,
     priority: Priority,
   ): void => {
-    if (res.closed || res.destroyed) return; // the client is gone already: nothing to admit
+    if (clientGone(res)) return; // nothing to admit
     const permit = gate.tryAcquire({ key, priority });
     if (permit) {
       admitted(res, next, permit, key, priority);
@@ -406,12 +411,14 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     res.once('close', onClose);
     gate.acquire({ signal: controller.signal, key, priority }).then(
       (granted) => {
-        res.off('close', onClose);
-        if (controller.signal.aborted || res.closed || res.destroyed) {
-          granted.release('ignore');
-          return;
-        }
-        admitted(res, next, granted, key, priority);
+        // A slot freed by one abandoned request is granted while the closes of the other clients
+        // that left with it may still wait in this turn of the event loop: admit after them, so a
+        // storm of aborts is not forwarded one by one.
+        setImmediate(() => {
+          res.off('close', onClose);
+          if (controller.signal.aborted || clientGone(res)) granted.release('ignore');
+          else admitted(res, next, granted, key, priority);
+        });
       },
       (error: unknown) => {
         res.off('close', onClose);

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Credential } from '@sluice/django';
 import type { Validator } from '@sluice/session-cache';
 import { waitFor } from '@sluice/test-support';
@@ -406,14 +406,24 @@ describe('operational endpoints', () => {
 describe('connection caps', () => {
   const gw = gatewayFor({ dbBudget: 2, maxConnections: 16, maxConnectionsPerClient: 4 });
 
-  it("refuse a client's connections beyond its cap with the gateway's own 503, and serve others", async () => {
-    const held = await Promise.all(
-      Array.from({ length: 4 }, async () => {
+  /** `n` connections from 127.0.0.1; `busy`: each with a request in progress (its body never sent). */
+  async function hold(n: number, busy: boolean): Promise<Socket[]> {
+    return Promise.all(
+      Array.from({ length: n }, async () => {
         const socket = connect(gw.port, '127.0.0.1');
+        socket.on('error', () => undefined);
         await once(socket, 'connect');
+        if (busy) {
+          socket.write('POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n');
+          await once(socket, 'data'); // 100 Continue: the request is in progress
+        }
         return socket;
       }),
     );
+  }
+
+  it("refuse a client's connections beyond its cap with the gateway's own 503, and serve others", async () => {
+    const held = await hold(4, true);
     try {
       await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 4, { timeoutMs: 5_000 });
       const refused = await raw(gw.port, 'GET /x HTTP/1.1\r\nHost: gw\r\n\r\n');
@@ -435,6 +445,22 @@ describe('connection caps', () => {
       expect(status.requests.upstreamErrors).toBe(0);
     } finally {
       for (const s of held) s.destroy();
+    }
+  });
+
+  it("close a client's idle connections to make room for its new one", async () => {
+    await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 0, { timeoutMs: 5_000 });
+    const idle = await hold(4, false);
+    try {
+      await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 4, { timeoutMs: 5_000 });
+      const refusedBefore = gw.gateway.status().connections?.refused.perClient;
+      expect(await raw(gw.port, 'GET /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n')).toMatch(
+        /^HTTP\/1\.1 200 /,
+      );
+      expect(idle.every((s) => s.destroyed || s.readableEnded)).toBe(true);
+      expect(gw.gateway.status().connections?.refused.perClient).toBe(refusedBefore);
+    } finally {
+      for (const s of idle) s.destroy();
     }
   });
 });

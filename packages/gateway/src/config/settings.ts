@@ -450,7 +450,7 @@ export const SETTINGS = {
   maxConnectionsPerClient: setting({
     kind: int(1, 1_000_000),
     default: 256,
-    doc: 'most connections from one address at once (then refused with 503)',
+    doc: 'most connections from one address at once (its idle ones are closed first, then refused with 503)',
     group: 'clients',
   }),
 
