@@ -43,6 +43,13 @@ export interface GateOptions {
    * @default 0.2
    */
   interactiveReserve?: number | undefined;
+  /**
+   * Share of the limit `bulk` work always gets when it waits, in [0, 1 - interactiveReserve]:
+   * below `floor(limit * bulkShare)` bulk permits, a waiting `bulk` request goes before
+   * `interactive` ones, so interactive traffic that fills the limit (an export script's polling)
+   * cannot starve the exports it polls for. 0: `interactive` always first. @default 0.25
+   */
+  bulkShare?: number | undefined;
   /** How long `close()` waits for permits to come back. @default 10000 */
   drainTimeoutMs?: number | undefined;
   /** Upper bound of the `retryAfterSeconds` estimate on rejections. @default 30 */
@@ -113,6 +120,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   protected readonly maxQueue: Readonly<Record<Priority, number>>;
   protected readonly perKeyLimit: number;
   protected readonly interactiveReserve: number;
+  protected readonly bulkShare: number;
   protected readonly now: () => number;
   readonly #drainTimeoutMs: number;
   readonly #maxRetryAfterSeconds: number;
@@ -153,6 +161,9 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     );
     this.interactiveReserve = optional(o.interactiveReserve, 0.2, (v) =>
       checkNumber('interactiveReserve', v, 0, 0.99),
+    );
+    this.bulkShare = optional(o.bulkShare, Math.min(0.25, 1 - this.interactiveReserve), (v) =>
+      checkNumber('bulkShare', v, 0, 1 - this.interactiveReserve),
     );
     this.#drainTimeoutMs = optional(o.drainTimeoutMs, 10_000, (v) =>
       checkInteger('drainTimeoutMs', v, 0, MAX_TIMER_MS),
@@ -251,6 +262,11 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   /** Most `bulk` permits allowed under `limit`. */
   protected bulkCap(limit: number): number {
     return this.interactiveReserve > 0 ? limit - Math.ceil(limit * this.interactiveReserve) : limit;
+  }
+
+  /** Whether a waiting `bulk` request goes first: bulk holds less than its share of `limit`. */
+  protected bulkFirst(limit: number): boolean {
+    return this.#bulkInFlight < Math.floor(limit * this.bulkShare);
   }
 
   /** Whether local accounting allows one more permit for `key`/`priority` under `limit`. */

@@ -461,7 +461,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     else if (this.queue.size > 0) this.#scheduleWake(this.#pollIntervalMs);
   }
 
-  /** The next waiters to try, interactive first, at most the batch size and each key's room. */
+  /** The next waiters to try, interactive first (bulk first under its share), at most the batch size and each key's room. */
   #candidates(blockedKeys: ReadonlySet<string>, bulkBlocked: boolean): Waiter[] {
     const max = Math.min(PUMP_BATCH, Math.max(1, this.limit));
     const picked = new Map<string, number>();
@@ -471,10 +471,14 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
         this.perKeyLimit === Number.POSITIVE_INFINITY ? max : this.perKeyLimit - this.inFlightFor(key);
       return left - (picked.get(key) ?? 0);
     };
-    const out = this.queue.interactive.collect(max, room);
-    if (!bulkBlocked && out.length < max) {
+    // This process's bulk permits stand for the gate's in the bulk share (each process keeps its own).
+    const [first, then] = this.bulkFirst(this.limit)
+      ? [bulkBlocked ? undefined : this.queue.bulk, this.queue.interactive]
+      : [this.queue.interactive, bulkBlocked ? undefined : this.queue.bulk];
+    const out = first?.collect(max, room) ?? [];
+    if (then && out.length < max) {
       for (const w of out) picked.set(w.key, (picked.get(w.key) ?? 0) + 1);
-      this.queue.bulk.collect(max - out.length, room, out);
+      then.collect(max - out.length, room, out);
     }
     return out;
   }

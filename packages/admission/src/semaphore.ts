@@ -1,5 +1,6 @@
 import { GateCore, type GateOptions } from './gate-core.js';
 import type { AcquireOptions, AdmissionGate, Permit } from './types.js';
+import type { Waiter } from './wait-queue.js';
 
 /** Options of {@link Semaphore}. */
 export type SemaphoreOptions = GateOptions;
@@ -7,7 +8,7 @@ export type SemaphoreOptions = GateOptions;
 /**
  * An in-process concurrency gate with a bounded, fair wait queue: at most `limit` permits out at
  * once, at most `perKeyLimit` per client key, round-robin across keys, `interactive` before
- * `bulk`, and a share of the limit `bulk` can never take.
+ * `bulk` (but for a share of the limit `bulk` always gets), and a share `bulk` can never take.
  *
  * @throws {TypeError|RangeError} on invalid options, naming the option.
  * @example
@@ -73,8 +74,11 @@ export class Semaphore extends GateCore implements AdmissionGate {
       while (this.queue.size > 0) {
         const limit = this.limit;
         if (this.inFlight >= limit) break;
-        let waiter = this.queue.interactive.peek(hasRoom);
-        if (!waiter && this.bulkInFlight < this.bulkCap(limit)) waiter = this.queue.bulk.peek(hasRoom);
+        const bulk = (): Waiter | undefined =>
+          this.bulkInFlight < this.bulkCap(limit) ? this.queue.bulk.peek(hasRoom) : undefined;
+        const waiter = this.bulkFirst(limit)
+          ? (bulk() ?? this.queue.interactive.peek(hasRoom))
+          : (this.queue.interactive.peek(hasRoom) ?? bulk());
         if (!waiter) break;
         this.grantWaiter(waiter);
       }

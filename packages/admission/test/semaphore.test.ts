@@ -245,6 +245,32 @@ describe('Semaphore: timeouts and aborts remove exactly the waiter', () => {
 });
 
 describe('Semaphore: bulk work waits (per-class queue bounds and timeouts)', () => {
+  it('interactive traffic filling the limit cannot starve bulk: bulk gets its share first', async () => {
+    const gate = new Semaphore({ limit: 8 }); // bulkShare 0.25: 2 slots bulk gets before interactive
+    const held = Array.from({ length: 8 }, () => gate.tryAcquire({ key: 'poller' }) as Permit);
+    const polls = Array.from({ length: 20 }, () => settle(gate.acquire({ key: 'poller' })));
+    const exports = Array.from({ length: 3 }, () =>
+      settle(gate.acquire({ key: 'script', priority: 'bulk' })),
+    );
+    for (const p of held.slice(0, 3)) p.release();
+    await flush();
+    // two slots to bulk (its share), then interactive first again
+    expect(exports.map((e) => e.state)).toEqual(['resolved', 'resolved', 'pending']);
+    expect(polls.filter((p) => p.state === 'resolved')).toHaveLength(1);
+    expect(gate.bulkInFlight).toBe(2);
+    const strict = new Semaphore({ limit: 8, bulkShare: 0 });
+    const strictHeld = Array.from({ length: 8 }, () => strict.tryAcquire({ key: 'poller' }) as Permit);
+    const strictPoll = settle(strict.acquire({ key: 'poller' }));
+    const strictExport = settle(strict.acquire({ key: 'script', priority: 'bulk' }));
+    strictHeld[0]?.release();
+    await flush();
+    expect([strictPoll.state, strictExport.state]).toEqual(['resolved', 'pending']);
+    expect(() => new Semaphore({ limit: 1, interactiveReserve: 0.8, bulkShare: 0.5 })).toThrow(/bulkShare/);
+    for (const p of held.slice(3)) p.release();
+    for (const p of strictHeld.slice(1)) p.release();
+    await Promise.all([gate.close(), strict.close()]);
+  });
+
   it('bulk waiters wait minutes while interactive ones time out in seconds, and never block them', async () => {
     vi.useFakeTimers();
     const gate = new Semaphore({ limit: 2, interactiveReserve: 0.5, maxQueue: { interactive: 2, bulk: 3 } });

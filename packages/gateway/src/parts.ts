@@ -156,6 +156,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     maxQueue: config.queueMax,
     queueTimeoutMs: { interactive: config.queueTimeoutMs, bulk: config.bulkQueueTimeoutMs },
     interactiveReserve: config.interactiveReserve,
+    bulkShare: Math.min(config.bulkShare, 1 - config.interactiveReserve),
     drainTimeoutMs: config.shutdownGraceMs,
     name: 'upstream',
     ...(config.perClientLimit > 0 ? { perKeyLimit: config.perClientLimit } : {}),

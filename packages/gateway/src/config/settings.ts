@@ -296,6 +296,12 @@ export const SETTINGS = {
     doc: 'share of the budget bulk requests can never take',
     group: 'admission',
   }),
+  bulkShare: setting({
+    kind: share(0, 1),
+    default: 0.25,
+    doc: 'share of the budget waiting bulk requests get before interactive ones (so polling cannot starve exports); at most 1 - interactive reserve',
+    group: 'admission',
+  }),
   publicPaths: setting<readonly string[]>({
     kind: list('<path>', pathPattern),
     default: CVAT_PUBLIC_PATHS,
