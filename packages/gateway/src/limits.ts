@@ -91,7 +91,14 @@ export function admissionLimit(
   const ceiling = settableLimit(config.dbBudget ?? DEFAULT_LIMIT);
   const load =
     withDatabase && config.loadControl
-      ? loadLimit({ ceiling, floor: 1, initial: Math.min(DEFAULT_LIMIT, ceiling.current) })
+      ? // A full capacity is the goal (as PgBouncer alone keeps its pool): the ceiling bounds it,
+        // waits beyond the tolerance and latency bring it down.
+        loadLimit({
+          ceiling,
+          floor: 1,
+          initial: Math.min(DEFAULT_LIMIT, ceiling.current),
+          targetUtilization: 1,
+        })
       : undefined;
   /** Leaked connections of the last {@link LOAD_STEP_MS}'s samples, and their growth. */
   let recent: { at: number; leaked: number; growth: number }[] = [];

@@ -298,8 +298,8 @@ export const SETTINGS = {
   }),
   bulkShare: setting({
     kind: share(0, 1),
-    default: 0.25,
-    doc: 'share of the budget waiting bulk requests get before interactive ones (so polling cannot starve exports); at most 1 - interactive reserve',
+    default: 0.5,
+    doc: 'share of the budget waiting bulk requests get before interactive ones (so an export script polling cannot starve its exports); at most 1 - interactive reserve',
     group: 'admission',
   }),
   publicPaths: setting<readonly string[]>({
