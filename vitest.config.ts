@@ -44,6 +44,7 @@ const pgBudgets: Record<string, number> = {
   'test/examples/demo-parts.test.ts': 8,
   'test/examples/express-service.test.ts': 8,
   'test/examples/incident-bench.test.ts': 16,
+  'test/examples/newcomer.test.ts': 0,
   'test/support/test/django-cvat.test.ts': 12,
   'test/support/test/django.test.ts': 12,
   'test/support/test/own-postgres.test.ts': 0,

@@ -1,7 +1,16 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sampleConnections, waitForConnections } from '../../examples/bulk-export/demo/connection-sampler.ts';
+import {
+  DEMO_FLAGS,
+  type DemoSettings,
+  demoGatewayArgs,
+  demoUsage,
+  directRunVerdict,
+  parseDemoArgs,
+} from '../../examples/bulk-export/demo/settings.ts';
 import { lineChartSvg } from '../../examples/bulk-export/demo/svg-plot.ts';
+import { loadConfig } from '../../packages/gateway/src/index.ts';
 import {
   adminQuery,
   createTestDatabase,
@@ -81,5 +90,93 @@ describe('the demo plot', () => {
     expect(svg).toContain('limit (20)');
     expect(svg).toContain('>direct</text>');
     expect(svg).toContain('>gateway</text>');
+  });
+});
+
+describe("the demo's flags", () => {
+  const run = (argv: string[]): DemoSettings => {
+    const parsed = parseDemoArgs(argv);
+    if (parsed.kind !== 'run') throw new Error(`expected settings, got ${JSON.stringify(parsed)}`);
+    return parsed.settings;
+  };
+  const error = (argv: string[]): string => {
+    const parsed = parseDemoArgs(argv);
+    if (parsed.kind !== 'error') throw new Error(`expected an error, got ${JSON.stringify(parsed)}`);
+    return parsed.message;
+  };
+
+  it('takes the defaults, flags as `--name value` or `--name=value`, after one leading `--`', () => {
+    expect(run([])).toMatchObject({ tasks: 300, concurrency: 300, connectionLimit: 20, budget: 14 });
+    // `pnpm demo -- --tasks 100` hands the demo `-- --tasks 100`.
+    expect(run(['--', '--tasks', '100', '--connection-limit=30'])).toMatchObject({
+      tasks: 100,
+      connectionLimit: 30,
+      concurrency: 300,
+    });
+    // Only one: a second `--` ends the flags, and what follows is an argument the demo does not take.
+    expect(error(['--', '--', '--tasks', '100'])).toBe('unexpected argument "--tasks"');
+    expect(parseDemoArgs(['--', '--help'])).toEqual({ kind: 'help' });
+    expect(parseDemoArgs(['-h'])).toEqual({ kind: 'help' });
+  });
+
+  it('refuses a bad value, an unknown flag or a missing value with one line naming it', () => {
+    for (const bad of ['x', '0', '5001', '1.5', '1e3', '', ' 7']) {
+      expect(error(['--tasks', bad])).toBe(
+        `--tasks must be a whole number from 1 to 5000, got ${JSON.stringify(bad)}`,
+      );
+    }
+    expect(error(['--', '--task', '3'])).toBe('unknown flag --task');
+    expect(error(['--tasks'])).toBe('--tasks needs a value');
+    expect(error(['--tasks', '--threads', '8'])).toBe('--tasks needs a value');
+    expect(error(['--budget', '20'])).toBe('--budget (20) must be below --connection-limit (20)');
+    for (const message of [error(['--deadline', '-5']), error(['extra'])]) {
+      expect(message).not.toContain('\n');
+    }
+  });
+
+  it('lists every flag with its range and default in --help', () => {
+    const usage = demoUsage();
+    for (const [flag, f] of Object.entries(DEMO_FLAGS)) {
+      expect(usage).toContain(`--${flag} N`);
+      expect(usage).toContain(`(${f.min}-${f.max}; default ${f.default})`);
+    }
+  });
+
+  it("gives the gateway flags its CLI accepts, even a secret key that starts with '--'", () => {
+    const settings = run(['--budget', '9', '--concurrency', '800']);
+    const args = demoGatewayArgs(settings, {
+      url: 'http://127.0.0.1:45000',
+      databaseUrl: 'postgres://demo@127.0.0.1:5432/demo',
+      secretKey: '--not-a-flag',
+    });
+    // What startGateway adds, then the demo's own.
+    const result = loadConfig(['--listen', '127.0.0.1:45001', ...args], {});
+    if (!result.ok) throw new Error(JSON.stringify(result.issues));
+    expect(result.config).toMatchObject({
+      upstream: 'http://127.0.0.1:45000',
+      databaseUrl: 'postgres://demo@127.0.0.1:5432/demo',
+      secretKey: '--not-a-flag',
+      dbBudget: 9,
+      queueMax: 1600,
+      queueTimeoutMs: 60_000,
+      monitorIntervalMs: 1000,
+      adminListen: false,
+      logLevel: 'warn',
+    });
+  });
+
+  it('says in one line when the direct run did not show the incident, and what to change', () => {
+    const s = run([]);
+    expect(directRunVerdict(s, { failed: 3, peak: 12 })).toBeUndefined();
+    expect(directRunVerdict(s, { failed: 0, peak: 18 })).toBeUndefined(); // 90% of 20
+    const line = directRunVerdict(s, { failed: 0, peak: 17 });
+    expect(line).toMatch(/^The direct run did not reproduce the incident: .*peaked at 17 of its 20 /);
+    expect(line).toContain('raise --tasks / --concurrency (now 300 / 300)');
+    expect(line).toContain('lower --connection-limit');
+    expect(line).not.toContain('\n');
+    // With no more threads than the limit, Django cannot reach it however many tasks there are.
+    expect(directRunVerdict(run(['--threads', '16']), { failed: 0, peak: 16 })).toContain(
+      'raise --threads (now 16',
+    );
   });
 });

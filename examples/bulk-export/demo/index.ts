@@ -10,51 +10,21 @@
 // table; writes .artifacts/demo/connections.svg and .artifacts/demo/report.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { type DjangoFixture, pgUrl, startDjango } from '@sluice/test-support';
 import { type BulkExportReport, markdownTable, runBulkExport } from '../src/index.js';
 import { type ConnectionPoint, sampleConnections, waitForConnections } from './connection-sampler.js';
 import { type GatewayProcess, startGateway } from './gateway-process.js';
+import { demoGatewayArgs, demoUsage, directRunVerdict, parseDemoArgs } from './settings.js';
 import { lineChartSvg } from './svg-plot.js';
 
-const { values } = parseArgs({
-  options: {
-    tasks: { type: 'string', default: '300' },
-    concurrency: { type: 'string', default: '300' },
-    'connection-limit': { type: 'string', default: '20' },
-    threads: { type: 'string', default: '64' },
-    'work-ms': { type: 'string', default: '50' },
-    'export-ms': { type: 'string', default: '2000' },
-    'poll-interval': { type: 'string', default: '500' },
-    budget: { type: 'string', default: '14' },
-    deadline: { type: 'string', default: '75000' },
-    'sample-ms': { type: 'string', default: '100' },
-  },
-});
-const int = (name: keyof typeof values, min: number, max: number): number => {
-  const v = Number(values[name]);
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`--${name} must be an integer from ${min} to ${max}, got ${values[name]}`);
-  }
-  return v;
-};
-const settings = {
-  tasks: int('tasks', 1, 5000),
-  concurrency: int('concurrency', 1, 2000),
-  connectionLimit: int('connection-limit', 2, 90),
-  threads: int('threads', 1, 256),
-  workMs: int('work-ms', 0, 10_000),
-  exportMs: int('export-ms', 0, 60_000),
-  pollIntervalMs: int('poll-interval', 10, 10_000),
-  budget: int('budget', 1, 1000),
-  deadlineMs: int('deadline', 1000, 150_000),
-  sampleMs: int('sample-ms', 20, 5000),
-};
-if (settings.budget >= settings.connectionLimit) {
-  throw new RangeError(
-    `--budget (${settings.budget}) must be below --connection-limit (${settings.connectionLimit})`,
-  );
+const args = parseDemoArgs(process.argv.slice(2));
+if (args.kind !== 'run') {
+  // Nothing has started yet: print and leave (pipes and terminals take the line synchronously).
+  if (args.kind === 'help') process.stdout.write(`${demoUsage()}\n`);
+  else process.stderr.write(`pnpm demo: ${args.message} (pnpm demo -- --help lists the flags)\n`);
+  process.exit(args.kind === 'help' ? 0 : 2);
 }
+const { settings } = args;
 
 const artifacts = fileURLToPath(new URL('../../../.artifacts/demo/', import.meta.url));
 const log = (s: string): void => {
@@ -152,24 +122,9 @@ try {
   if (left > 0) log(`  (${left} connections of the role still open after the direct run)`);
 
   const databaseUrl = pgUrl(django.database.name, django.database.user);
-  gateway = await startGateway([
-    '--upstream',
-    django.url,
-    '--database-url',
-    databaseUrl,
-    '--secret-key',
-    django.secretKey,
-    '--db-budget',
-    String(settings.budget),
-    '--queue-max',
-    String(Math.max(1000, settings.concurrency * 2)),
-    '--queue-timeout',
-    '60s',
-    '--monitor-interval',
-    '1s',
-    '--log-level',
-    'warn',
-  ]);
+  gateway = await startGateway(
+    demoGatewayArgs(settings, { url: django.url, databaseUrl, secretKey: django.secretKey }),
+  );
   log(
     `\n2/2 gateway: the same run through sluice-gateway (${gateway.url}), database budget ${settings.budget}`,
   );
@@ -186,7 +141,11 @@ try {
   };
   const row = (name: string, f: (r: Run) => string): string[] => [name, ...runs.map(f)];
   const table = markdownTable(
-    ['', 'direct to Django', 'through sluice-gateway'],
+    [
+      `(${settings.tasks} tasks, ${settings.concurrency} at once; role limit ${settings.connectionLimit}; budget ${settings.budget})`,
+      'direct to Django',
+      'through sluice-gateway',
+    ],
     [
       row('tasks (at once)', (r) => `${r.report.tasks} (${r.report.concurrency})`),
       row('tasks succeeded / failed', (r) => `${r.report.succeeded} / ${r.report.failed}`),
@@ -214,6 +173,8 @@ try {
   console.log(`\n${table}\n`);
   const firstError = direct.report.sampleErrors[0];
   if (firstError) console.log(`direct run, first error: ${firstError.slice(0, 240)}`);
+  const verdict = directRunVerdict(settings, { failed: direct.report.failed, peak: direct.peak });
+  if (verdict) console.log(verdict);
 
   mkdirSync(artifacts, { recursive: true });
   const svg = lineChartSvg({

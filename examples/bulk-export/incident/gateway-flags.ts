@@ -1,5 +1,5 @@
 // The gateway's command line as the benchmark uses it. Its flags change as the gateway grows:
-// this table is the one place to follow them (`pnpm start --help` lists the current ones).
+// this table is the one place to follow them (`pnpm start -- --help` lists the current ones).
 // `--listen` is added by startGateway (demo/gateway-process.ts), on a free port. Everything else
 // is the gateway's default: it sizes itself from the database it is given.
 

@@ -19,7 +19,7 @@ export function formatReport(r: BulkExportReport): string {
     ['downloaded', `${(r.bytesDownloaded / 1024).toFixed(1)} KiB`],
     ['duration', `${(r.durationMs / 1000).toFixed(1)} s`],
   ];
-  return markdownTable(['', ''], rows);
+  return markdownTable(['bulk-export', 'result'], rows);
 }
 
 /** Several reports side by side, one column each. */
@@ -29,7 +29,7 @@ export function compareReports(columns: readonly { label: string; report: BulkEx
     ...columns.map((c) => f(c.report)),
   ];
   return markdownTable(
-    ['', ...columns.map((c) => c.label)],
+    ['bulk-export', ...columns.map((c) => c.label)],
     [
       line('tasks (concurrency)', (r) => `${r.tasks} (${r.concurrency})`),
       line('succeeded / failed', (r) => `${r.succeeded} / ${r.failed}`),
@@ -48,6 +48,7 @@ export function compareReports(columns: readonly { label: string; report: BulkEx
 
 /** A markdown table with columns padded to line up in a terminal. */
 export function markdownTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  if (head.every((h) => h.trim() === '')) throw new RangeError('markdownTable: the header row is empty');
   const widths = head.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => (r[i] ?? '').length)));
   const fmt = (cells: readonly string[]): string =>
     `| ${widths.map((w, i) => (cells[i] ?? '').padEnd(w)).join(' | ')} |`;
