@@ -205,6 +205,9 @@ try {
   );
   console.log(`wrote .artifacts/demo/connections.svg and .artifacts/demo/report.json`);
   console.log(`(demo took ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  console.log(
+    'PgBouncer, the gateway in front of it and an interactive user measured meanwhile: pnpm bench incident --quick',
+  );
 } finally {
   await stopAll();
 }

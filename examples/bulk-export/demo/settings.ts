@@ -139,6 +139,8 @@ export function demoGatewayArgs(
     `--secret-key=${upstream.secretKey}`,
     `--db-budget=${s.budget}`,
     `--queue-max=${Math.max(1000, s.concurrency * 2)}`,
+    // Every simulated client shares one address here, as no real fleet of clients would.
+    `--max-connections-per-client=${Math.max(256, s.concurrency + 16)}`,
     '--queue-timeout=60s',
     '--monitor-interval=1s',
     '--admin-listen=off',

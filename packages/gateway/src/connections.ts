@@ -3,7 +3,7 @@
 // keep-alive connections closed early when the cap comes near. A refused connection gets a short
 // 503 and is closed; it is the gateway's own refusal, never counted as an upstream failure.
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 
 /** Figures of the connection guard. */
@@ -54,42 +54,40 @@ function peer(socket: Socket): string {
 /** Guards `server`'s connections; returns a reader of its figures. */
 export function guardConnections(
   server: Server,
-  limits: { readonly max: number; readonly perClient: number },
+  limits: {
+    readonly max: number;
+    readonly perClient: number;
+    /** Addresses the per-address cap does not apply to: trusted proxies, which carry many clients. */
+    readonly exempt?: ((address: string) => boolean) | undefined;
+  },
 ): () => ConnectionFigures {
-  const byClient = new Map<string, Set<Socket>>();
-  /** Connections with a request in progress; the others are idle (keep-alive, or never used). */
-  const busy = new WeakSet<Socket>();
+  const byClient = new Map<string, number>();
   const refused = { total: 0, perClient: 0 };
   let open = 0;
   let lastSweep = 0;
-  const inProgress = (req: IncomingMessage, res: ServerResponse): void => {
-    busy.add(req.socket);
-    res.once('close', () => busy.delete(req.socket));
-  };
-  server.on('request', inProgress).on('checkContinue', inProgress);
   // The guard stands in front of the HTTP server's own connection listener: a refused socket is
   // never parsed, so nothing but the refusal is ever written to it.
   const http = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
     const address = peer(socket);
-    const mine = byClient.get(address) ?? new Set<Socket>();
-    // A client at its cap makes room by losing its idle connections (a pool it left open).
-    if (mine.size >= limits.perClient) {
-      for (const s of mine) if (!busy.has(s)) forget(s) && s.destroy();
-    }
-    const full = open >= limits.max;
-    if (full || mine.size >= limits.perClient) {
-      if (full) refused.total += 1;
+    const mine = byClient.get(address) ?? 0;
+    if (open >= limits.max || (mine >= limits.perClient && !limits.exempt?.(address))) {
+      if (open >= limits.max) refused.total += 1;
       else refused.perClient += 1;
       socket.on('error', () => socket.destroy());
       socket.end(REFUSAL, () => socket.destroy());
       return;
     }
     open += 1;
-    byClient.set(address, mine.add(socket));
+    byClient.set(address, mine + 1);
     for (const listener of http) listener.call(server, socket);
-    socket.once('close', () => forget(socket));
+    socket.once('close', () => {
+      open -= 1;
+      const n = (byClient.get(address) ?? 1) - 1;
+      if (n > 0) byClient.set(address, n);
+      else byClient.delete(address);
+    });
     // Close to the cap: idle keep-alive connections make room (at most once a second).
     const now = performance.now();
     if (open >= limits.max * 0.9 && now - lastSweep > 1_000) {
@@ -97,14 +95,5 @@ export function guardConnections(
       server.closeIdleConnections();
     }
   });
-  /** Stops counting `socket` (once); true if it was counted. */
-  function forget(socket: Socket): boolean {
-    const address = peer(socket);
-    const mine = byClient.get(address);
-    if (!mine?.delete(socket)) return false;
-    open -= 1;
-    if (mine.size === 0) byClient.delete(address);
-    return true;
-  }
   return () => ({ open, max: limits.max, perClientMax: limits.perClient, refused: { ...refused } });
 }

@@ -99,6 +99,17 @@ export function trustedAddresses(addresses: readonly string[]): BlockList {
   return list;
 }
 
+/**
+ * The peers that are trusted proxies (every peer when trusting a number of hops), for the
+ * per-address connection cap: one proxy carries many clients, whose own caps are its business.
+ */
+export function proxyAddresses(trust: TrustProxy): ((address: string) => boolean) | undefined {
+  if (trust === false) return undefined;
+  if ('hops' in trust) return () => true;
+  const list = trustedAddresses(trust.addresses);
+  return (address) => list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
 /** Reads the decision inputs of `req`, or says why it cannot be forwarded. */
 export function inspectRequest(
   req: IncomingMessage,

@@ -11,6 +11,7 @@ import { resolveConfig } from './config/load.js';
 import type { GatewayConfig, GatewayConfigInput } from './config/settings.js';
 import { type ConnectionFigures, defaultMaxConnections, guardConnections } from './connections.js';
 import type { RequestClassifier } from './cvat-profile.js';
+import { proxyAddresses } from './edge.js';
 import { GatewayError } from './errors.js';
 import { createLogger, type GatewayLogger } from './logger.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
@@ -218,6 +219,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     connections = guardConnections(s, {
       max: config.maxConnections ?? defaultMaxConnections(config.upstreamConnections, config.poolMax),
       perClient: config.maxConnectionsPerClient,
+      exempt: proxyAddresses(config.trustProxy),
     });
     server = s;
     const publicAddress = await bind(s, config.listen);

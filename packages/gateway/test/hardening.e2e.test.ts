@@ -448,19 +448,47 @@ describe('connection caps', () => {
     }
   });
 
-  it("close a client's idle connections to make room for its new one", async () => {
+  it('refuses idle connections beyond the cap too (closing them would race a client reusing one)', async () => {
     await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 0, { timeoutMs: 5_000 });
     const idle = await hold(4, false);
     try {
       await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 4, { timeoutMs: 5_000 });
-      const refusedBefore = gw.gateway.status().connections?.refused.perClient;
-      expect(await raw(gw.port, 'GET /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n')).toMatch(
-        /^HTTP\/1\.1 200 /,
-      );
-      expect(idle.every((s) => s.destroyed || s.readableEnded)).toBe(true);
-      expect(gw.gateway.status().connections?.refused.perClient).toBe(refusedBefore);
+      expect(await raw(gw.port, 'GET /x HTTP/1.1\r\nHost: gw\r\n\r\n')).toContain('E_TOO_MANY_CONNECTIONS');
+      expect(idle.every((s) => !s.destroyed)).toBe(true);
     } finally {
       for (const s of idle) s.destroy();
+    }
+  });
+});
+
+describe('connection caps behind a trusted proxy', () => {
+  const gw = gatewayFor({
+    dbBudget: 2,
+    maxConnections: 16,
+    maxConnectionsPerClient: 2,
+    trustProxy: ['127.0.0.1'],
+  });
+
+  it('does not apply the per-address cap to a trusted proxy, which carries many clients', async () => {
+    const held = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const socket = connect(gw.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        await once(socket, 'connect');
+        return socket;
+      }),
+    );
+    try {
+      await waitFor(() => (gw.gateway.status().connections?.open ?? 0) === 4, { timeoutMs: 5_000 });
+      expect(
+        await raw(
+          gw.port,
+          'GET /x HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n',
+        ),
+      ).toMatch(/^HTTP\/1\.1 200 /);
+      expect(gw.gateway.status().connections?.refused.perClient).toBe(0);
+    } finally {
+      for (const s of held) s.destroy();
     }
   });
 });

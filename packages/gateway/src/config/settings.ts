@@ -456,7 +456,7 @@ export const SETTINGS = {
   maxConnectionsPerClient: setting({
     kind: int(1, 1_000_000),
     default: 256,
-    doc: 'most connections from one address at once (its idle ones are closed first, then refused with 503)',
+    doc: 'most connections from one address at once (then refused with 503); trusted proxies (--trust-proxy) are exempt',
     group: 'clients',
   }),
 
