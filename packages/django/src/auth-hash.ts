@@ -1,4 +1,4 @@
-import { checkBoolean, checkChoice, checkObject, checkString, optional } from '@sluice/kit';
+import { checkBoolean, checkChoice, checkString, optional } from '@sluice/kit';
 import { constantTimeEqual, type HmacAlgorithm, saltedHmac } from './salted-hmac.js';
 import { readKeys } from './signing.js';
 
@@ -55,7 +55,6 @@ export function verifySessionAuthHash(
   passwordHash: string,
   options: VerifySessionAuthHashOptions,
 ): boolean {
-  checkObject('options', options);
   const keys = readKeys(options);
   const allowLegacy = optional(options.allowLegacy, false, (v) => checkBoolean('options.allowLegacy', v));
   checkString('passwordHash', passwordHash, true);

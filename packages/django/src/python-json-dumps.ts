@@ -9,27 +9,17 @@
  */
 
 const MAX_DEPTH = 1000;
-const PLAIN_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-const SHORT_ESCAPES: Record<number, string> = {
-  8: '\\b',
-  9: '\\t',
-  10: '\\n',
-  12: '\\f',
-  13: '\\r',
-  34: '\\"',
-  92: '\\\\',
-};
 
-/** A JSON string as Python writes it with `ensure_ascii=True`. */
+/**
+ * A JSON string as Python writes it with `ensure_ascii=True`. `JSON.stringify` already writes the
+ * escapes Python does for `"`, `\\`, control characters and lone surrogates; Python also escapes
+ * everything outside printable ASCII (DEL and above), one UTF-16 code unit at a time.
+ */
 function dumpString(s: string): string {
-  if (PLAIN_STRING.test(s)) return `"${s}"`;
-  let out = '"';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) out += s[i];
-    else out += SHORT_ESCAPES[c] ?? `\\u${c.toString(16).padStart(4, '0')}`;
-  }
-  return `${out}"`;
+  return JSON.stringify(s).replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Python's `float.__repr__` for a finite number, from JavaScript's shortest round-trip digits. */

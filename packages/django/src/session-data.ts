@@ -74,7 +74,6 @@ function decodeSession(
  * session._auth_user_id // '42'
  */
 export function loadSessionData(data: string, options: LoadSessionDataOptions): Record<string, unknown> {
-  checkObject('options', options);
   const keys = readKeys(options);
   return decodeSession(data, readLimits(options), keys, readSalt(options.salt, DEFAULT_SESSION_SALT));
 }
@@ -94,7 +93,6 @@ export function readSessionDataUnverified(
   data: string,
   options?: ReadSessionDataOptions,
 ): Record<string, unknown> {
-  if (options !== undefined) checkObject('options', options);
   return decodeSession(data, readLimits(options), undefined, DEFAULT_SESSION_SALT);
 }
 

@@ -83,8 +83,9 @@ const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]*[AEIMQUYcgkosw048]$/;
 /** Decoding options, checked, with their defaults. @internal */
 export type Limits = ReturnType<typeof readLimits>;
 
-/** @internal */
+/** `options` (when given) checked for the size bounds and `allowLegacy`. @internal */
 export function readLimits(o: ReadSignedOptions | undefined) {
+  if (o !== undefined) checkObject('options', o);
   return {
     maxLength: optional(o?.maxLength, DEFAULT_MAX_LENGTH, (v) => checkInteger('options.maxLength', v, 1)),
     maxDecompressedBytes: optional(o?.maxDecompressedBytes, DEFAULT_MAX_DECOMPRESSED_BYTES, (v) =>
@@ -94,8 +95,9 @@ export function readLimits(o: ReadSignedOptions | undefined) {
   };
 }
 
-/** `[secretKey, ...fallbackKeys]`, checked. @internal */
+/** `[secretKey, ...fallbackKeys]` of `options`, checked. @internal */
 export function readKeys(o: { secretKey?: unknown; fallbackKeys?: unknown }): readonly string[] {
+  checkObject('options', o);
   const secretKey = checkString('options.secretKey', o.secretKey);
   const fallbacks = o.fallbackKeys ?? [];
   if (!Array.isArray(fallbacks)) {
@@ -235,7 +237,6 @@ export function sign(
  * const { value, signedAt } = unsignObject(token, { secretKey, salt: 'my.salt' });
  */
 export function unsignObject(signed: string, options: UnsignObjectOptions): UnsignedObject {
-  checkObject('options', options);
   const keys = readKeys(options);
   return openSigned(signed, readLimits(options), keys, readSalt(options.salt, DEFAULT_SIGNING_SALT));
 }
@@ -250,6 +251,5 @@ export function unsignObject(signed: string, options: UnsignObjectOptions): Unsi
  * readSignedObjectUnverified(trustedValue).value
  */
 export function readSignedObjectUnverified(signed: string, options?: ReadSignedOptions): UnsignedObject {
-  if (options !== undefined) checkObject('options', options);
   return openSigned(signed, readLimits(options), undefined, '');
 }

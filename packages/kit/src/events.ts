@@ -35,11 +35,8 @@ export class TypedEvents<M extends object> {
 
   /** Adds `listener` for `event`; returns the function that removes it (idempotent). */
   on<E extends keyof M>(event: E, listener: Listener<M[E]>): () => void {
-    let set = this.#listeners.get(event);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(event, set);
-    }
+    const set = this.#listeners.get(event) ?? new Set();
+    this.#listeners.set(event, set);
     const entry = listener as Listener<never>;
     set.add(entry);
     return () => {

@@ -1,5 +1,5 @@
 import { TypedEvents } from './events.js';
-import { checkFunction, checkInteger, checkObject, checkString, optional } from './options.js';
+import { checkChoice, checkFunction, checkInteger, checkObject, checkString, optional } from './options.js';
 import { withTimeout } from './timeouts.js';
 
 /**
@@ -84,10 +84,7 @@ export class Health {
     );
     this.#threshold = optional(options.failureThreshold, 1, (v) => checkInteger('failureThreshold', v, 1));
     this.#now = optional(options.now, Date.now, (v) => checkFunction<() => number>('now', v));
-    this.#state = options.initial === 'connecting' ? 'connecting' : 'up';
-    if (options.initial !== undefined && options.initial !== 'connecting' && options.initial !== 'up') {
-      throw new TypeError(`initial should be 'connecting' or 'up', got ${String(options.initial)}`);
-    }
+    this.#state = optional(options.initial, 'up', (v) => checkChoice('initial', v, ['connecting', 'up']));
     if (this.#state === 'connecting' && options.connectTimeoutMs !== undefined) {
       const ms = checkInteger('connectTimeoutMs', options.connectTimeoutMs, 1, 2 ** 31 - 1);
       this.#timer = setTimeout(() => {

@@ -35,12 +35,7 @@ export class LinkedList<T> {
 
   /** Appends `value`; returns its node. */
   push(value: T): ListNode<T> {
-    const node: ListNode<T> = { value, prev: this.#tail, next: undefined, list: this };
-    if (this.#tail) this.#tail.next = node;
-    else this.#head = node;
-    this.#tail = node;
-    this.#size += 1;
-    return node;
+    return this.#append({ value, prev: undefined, next: undefined, list: undefined });
   }
 
   /** Takes the first entry out. */
@@ -69,28 +64,27 @@ export class LinkedList<T> {
   moveToBack(node: ListNode<T>): void {
     if (node.list !== this || node === this.#tail) return;
     this.remove(node);
+    this.#append(node);
+  }
+
+  /** Empties the list and returns its entries in order. */
+  clear(): T[] {
+    const out: T[] = [];
+    for (let node = this.#head; node; node = this.#head) {
+      this.remove(node);
+      out.push(node.value);
+    }
+    return out;
+  }
+
+  #append(node: ListNode<T>): ListNode<T> {
     node.prev = this.#tail;
     node.list = this;
     if (this.#tail) this.#tail.next = node;
     else this.#head = node;
     this.#tail = node;
     this.#size += 1;
-  }
-
-  /** Empties the list and returns its entries in order. */
-  clear(): T[] {
-    const out: T[] = [];
-    for (let node = this.#head; node; ) {
-      const next = node.next;
-      out.push(node.value);
-      node.prev = undefined;
-      node.next = undefined;
-      node.list = undefined;
-      node = next;
-    }
-    this.#head = this.#tail = undefined;
-    this.#size = 0;
-    return out;
+    return node;
   }
 
   *[Symbol.iterator](): IterableIterator<T> {

@@ -56,27 +56,20 @@ export function withTimeout<T>(
     timer.unref?.();
     const onAbort = (): void => stop(parent?.reason);
     parent?.addEventListener('abort', onAbort, { once: true });
-    const done = (): void => {
-      clearTimeout(timer);
-      parent?.removeEventListener('abort', onAbort);
-    };
+    const done =
+      <A>(settle: (a: A) => void) =>
+      (a: A): void => {
+        clearTimeout(timer);
+        parent?.removeEventListener('abort', onAbort);
+        settle(a);
+      };
     let started: Promise<T>;
     try {
       started = work(controller.signal);
     } catch (error) {
-      done();
-      reject(error);
+      done(reject)(error);
       return;
     }
-    started.then(
-      (value) => {
-        done();
-        resolve(value);
-      },
-      (error: unknown) => {
-        done();
-        reject(error);
-      },
-    );
+    started.then(done(resolve), done(reject));
   });
 }

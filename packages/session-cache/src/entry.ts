@@ -25,20 +25,10 @@ export function decodeEntry(raw: string, now: number): CacheEntry | undefined {
   const expiresAt = r.e;
   if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt) || expiresAt <= now) return undefined;
   if (r.v === 1 && isIdentity(r.i)) {
-    const i = r.i;
-    return {
-      valid: true,
-      expiresAt,
-      identity: {
-        userId: i.userId,
-        username: i.username,
-        isActive: i.isActive,
-        isStaff: i.isStaff,
-        isSuperuser: i.isSuperuser,
-        credentialKind: i.credentialKind,
-        expiresAt: i.expiresAt,
-      },
-    };
+    // Copied field by field: whatever else the stored identity carries is dropped.
+    const { userId, username, isActive, isStaff, isSuperuser, credentialKind, expiresAt: end } = r.i;
+    const identity = { userId, username, isActive, isStaff, isSuperuser, credentialKind, expiresAt: end };
+    return { valid: true, expiresAt, identity };
   }
   if (r.v === 0 && typeof r.r === 'string') return { valid: false, reason: r.r, expiresAt };
   return undefined;

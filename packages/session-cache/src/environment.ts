@@ -61,12 +61,7 @@ export function validatorFromEnvironment(env: SessionCacheEnvironment): Validato
     ? compositeValidator({ session: database, token: database, bearer: remote, basic: remote })
     : database;
   const close = (): Promise<void> => pool.close(); // idempotent
-  return {
-    kinds: routed.kinds,
-    validate: (c, o) => routed.validate(c, o),
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  return { ...routed, close, [Symbol.asyncDispose]: close };
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

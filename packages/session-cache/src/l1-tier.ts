@@ -1,20 +1,18 @@
 import { LRUCache } from 'lru-cache';
+import type { ResolvedOptions } from './cache-options.js';
 import type { CacheEntry } from './entry.js';
 
 type Positive = Extract<CacheEntry, { readonly valid: true }>;
 type Negative = Extract<CacheEntry, { readonly valid: false }>;
 
 /** Options of {@link L1Tier}: `max` valid entries, each kept at most `ttlMs`; the same for refused ones. */
-export interface L1TierOptions {
-  readonly max: number;
-  readonly ttlMs: number;
-  readonly negativeMax: number;
+export type L1TierOptions = NonNullable<ResolvedOptions['l1']> & {
   readonly negativeTtlMs: number;
   /** The cache's clock, epoch ms (lru-cache's `perf`). */
   readonly now: () => number;
   /** A valid entry was pushed out for capacity. */
   readonly onEvict: (key: string) => void;
-}
+};
 
 /**
  * The in-process tier: valid and refused credentials in two lru-caches with their own bounds, so a

@@ -8,6 +8,7 @@ import type { CredentialKind } from './identity.js';
 import { kCacheKey, kHandled, type RequestState } from './request-state.js';
 import { createSessionCache } from './session-cache.js';
 import type { LookupResult, SessionCache } from './types.js';
+import { checkCookieName } from './validators/introspection.js';
 
 /** Options of {@link sessionCache}: the middleware's own, plus either `cache` or the cache's options. */
 export interface SessionCacheMiddlewareOptions extends SessionCacheOptions {
@@ -118,10 +119,10 @@ const MALFORMED_OUTCOME = Object.freeze(outcome('none', 'invalid', 'malformed'))
 export function sessionCache(options: SessionCacheMiddlewareOptions = {}): SessionCacheMiddleware {
   checkObject('options', options);
   const env = options.env ?? process.env;
-  const cookieName = options.cookieName ?? env.SLUICE_SESSION_COOKIE ?? 'sessionid';
-  if (typeof cookieName !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(cookieName)) {
-    throw new TypeError(`options.cookieName should be a cookie name token, got ${show(cookieName)}`);
-  }
+  const cookieName = checkCookieName(
+    'options.cookieName',
+    options.cookieName ?? env.SLUICE_SESSION_COOKIE ?? 'sessionid',
+  );
   const maxHeaderBytes = optional(options.maxHeaderBytes, 8_192, (v) =>
     checkInteger('options.maxHeaderBytes', v, 1, 1_048_576),
   );

@@ -1,23 +1,17 @@
 import { Health, isTimeoutError, withTimeout } from '@sluice/kit';
+import type { ResolvedOptions } from './cache-options.js';
 import { L2Error } from './errors.js';
 import { quitClient, type RedisClient } from './redis-client.js';
 
-/** Options of {@link RedisTier}. */
-export interface RedisTierOptions {
+/** Options of {@link RedisTier}: the resolved `l2` options, and the client built from them. */
+export type RedisTierOptions = NonNullable<ResolvedOptions['l2']> & {
   readonly client: RedisClient;
   /** Whether `close()` should quit the client (true when the cache built it). */
   readonly ownsClient: boolean;
-  readonly prefix: string;
-  /** Bound on each command, ms. */
-  readonly timeoutMs: number;
-  /** Consecutive failed commands that mark L2 down. */
-  readonly failureThreshold: number;
-  /** While down, time between PING probes; also how long a first connection may take. */
-  readonly cooldownMs: number;
   readonly now: () => number;
   /** One command failed. */
   readonly onError: (error: L2Error) => void;
-}
+};
 
 const UNLOCK_SCRIPT =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";

@@ -143,17 +143,10 @@ export interface LookupOptions {
  * The tiered session cache: L1 (LRU) -> L2 (Redis) -> single-flight -> validator.
  * Build it with {@link createSessionCache}; mount it with `sessionCache({ cache })`.
  */
-export interface SessionCache {
+export interface SessionCache
+  extends Pick<SessionCacheStats, 'l1Size' | 'pendingValidations' | 'l2State' | 'busState'> {
   /** The validator behind the cache. */
   readonly validator: Validator;
-  /** Gauge: valid entries in L1. */
-  readonly l1Size: number;
-  /** Gauge: credentials being validated now. */
-  readonly pendingValidations: number;
-  /** Gauge: the L2 state. */
-  readonly l2State: L2State;
-  /** Gauge: whether this instance hears other instances' invalidations. */
-  readonly busState: BusState;
   /** True after `close()`. */
   readonly closed: boolean;
   /** The HMAC cache key of a credential (43 characters base64url; safe to log a prefix of). */

@@ -162,14 +162,9 @@ export function djangoDatabaseValidator(options: DjangoDatabaseValidatorOptions)
   };
 }
 
-interface UserRow {
-  id?: unknown;
-  username?: unknown;
-  is_active?: unknown;
-  is_staff?: unknown;
-  is_superuser?: unknown;
-  password?: unknown;
-}
+type UserRow = Partial<
+  Record<'id' | 'username' | 'is_active' | 'is_staff' | 'is_superuser' | 'password', unknown>
+>;
 
 function toValidation(user: UserRow, kind: 'session' | 'token', expiresAt: number | null): Validation {
   const userId = toUserId(user.id);

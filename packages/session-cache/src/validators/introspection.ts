@@ -91,7 +91,9 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   const maxBodyBytes = optional(options.maxBodyBytes, 65_536, (v) =>
     checkInteger('options.maxBodyBytes', v, 1),
   );
-  const cookieName = optional(options.cookieName, 'sessionid', (v) => checkToken('options.cookieName', v));
+  const cookieName = optional(options.cookieName, 'sessionid', (v) =>
+    checkCookieName('options.cookieName', v),
+  );
   const kinds = options.kinds ?? credentialKinds;
   if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => !credentialKinds.includes(k))) {
     throw new TypeError(
@@ -113,7 +115,7 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   );
   if (proto !== undefined) fixed['x-forwarded-proto'] = proto;
   const cookies = Object.entries(options.cookies ?? {}).map(([name, value]) => {
-    checkToken('options.cookies key', name);
+    checkCookieName('options.cookies key', name);
     if (typeof value !== 'string' || !COOKIE_VALUE.test(value)) {
       throw new TypeError(`options.cookies.${name} should be a cookie value, got ${show(value)}`);
     }
@@ -168,7 +170,8 @@ function authorization(c: Exclude<Credential, { kind: 'session' }>): string {
   return `${c.kind === 'token' ? 'Token' : 'Bearer'} ${c.token}`;
 }
 
-function checkToken(name: string, value: unknown): string {
+/** A cookie name (an RFC 9110 token), checked as an option. @internal */
+export function checkCookieName(name: string, value: unknown): string {
   if (typeof value !== 'string' || !TOKEN.test(value)) {
     throw new TypeError(`${name} should be a cookie name token, got ${show(value)}`);
   }
