@@ -12,7 +12,7 @@ import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
 import { type GateDemand, isLimitSource, type LimitSource } from './limit-source.js';
 import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
-import { type ExpiryReason, type Waiter, WaitQueue } from './wait-queue.js';
+import { type Waiter, WaitQueue } from './wait-queue.js';
 
 /** A value for each priority class, or one number for both. */
 export type PerPriority =
@@ -132,6 +132,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   readonly #byKey = new Map<string, number>();
   #holdEwmaMs = 0;
   #closed = false;
+  #dispatching = false;
+  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
   #closing: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
   readonly #releaseBound = (permit: GatePermit, outcome: ReleaseOutcome): void =>
@@ -173,7 +175,11 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     );
     this.gateName = optional(o.name, 'default', (v) => checkString('name', v));
     this.now = optional(o.now, defaultNow, (v) => checkFunction<() => number>('now', v));
-    this.queue = new WaitQueue(timeouts, this.now, (w, reason) => this.#expired(w, reason));
+    this.queue = new WaitQueue(timeouts, this.now, (w, reason) =>
+      w.reject(
+        this.rejection(reason, w.key, w.priority, reason === 'E_ABORTED' ? w.signal?.reason : undefined),
+      ),
+    );
   }
 
   /** Starts following the limit source (subclasses call it once they are ready). */
@@ -252,10 +258,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     const previous = this.#limit;
     if (previous === limit) return;
     this.#limit = limit;
-    const payload = { limit, previous };
-    this.events.emit('limit', payload as M['limit']);
-    if (admissionChannels.limit.hasSubscribers)
-      admissionChannels.limit.publish({ gate: this.gateName, ...payload });
+    this.#emit('limit', { limit, previous });
     this.onCapacity();
   }
 
@@ -287,14 +290,36 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     if (priority === 'bulk') this.#bulkInFlight += 1;
     this.#byKey.set(key, (this.#byKey.get(key) ?? 0) + 1);
     const permit = new GatePermit(key, priority, waitedMs, this.now(), this.#inFlight, this.#releaseBound);
-    if (this.events.has('acquire') || admissionChannels.acquire.hasSubscribers) {
-      const payload = { key, priority, waitedMs, inFlight: this.#inFlight };
-      this.events.emit('acquire', payload as M['acquire']);
-      if (admissionChannels.acquire.hasSubscribers) {
-        admissionChannels.acquire.publish({ gate: this.gateName, ...payload });
-      }
-    }
+    if (this.events.has('acquire') || admissionChannels.acquire.hasSubscribers)
+      this.#emit('acquire', { key, priority, waitedMs, inFlight: this.#inFlight });
     return permit;
+  }
+
+  /**
+   * Grants queued waiters while local accounting allows under `limit()` (0 stops it), one at a
+   * time in fair order: `interactive` first, or `bulk` first below its share when `bulkFirst`.
+   */
+  protected dispatch(limit: () => number, bulkFirst: boolean, granted?: (permit: GatePermit) => void): void {
+    if (this.#dispatching || this.#closed) return;
+    this.#dispatching = true;
+    try {
+      const { interactive, bulk } = this.queue;
+      while (this.queue.size > 0) {
+        const max = limit();
+        if (this.#inFlight >= max) break;
+        const nextBulk = (): Waiter | undefined =>
+          this.#bulkInFlight < this.bulkCap(max) ? bulk.peek(this.#hasRoom) : undefined;
+        const waiter =
+          bulkFirst && this.bulkFirst(max)
+            ? (nextBulk() ?? interactive.peek(this.#hasRoom))
+            : (interactive.peek(this.#hasRoom) ?? nextBulk());
+        if (!waiter) break;
+        const permit = this.grantWaiter(waiter);
+        if (permit) granted?.(permit);
+      }
+    } finally {
+      this.#dispatching = false;
+    }
   }
 
   /**
@@ -342,14 +367,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     cause?: unknown,
   ): AdmissionError {
     const retryAfterSeconds = this.retryAfterSeconds(priority);
-    const error = new AdmissionError(code, messages[code](this.gateName), {
-      cause,
-      retryAfterSeconds,
-    });
-    const payload = { code, key, priority, retryAfterSeconds: error.retryAfterSeconds };
-    this.events.emit('reject', payload as M['reject']);
-    if (admissionChannels.reject.hasSubscribers)
-      admissionChannels.reject.publish({ gate: this.gateName, ...payload });
+    const error = new AdmissionError(code, messages[code](this.gateName), { cause, retryAfterSeconds });
+    this.#emit('reject', { code, key, priority, retryAfterSeconds: error.retryAfterSeconds });
     return error;
   }
 
@@ -367,15 +386,11 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return Math.min(this.#maxRetryAfterSeconds, Math.max(1, Math.ceil((turns * holdMs) / 1000)));
   }
 
-  #expired(waiter: Waiter, reason: ExpiryReason): void {
-    waiter.reject(
-      this.rejection(
-        reason,
-        waiter.key,
-        waiter.priority,
-        reason === 'E_ABORTED' ? waiter.signal?.reason : undefined,
-      ),
-    );
+  /** Emits `event` and publishes it, with the gate's name, on its diagnostics channel. */
+  #emit<E extends keyof GateEvents>(event: E, payload: GateEvents[E]): void {
+    this.events.emit(event, payload as M[E]);
+    const channel = admissionChannels[event];
+    if (channel.hasSubscribers) channel.publish({ gate: this.gateName, ...payload });
   }
 
   #release(permit: GatePermit, outcome: ReleaseOutcome): void {
@@ -393,13 +408,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
         dropped: outcome === 'dropped',
       });
     }
-    if (this.events.has('release') || admissionChannels.release.hasSubscribers) {
-      const payload = { key: permit.key, priority: permit.priority, heldMs, outcome };
-      this.events.emit('release', payload as M['release']);
-      if (admissionChannels.release.hasSubscribers) {
-        admissionChannels.release.publish({ gate: this.gateName, ...payload });
-      }
-    }
+    if (this.events.has('release') || admissionChannels.release.hasSubscribers)
+      this.#emit('release', { key: permit.key, priority: permit.priority, heldMs, outcome });
     this.onReleased(permit);
     if (this.#inFlight === 0 && this.#onDrained) this.#onDrained();
   }

@@ -45,9 +45,10 @@ export interface RedisSemaphoreEvents extends GateEvents {
   recovered: { downMs: number };
 }
 
-interface HeldLease {
+/** A lease in Redis: its id, and the key-lease set it is also in (the leases set when none). */
+interface Lease {
+  readonly id: string;
   readonly keySet: string;
-  readonly bulk: boolean;
 }
 
 interface AcquireResult {
@@ -97,13 +98,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   readonly #health: Health;
   readonly #processId = randomBytes(6).toString('hex');
   #seq = 0;
-  readonly #held = new Map<string, HeldLease>();
-  #pendingReleases: { id: string; keySet: string }[] = [];
+  readonly #held = new Map<string, { readonly keySet: string; readonly bulk: boolean }>();
+  #pendingReleases: Lease[] = [];
   #globalInUse = 0;
   #pumping = false;
   #pumpAgain = false;
-  #dispatching = false;
-  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeAt = Number.POSITIVE_INFINITY;
   readonly #renewTimer: ReturnType<typeof setInterval>;
@@ -213,11 +212,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   /** A permit without waiting; only possible in fallback (Redis needs a round trip), else `undefined`. */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
-    if (this.closed || this.mode !== 'fallback') return undefined;
-    const key = options?.key ?? '';
-    const priority = options?.priority ?? 'interactive';
-    if (!this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
-    return this.#grantWithLease(key, priority, 0);
+    return this.closed ? undefined : this.#tryLocal(options?.key ?? '', options?.priority ?? 'interactive');
   }
 
   /**
@@ -228,11 +223,8 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   async acquire(options?: AcquireOptions): Promise<Permit> {
     const { key, priority } = this.precheck(options);
     const signal = options?.signal;
-    if (this.mode !== 'redis') {
-      if (this.mode === 'fallback' && this.canGrantLocal(key, priority, this.fallbackLimit))
-        return this.#grantWithLease(key, priority, 0);
-      return this.enqueue(key, priority, signal); // while connecting: served once Redis answers
-    }
+    // While connecting, waiters are served once Redis answers.
+    if (this.mode !== 'redis') return this.#tryLocal(key, priority) ?? this.enqueue(key, priority, signal);
     if (this.queue.size === 0 && this.keyHasRoom(key)) {
       const id = this.#nextLeaseId();
       const keySet = this.#keySet(key);
@@ -248,7 +240,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
           this.#remoteRelease([{ id, keySet }]);
           throw this.rejection(this.closed ? 'E_CLOSED' : 'E_ABORTED', key, priority, signal?.reason);
         }
-        return this.#grantWithLease(key, priority, 0, id, keySet);
+        return this.#attach(this.grant(key, priority, 0), id, keySet);
       }
       this.#scheduleWake(result.retryInMs + 1);
     }
@@ -264,10 +256,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       this.#held.delete(id);
       if (lease) {
         if (this.#shutdown) {
-          if (!this.#ownsClient)
-            void releaseScript
-              .run(this.#client, this.#releaseKeys([lease.keySet]), [this.#channel, id])
-              .catch(noop);
+          if (!this.#ownsClient) void this.#releaseRun([{ id, keySet: lease.keySet }]).catch(noop);
         } else if (this.mode === 'redis') {
           this.#globalInUse = Math.max(0, this.#globalInUse - 1);
           this.#remoteRelease([{ id, keySet: lease.keySet }]);
@@ -293,12 +282,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     if (this.mode === 'redis' && this.#pendingReleases.length > 0) {
       const pending = this.#pendingReleases;
       this.#pendingReleases = [];
-      await this.#call(
-        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
-          this.#channel,
-          ...pending.map((p) => p.id),
-        ]),
-      ).catch(noop);
+      await this.#call(this.#releaseRun(pending)).catch(noop);
     }
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
@@ -328,21 +312,23 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     return [this.#leasesKey, this.#bulkKey, ...keySets];
   }
 
-  #grantWithLease(
-    key: string,
-    priority: Priority,
-    waitedMs: number,
-    id?: string,
-    keySet?: string,
-  ): GatePermit {
-    const permit = this.grant(key, priority, waitedMs);
-    this.#attach(permit, id ?? this.#nextLeaseId(), keySet ?? this.#keySet(key));
-    return permit;
+  /** Runs the release script for `leases`, which publishes on the channel when any was held. */
+  #releaseRun(leases: readonly Lease[]): Promise<unknown> {
+    const keys = this.#releaseKeys(leases.map((l) => l.keySet));
+    return releaseScript.run(this.#client, keys, [this.#channel, ...leases.map((l) => l.id)]);
   }
 
-  #attach(permit: GatePermit, id: string, keySet: string): void {
+  /** A permit now from local accounting, in fallback only. */
+  #tryLocal(key: string, priority: Priority): GatePermit | undefined {
+    if (this.mode !== 'fallback' || !this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
+    return this.#attach(this.grant(key, priority, 0));
+  }
+
+  /** Ties `permit` to its lease (a new one by default, registered in Redis by the next renewal). */
+  #attach(permit: GatePermit, id = this.#nextLeaseId(), keySet = this.#keySet(permit.key)): GatePermit {
     permit.leaseId = id;
     this.#held.set(id, { keySet, bulk: permit.priority === 'bulk' });
+    return permit;
   }
 
   /** A Redis call bounded by `commandTimeoutMs` (the call itself runs on: see `#remoteAcquire`). */
@@ -369,7 +355,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       // Granted after we gave up on it: give it back at once.
       run.then((late) => {
         if (Array.isArray(late) && late[0] === 1) {
-          void releaseScript.run(this.#client, this.#releaseKeys([keySet]), [this.#channel, id]).catch(noop);
+          void this.#releaseRun([{ id, keySet }]).catch(noop);
         }
       }, noop);
       throw error;
@@ -381,19 +367,14 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     return { status: status as AcquireResult['status'], count, retryInMs };
   }
 
-  #remoteRelease(leases: { id: string; keySet: string }[]): void {
-    this.#call(
-      releaseScript.run(this.#client, this.#releaseKeys(leases.map((l) => l.keySet)), [
-        this.#channel,
-        ...leases.map((l) => l.id),
-      ]),
-    ).catch((error: unknown) => {
+  #remoteRelease(leases: Lease[]): void {
+    this.#call(this.#releaseRun(leases)).catch((error: unknown) => {
       this.#pushPending(leases);
       this.#health.failure(error);
     });
   }
 
-  #pushPending(leases: { id: string; keySet: string }[]): void {
+  #pushPending(leases: Lease[]): void {
     this.#pendingReleases.push(...leases);
     const excess = this.#pendingReleases.length - MAX_PENDING_RELEASES;
     // Forgotten releases only delay others until those leases expire.
@@ -425,13 +406,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
           });
           const results = await Promise.allSettled(attempts.map((a) => a.result));
           let full = false;
-          let failure: unknown;
-          let failed = false;
+          let failed: PromiseRejectedResult | undefined;
           for (const [i, settled] of results.entries()) {
             const { waiter, id, keySet } = attempts[i] as (typeof attempts)[number];
             if (settled.status === 'rejected') {
-              failed = true;
-              failure = settled.reason;
+              failed = settled;
               continue;
             }
             const r = settled.value;
@@ -447,7 +426,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
             else blockedKeys.add(waiter.key);
           }
           if (failed) {
-            this.#health.failure(failure);
+            this.#health.failure(failed.reason);
             break;
           }
           if (full) break;
@@ -497,24 +476,13 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#wakeTimer.unref();
   }
 
-  /** Fallback: grant local waiters against `fallbackLimit`. */
+  /** Fallback: grant local waiters against `fallbackLimit`, interactive first. */
   #dispatchLocal(): void {
-    if (this.#dispatching || this.closed) return;
-    this.#dispatching = true;
-    try {
-      const hasRoom = this.#hasRoom;
-      while (this.queue.size > 0 && this.mode === 'fallback') {
-        const limit = this.fallbackLimit;
-        if (this.inFlight >= limit) break;
-        let waiter = this.queue.interactive.peek(hasRoom);
-        if (!waiter && this.bulkInFlight < this.bulkCap(limit)) waiter = this.queue.bulk.peek(hasRoom);
-        if (!waiter) break;
-        const permit = this.grantWaiter(waiter);
-        if (permit) this.#attach(permit, this.#nextLeaseId(), this.#keySet(permit.key));
-      }
-    } finally {
-      this.#dispatching = false;
-    }
+    this.dispatch(
+      () => (this.mode === 'fallback' ? this.fallbackLimit : 0),
+      false,
+      (p) => this.#attach(p),
+    );
   }
 
   #emitRedis<E extends 'fallback' | 'recovered'>(event: E, payload: RedisSemaphoreEvents[E]): void {
@@ -529,12 +497,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     await this.#call(this.#client.ping());
     if (this.#pendingReleases.length > 0) {
       const pending = this.#pendingReleases;
-      await this.#call(
-        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
-          this.#channel,
-          ...pending.map((p) => p.id),
-        ]),
-      );
+      await this.#call(this.#releaseRun(pending));
       this.#pendingReleases = this.#pendingReleases.slice(pending.length);
     }
     await this.#renewAll();
