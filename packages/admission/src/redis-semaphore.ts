@@ -51,9 +51,9 @@ interface Lease {
   readonly keySet: string;
 }
 
+/** What the acquire script answered (see `acquireScript`). */
 interface AcquireResult {
   readonly status: 0 | 1 | 2 | 3;
-  readonly count: number;
   readonly retryInMs: number;
 }
 
@@ -175,7 +175,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     );
 
     this.#subscribe();
-    this.#renewTimer = setInterval(() => void this.#renew(), renewIntervalMs);
+    this.#renewTimer = setInterval(() => this.#renew(), renewIntervalMs);
     this.#renewTimer.unref();
     this.followSource();
   }
@@ -251,19 +251,16 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   protected override onReleased(permit: GatePermit): void {
     const id = permit.leaseId;
-    if (id !== undefined) {
-      const lease = this.#held.get(id);
+    const lease = id === undefined ? undefined : this.#held.get(id);
+    if (id !== undefined && lease) {
       this.#held.delete(id);
-      if (lease) {
-        if (this.#shutdown) {
-          if (!this.#ownsClient) void this.#releaseRun([{ id, keySet: lease.keySet }]).catch(noop);
-        } else if (this.mode === 'redis') {
-          this.#globalInUse = Math.max(0, this.#globalInUse - 1);
-          this.#remoteRelease([{ id, keySet: lease.keySet }]);
-        } else {
-          this.#pushPending([{ id, keySet: lease.keySet }]);
-        }
-      }
+      const released = [{ id, keySet: lease.keySet }];
+      if (this.#shutdown) {
+        if (!this.#ownsClient) void this.#releaseRun(released).catch(noop);
+      } else if (this.mode === 'redis') {
+        this.#globalInUse = Math.max(0, this.#globalInUse - 1);
+        this.#remoteRelease(released);
+      } else this.#pushPending(released);
     }
     this.#admitMore();
   }
@@ -354,9 +351,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     const raw = await this.#call(run).catch((error: unknown) => {
       // Granted after we gave up on it: give it back at once.
       run.then((late) => {
-        if (Array.isArray(late) && late[0] === 1) {
-          void this.#releaseRun([{ id, keySet }]).catch(noop);
-        }
+        if (Array.isArray(late) && late[0] === 1) void this.#releaseRun([{ id, keySet }]).catch(noop);
       }, noop);
       throw error;
     });
@@ -364,7 +359,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       throw new Error(`unexpected reply from the acquire script: ${show(raw)}`);
     const [status, count, retryInMs] = raw as [number, number, number];
     this.#globalInUse = count;
-    return { status: status as AcquireResult['status'], count, retryInMs };
+    return { status: status as AcquireResult['status'], retryInMs };
   }
 
   #remoteRelease(leases: Lease[]): void {
@@ -425,11 +420,8 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
             else if (r.status === 2) bulkBlocked = true;
             else blockedKeys.add(waiter.key);
           }
-          if (failed) {
-            this.#health.failure(failed.reason);
-            break;
-          }
-          if (full) break;
+          if (failed) this.#health.failure(failed.reason);
+          if (failed || full) break;
         }
       } while (this.#pumpAgain && !this.closed && this.mode === 'redis');
     } finally {
@@ -487,9 +479,8 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   #emitRedis<E extends 'fallback' | 'recovered'>(event: E, payload: RedisSemaphoreEvents[E]): void {
     this.events.emit(event, payload);
-    if (admissionChannels.redis.hasSubscribers) {
+    if (admissionChannels.redis.hasSubscribers)
       admissionChannels.redis.publish({ gate: this.gateName, event, ...payload });
-    }
   }
 
   /** The probe while Redis is down: it answers, owed releases are sent, held leases registered. */
@@ -503,13 +494,9 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     await this.#renewAll();
   }
 
-  async #renew(): Promise<void> {
-    if (this.mode !== 'redis' || this.#held.size === 0 || this.#shutdown) return;
-    try {
-      await this.#renewAll();
-    } catch (error) {
-      this.#health.failure(error);
-    }
+  #renew(): void {
+    if (this.mode === 'redis' && this.#held.size > 0 && !this.#shutdown)
+      this.#renewAll().catch((error: unknown) => this.#health.failure(error));
   }
 
   async #renewAll(): Promise<void> {
