@@ -7,6 +7,7 @@ import {
   checkString,
   optional,
   TypedEvents,
+  withTimeout,
 } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
@@ -432,14 +433,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     for (const w of this.queue.drain()) w.reject(this.rejection('E_CLOSED', w.key, w.priority));
     this.#closing = (async () => {
       if (this.#inFlight > 0 && this.#drainTimeoutMs > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.#drainTimeoutMs);
-          timer.unref();
-          this.#onDrained = () => {
-            clearTimeout(timer);
-            resolve();
-          };
+        const drained = new Promise<void>((resolve) => {
+          this.#onDrained = resolve;
         });
+        await withTimeout(() => drained, this.#drainTimeoutMs).catch(() => undefined);
       }
       this.#onDrained = undefined;
       await this.onClosed();
