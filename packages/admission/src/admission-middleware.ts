@@ -18,7 +18,7 @@ import { type AdmissionError, type AdmissionErrorCode, isAdmissionError } from '
 import type { GateOptions } from './gate-core.js';
 import type { LimitSource } from './limit-source.js';
 import { Semaphore } from './semaphore.js';
-import type { AdmissionGate, Permit, Priority, ReleaseOutcome } from './types.js';
+import type { AdmissionGate, Permit, Priority } from './types.js';
 
 /** The request shape `admission()` reads (Express's `Request` fits). */
 export type AdmissionRequest = IncomingMessage & { ip?: string | undefined };
@@ -138,6 +138,8 @@ interface Slot {
   released: boolean;
 }
 
+type Next = (error?: unknown) => void;
+
 /** Whether the client has left: the response closed, or its connection ended or was destroyed. */
 function clientGone(res: ServerResponse): boolean {
   return res.closed || res.destroyed || res.socket?.destroyed === true || res.socket?.readableEnded === true;
@@ -250,7 +252,12 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   type Marked = AdmissionRequest & { [kAdmitted]?: true };
   type Tracked = ServerResponse & { [kSlot]?: Slot };
 
-  const reject = (res: ServerResponse, error: AdmissionError, key: string, priority: Priority): void => {
+  /** Answers an admission refusal (and reports it); any other error goes to `next`. */
+  const reject = (res: ServerResponse, next: Next, error: unknown, key: string, priority: Priority): void => {
+    if (!isAdmissionError(error)) {
+      next(error);
+      return;
+    }
     const { code, status, retryAfterSeconds } = error;
     events.emit('reject', { code, status, key, priority, retryAfterSeconds, res }); // rare: no has() check
     if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
@@ -269,14 +276,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     if (slot.released) return;
     slot.released = true;
     const failure = slot.failure;
-    let outcome: ReleaseOutcome = 'ignore';
-    if (failure) outcome = 'dropped';
-    else if (
-      slot.status !== undefined &&
-      (samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive'))
-    )
-      outcome = 'ok';
-    slot.permit.release(outcome);
+    const sampled = samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive');
+    slot.permit.release(failure ? 'dropped' : slot.status !== undefined && sampled ? 'ok' : 'ignore');
     if (events.has('complete')) {
       events.emit('complete', {
         key: slot.key,
@@ -305,7 +306,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
 
   const admitted = (
     res: ServerResponse,
-    next: (error?: unknown) => void,
+    next: Next,
     permit: Permit,
     key: string,
     priority: Priority,
@@ -316,8 +317,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
         call = breaker.begin();
       } catch (error) {
         permit.release('ignore');
-        if (isAdmissionError(error)) reject(res, error, key, priority);
-        else next(error);
+        reject(res, next, error, key, priority);
         return;
       }
     }
@@ -339,11 +339,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     next();
   };
 
-  const handler = function admission(
-    req: AdmissionRequest,
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-  ): void {
+  const handler = function admission(req: AdmissionRequest, res: ServerResponse, next: Next): void {
     const marked = req as Marked;
     if (marked[kAdmitted]) {
       next();
@@ -365,8 +361,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
         try {
           b.begin(); // throws the refusal
         } catch (error) {
-          if (isAdmissionError(error)) reject(res, error, key, priority);
-          else next(error);
+          reject(res, next, error, key, priority);
         }
       };
       if (openWaitMs[priority] === 0) {
@@ -394,12 +389,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     acquire(res, next, key, priority);
   };
 
-  const acquire = (
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-    key: string,
-    priority: Priority,
-  ): void => {
+  const acquire = (res: ServerResponse, next: Next, key: string, priority: Priority): void => {
     if (clientGone(res)) return; // nothing to admit
     const permit = gate.tryAcquire({ key, priority });
     if (permit) {
@@ -422,8 +412,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       },
       (error: unknown) => {
         res.off('close', onClose);
-        if (isAdmissionError(error)) reject(res, error, key, priority);
-        else next(error);
+        reject(res, next, error, key, priority);
       },
     );
   };
