@@ -167,16 +167,10 @@ export class CircuitBreaker {
       o.timeoutMs === false
         ? false
         : optional(o.timeoutMs, false, (v) => checkInteger('timeoutMs', v, 1, 2 ** 31 - 1));
-    this.#isFailure = optional(
-      o.isFailure,
-      () => true,
-      (v) => checkFunction<(e: unknown) => boolean>('isFailure', v),
+    this.#isFailure = optional(o.isFailure, always, (v) =>
+      checkFunction<(e: unknown) => boolean>('isFailure', v),
     );
-    this.#now = optional(
-      o.now,
-      () => performance.now(),
-      (v) => checkFunction<() => number>('now', v),
-    );
+    this.#now = optional(o.now, monotonic, (v) => checkFunction<() => number>('now', v));
   }
 
   /** The circuit's name. */
@@ -215,16 +209,11 @@ export class CircuitBreaker {
   /** Counts over the rolling window. */
   stats(): CircuitStats {
     const oldest = this.#bucketIndex() - this.#buckets.length;
-    const sum = emptyBucket();
+    const sum: CircuitStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0 };
     for (const b of this.#buckets) {
-      if (b.at <= oldest) continue;
-      sum.successes += b.successes;
-      sum.failures += b.failures;
-      sum.timeouts += b.timeouts;
-      sum.rejects += b.rejects;
+      if (b.at > oldest) for (const k of counters) sum[k] += b[k];
     }
-    const { at: _, ...stats } = sum;
-    return stats;
+    return sum;
   }
 
   /**
@@ -381,6 +370,10 @@ export class CircuitBreaker {
     return bucket;
   }
 }
+
+const counters = ['successes', 'failures', 'timeouts', 'rejects'] as const;
+const always = (): boolean => true;
+const monotonic = (): number => performance.now();
 
 function emptyBucket(): Bucket {
   return { at: Number.NEGATIVE_INFINITY, successes: 0, failures: 0, timeouts: 0, rejects: 0 };
