@@ -90,8 +90,9 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   const events = new TypedEvents<{ change: number }>();
   let raw: number | undefined;
   let heldByOthers: number | undefined;
-  let smoothed: number;
-  let current: number;
+  let sampled = false;
+  let smoothed = optional(options.initial, floor, (v) => clamp(checkInteger('initial', v, 0)));
+  let current = Math.round(smoothed);
 
   const budgetOf = (s: ConnectionSampleLike): { raw: number; others: number } => {
     let ours = 0;
@@ -99,21 +100,6 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     const others = Math.max(0, s.total - ours);
     return { raw: s.maxConnections - s.reservedConnections - reserve - others, others };
   };
-
-  const last = monitor.lastSample;
-  let sampled = false;
-  if (options.initial !== undefined) {
-    smoothed = clamp(checkInteger('initial', options.initial, 0));
-  } else if (last) {
-    const b = budgetOf(last);
-    raw = b.raw;
-    heldByOthers = b.others;
-    smoothed = clamp(b.raw);
-    sampled = true;
-  } else {
-    smoothed = floor;
-  }
-  current = Math.round(smoothed);
 
   const onSample = (s: ConnectionSampleLike): void => {
     const b = budgetOf(s);
@@ -128,6 +114,8 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     current = next;
     events.emit('change', next);
   };
+  // Without an `initial`, the monitor's last sample is the first (nobody listens yet).
+  if (options.initial === undefined && monitor.lastSample) onSample(monitor.lastSample);
   let unsubscribe: (() => void) | undefined = monitor.on('sample', onSample);
 
   return {
