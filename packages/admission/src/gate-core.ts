@@ -355,9 +355,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     if (signal?.aborted) return Promise.reject(this.rejection('E_ABORTED', key, priority, signal.reason));
     if (this.queue.lane(priority).size >= this.maxQueue[priority])
       return Promise.reject(this.rejection('E_QUEUE_FULL', key, priority));
-    return new Promise<Permit>((resolve, reject) => {
-      this.queue.add(key, priority, signal, resolve, reject, !this.#byKey.has(key));
-    });
+    return this.queue.add(key, priority, signal, !this.#byKey.has(key));
   }
 
   /** Builds (and reports) a rejection. */
