@@ -41,15 +41,13 @@ export interface AdmissionOptions extends Omit<GateOptions, 'limit'> {
   queueWaitHeader?: string | false | undefined;
   /**
    * Which requests feed latency samples to a closed-loop limit: long downloads (bulk) say little
-   * about the database, so by default only interactive ones do.
-   * @default 'interactive'
+   * about the database, so by default only interactive ones do. @default 'interactive'
    */
   latencySamples?: 'all' | 'interactive' | 'none' | undefined;
   /**
    * Status of a request shed by the queue (`E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`): 503, or 429,
    * which more clients retry (browsers' retry libraries honour `Retry-After` on 429). A circuit
-   * open or a closed gate stay 503.
-   * @default 503
+   * open or a closed gate stay 503. @default 503
    */
   shedStatus?: 429 | 503 | undefined;
   /**

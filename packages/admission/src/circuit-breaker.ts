@@ -31,8 +31,7 @@ export interface CircuitBreakerOptions {
   resetTimeoutMs?: number | undefined;
   /**
    * A call without a verdict after this many ms fails (a hang; for HTTP, no response head yet).
-   * Set it from the upstream's headers timeout. `false` = never.
-   * @default false
+   * Set it from the upstream's headers timeout. `false` = never. @default false
    */
   timeoutMs?: number | false | undefined;
   /** For {@link CircuitBreaker.run}: which thrown errors count as failures. @default every error */

@@ -35,8 +35,7 @@ export interface DatabaseBudgetOptions {
   ceiling?: number | undefined;
   /**
    * Weight of a new sample when the budget grows, in (0, 1]: growth is smoothed, shrinking is
-   * applied at once so the gate never admits more than the server can take.
-   * @default 0.3
+   * applied at once so the gate never admits more than the server can take. @default 0.3
    */
   smoothing?: number | undefined;
   /** Limit before the first sample (which then replaces it). @default the monitor's last sample, else `floor` */

@@ -26,14 +26,12 @@ export interface GateOptions {
   limit: number | LimitSource;
   /**
    * Most waiters queued per priority class; beyond it acquire fails with `E_QUEUE_FULL`. 0 = never
-   * queue. Bulk waiters never take the interactive class's places.
-   * @default 1000 per class
+   * queue. Bulk waiters never take the interactive class's places. @default 1000 per class
    */
   maxQueue?: PerPriority | undefined;
   /**
    * Longest wait in the queue before `E_QUEUE_TIMEOUT`, per priority class: bulk work (exports,
-   * scripts that do not retry) waits minutes rather than fail.
-   * @default { interactive: 10000, bulk: 300000 }
+   * scripts that do not retry) waits minutes rather than fail. @default { interactive: 10000, bulk: 300000 }
    */
   queueTimeoutMs?: PerPriority | undefined;
   /** Most permits one key may hold at once (its other requests wait their turn). @default unlimited */

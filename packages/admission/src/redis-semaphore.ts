@@ -27,8 +27,7 @@ export interface RedisSemaphoreOptions extends GateOptions {
   commandTimeoutMs?: number | undefined;
   /**
    * At start, how long Redis may take to answer a first time. Meanwhile (`mode` `'connecting'`)
-   * acquires wait in the queue, bounded by their queue timeout; after it, the gate falls back.
-   * @default 10000
+   * acquires wait in the queue, bounded by their queue timeout; after it, the gate falls back. @default 10000
    */
   connectTimeoutMs?: number | undefined;
   /** Share of the limit this process may use alone while Redis is unreachable, in (0, 1]. @default 0.25 */

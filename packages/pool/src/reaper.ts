@@ -42,8 +42,7 @@ export interface ReapOptions {
   /**
    * How many idle connections of the application to leave alone, asked before every run: the most
    * recently active ones are kept, whatever their idle time. The gateway passes its requests in
-   * flight, so a connection serving one between two statements is never the one reaped.
-   * @default () => 0
+   * flight, so a connection serving one between two statements is never the one reaped. @default () => 0
    */
   keep?: (() => number) | undefined;
   /** Report what would be terminated, terminate nothing. @default false */
@@ -53,8 +52,7 @@ export interface ReapOptions {
   /**
    * What to do when matching connections could not be seen or signalled for lack of privilege:
    * `'throw'` a {@link ReapPrivilegeError} (after reaping what it could), or only `'report'` them
-   * in `result.denied`.
-   * @default 'throw'
+   * in `result.denied`. @default 'throw'
    */
   onDenied?: 'throw' | 'report' | undefined;
 }
