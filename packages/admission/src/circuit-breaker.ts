@@ -152,16 +152,14 @@ export class CircuitBreaker {
     this.#threshold = optional(o.errorThresholdPercentage, 50, (v) =>
       checkNumber('errorThresholdPercentage', v, 0, 100, true),
     );
-    this.#volume = optional(o.volumeThreshold, 10, (v) => checkInteger('volumeThreshold', v, 0));
-    const windowMs = optional(o.rollingWindowMs, 10_000, (v) => checkInteger('rollingWindowMs', v, 10));
-    const buckets = optional(o.rollingBuckets, 10, (v) =>
-      checkInteger('rollingBuckets', v, 1, Math.floor(windowMs / 10)),
-    );
+    const int = (name: keyof CircuitBreakerOptions, fallback: number, min: number, max?: number): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
+    this.#volume = int('volumeThreshold', 10, 0);
+    const windowMs = int('rollingWindowMs', 10_000, 10);
+    const buckets = int('rollingBuckets', 10, 1, Math.floor(windowMs / 10));
     this.#bucketMs = windowMs / buckets;
     this.#buckets = Array.from({ length: buckets }, () => emptyBucket());
-    this.#resetTimeoutMs = optional(o.resetTimeoutMs, 10_000, (v) =>
-      checkInteger('resetTimeoutMs', v, 1, 2 ** 31 - 1),
-    );
+    this.#resetTimeoutMs = int('resetTimeoutMs', 10_000, 1, 2 ** 31 - 1);
     this.#timeoutMs =
       o.timeoutMs === false
         ? false

@@ -141,13 +141,12 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   constructor(options: GateOptions) {
     checkObject('options', options);
     const o = options;
-    if (isLimitSource(o.limit)) {
-      this.#source = o.limit;
-      this.#limit = checkInteger('limit.current', o.limit.current, 0);
-    } else {
-      this.#source = undefined;
-      this.#limit = checkInteger('limit', o.limit, 0);
-    }
+    this.#source = isLimitSource(o.limit) ? o.limit : undefined;
+    this.#limit = this.#source
+      ? checkInteger('limit.current', this.#source.current, 0)
+      : checkInteger('limit', o.limit, 0);
+    const int = (name: keyof GateOptions, fallback: number, min: number, max?: number): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
     this.maxQueue = perPriority('maxQueue', o.maxQueue, { interactive: 1000, bulk: 1000 }, (n, v) =>
       checkInteger(n, v, 0),
     );
@@ -157,21 +156,15 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
       { interactive: 10_000, bulk: 300_000 },
       (n, v) => checkInteger(n, v, 1, MAX_TIMER_MS),
     );
-    this.perKeyLimit = optional(o.perKeyLimit, Number.POSITIVE_INFINITY, (v) =>
-      checkInteger('perKeyLimit', v, 1),
-    );
+    this.perKeyLimit = int('perKeyLimit', Number.POSITIVE_INFINITY, 1);
     this.interactiveReserve = optional(o.interactiveReserve, 0.2, (v) =>
       checkNumber('interactiveReserve', v, 0, 0.99),
     );
     this.bulkShare = optional(o.bulkShare, Math.min(0.25, 1 - this.interactiveReserve), (v) =>
       checkNumber('bulkShare', v, 0, 1 - this.interactiveReserve),
     );
-    this.#drainTimeoutMs = optional(o.drainTimeoutMs, 10_000, (v) =>
-      checkInteger('drainTimeoutMs', v, 0, MAX_TIMER_MS),
-    );
-    this.#maxRetryAfterSeconds = optional(o.maxRetryAfterSeconds, 30, (v) =>
-      checkInteger('maxRetryAfterSeconds', v, 1),
-    );
+    this.#drainTimeoutMs = int('drainTimeoutMs', 10_000, 0, MAX_TIMER_MS);
+    this.#maxRetryAfterSeconds = int('maxRetryAfterSeconds', 30, 1);
     this.gateName = optional(o.name, 'default', (v) => checkString('name', v));
     this.now = optional(o.now, defaultNow, (v) => checkFunction<() => number>('now', v));
     this.queue = new WaitQueue(timeouts, this.now, (w, reason) =>
