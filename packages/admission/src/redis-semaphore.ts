@@ -114,21 +114,16 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
       throw new TypeError(`prefix should be a string without '{' or '}', got ${show(prefix)}`);
     }
-    const ms = (name: string, value: unknown, fallback: number, min: number, max = 60_000): number =>
-      optional(value, fallback, (v) => checkInteger(name, v, min, max));
-    this.#leaseMs = ms('leaseMs', o.leaseMs, 30_000, 100, 2 ** 31 - 1);
-    const renewIntervalMs = ms(
-      'renewIntervalMs',
-      o.renewIntervalMs,
-      Math.max(50, Math.floor(this.#leaseMs / 3)),
-      10,
-      this.#leaseMs - 1,
-    );
-    this.#pollIntervalMs = ms('pollIntervalMs', o.pollIntervalMs, 250, 10);
-    this.#commandTimeoutMs = ms('commandTimeoutMs', o.commandTimeoutMs, 1000, 10);
-    const connectTimeoutMs = ms('connectTimeoutMs', o.connectTimeoutMs, 10_000, 10, 2 ** 31 - 1);
+    const ms = (name: keyof RedisSemaphoreOptions, fallback: number, min: number, max = 60_000): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
+    const leaseMs = ms('leaseMs', 30_000, 100, 2 ** 31 - 1);
+    this.#leaseMs = leaseMs;
+    const renewIntervalMs = ms('renewIntervalMs', Math.max(50, Math.floor(leaseMs / 3)), 10, leaseMs - 1);
+    this.#pollIntervalMs = ms('pollIntervalMs', 250, 10);
+    this.#commandTimeoutMs = ms('commandTimeoutMs', 1000, 10);
+    const connectTimeoutMs = ms('connectTimeoutMs', 10_000, 10, 2 ** 31 - 1);
     this.#fallbackShare = optional(o.fallbackShare, 0.25, (v) => checkNumber('fallbackShare', v, 0, 1, true));
-    const recoveryIntervalMs = ms('recoveryIntervalMs', o.recoveryIntervalMs, 1000, 10);
+    const recoveryIntervalMs = ms('recoveryIntervalMs', 1000, 10);
 
     if (typeof o.redis === 'string') {
       const client = new Redis(o.redis, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
