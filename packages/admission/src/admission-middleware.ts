@@ -15,7 +15,7 @@ import {
   type CircuitState,
 } from './circuit-breaker.js';
 import { type AdmissionError, type AdmissionErrorCode, isAdmissionError } from './errors.js';
-import type { GateOptions } from './gate-core.js';
+import { type GateOptions, perPriority } from './gate-core.js';
 import type { LimitSource } from './limit-source.js';
 import { Semaphore } from './semaphore.js';
 import type { AdmissionGate, Permit, Priority } from './types.js';
@@ -145,6 +145,7 @@ function clientGone(res: ServerResponse): boolean {
 
 const defaultKey = (req: AdmissionRequest): string => req.ip ?? req.socket?.remoteAddress ?? '';
 const defaultIsFailure = (status: number): boolean => status >= 500;
+const noWait = { interactive: 0, bulk: 0 } as const;
 
 function sendRejection(res: ServerResponse, error: AdmissionError, shedStatus: number): void {
   if (res.headersSent || res.destroyed || res.closed) return;
@@ -229,13 +230,10 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     throw new TypeError(`queueWaitHeader should be a header name or false, got ${show(waitHeader)}`);
   }
   const openWait = options.openCircuitWaitMs ?? {};
-  checkObject('openCircuitWaitMs', openWait);
-  const openWaitMs: Record<Priority, number> = {
-    interactive: optional(openWait.interactive, 0, (v) =>
-      checkInteger('openCircuitWaitMs.interactive', v, 0, 2 ** 31 - 1),
-    ),
-    bulk: optional(openWait.bulk, 0, (v) => checkInteger('openCircuitWaitMs.bulk', v, 0, 2 ** 31 - 1)),
-  };
+  checkObject('openCircuitWaitMs', openWait); // an object only: no one number for both classes
+  const openWaitMs = perPriority('openCircuitWaitMs', openWait, noWait, (n, v) =>
+    checkInteger(n, v, 0, 2 ** 31 - 1),
+  );
   const shedStatus = optional(options.shedStatus, 503, (v) => {
     if (v !== 429 && v !== 503) throw new TypeError(`shedStatus should be 429 or 503, got ${show(v)}`);
     return v;

@@ -62,7 +62,8 @@ export interface GateOptions {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const priorities: readonly Priority[] = ['interactive', 'bulk'];
 
-function perPriority(
+/** @internal Reads a {@link PerPriority} option, checking each value with `check`. */
+export function perPriority(
   name: string,
   value: unknown,
   defaults: Readonly<Record<Priority, number>>,
