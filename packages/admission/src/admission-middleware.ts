@@ -259,8 +259,9 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
   };
 
-  const head = (res: ServerResponse, slot: Slot, status: number): void => {
-    if (slot.status !== undefined) return;
+  // Both take the slot of a response this middleware may not have admitted (then they do nothing).
+  const head = (res: ServerResponse, slot: Slot | undefined, status: number): void => {
+    if (!slot || slot.status !== undefined) return;
     slot.status = status;
     slot.failure = isFailure(status, res);
     if (!slot.call) return;
@@ -268,8 +269,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     else slot.call.success();
   };
 
-  const releaseSlot = (res: ServerResponse, slot: Slot, aborted: boolean): void => {
-    if (slot.released) return;
+  const releaseSlot = (res: ServerResponse, slot: Slot | undefined, aborted: boolean): void => {
+    if (!slot || slot.released) return;
     slot.released = true;
     const failure = slot.failure;
     const sampled = samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive');
@@ -430,18 +431,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     available: { get: () => gate.available, enumerable: true },
     limit: { get: () => gate.limit, enumerable: true },
     breakerState: { get: () => breaker?.state, enumerable: true },
-    reportHead: {
-      value: (res: ServerResponse, statusCode: number): void => {
-        const slot = (res as Tracked)[kSlot];
-        if (slot) head(res, slot, statusCode);
-      },
-    },
-    release: {
-      value: (res: ServerResponse): void => {
-        const slot = (res as Tracked)[kSlot];
-        if (slot) releaseSlot(res, slot, false);
-      },
-    },
+    reportHead: { value: (res: Tracked, statusCode: number) => head(res, res[kSlot], statusCode) },
+    release: { value: (res: Tracked) => releaseSlot(res, res[kSlot], false) },
     on: {
       value: <E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void) =>
         events.on(event, listener),
