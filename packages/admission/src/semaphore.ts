@@ -32,8 +32,7 @@ export class Semaphore extends GateCore implements AdmissionGate {
     const key = options?.key ?? '';
     const priority = options?.priority ?? 'interactive';
     // After every dispatch no queued waiter can be granted, so a newcomer that fits jumps no one.
-    if (this.canGrantLocal(key, priority, this.limit)) return this.grant(key, priority, 0);
-    return undefined;
+    return this.canGrantLocal(key, priority, this.limit) ? this.grant(key, priority, 0) : undefined;
   }
 
   /**
