@@ -15,10 +15,10 @@ import {
   type CircuitState,
 } from './circuit-breaker.js';
 import { type AdmissionError, type AdmissionErrorCode, isAdmissionError } from './errors.js';
-import type { GateOptions } from './gate-core.js';
+import { type GateOptions, perPriority } from './gate-core.js';
 import type { LimitSource } from './limit-source.js';
 import { Semaphore } from './semaphore.js';
-import type { AdmissionGate, Permit, Priority, ReleaseOutcome } from './types.js';
+import type { AdmissionGate, Permit, Priority } from './types.js';
 
 /** The request shape `admission()` reads (Express's `Request` fits). */
 export type AdmissionRequest = IncomingMessage & { ip?: string | undefined };
@@ -41,15 +41,13 @@ export interface AdmissionOptions extends Omit<GateOptions, 'limit'> {
   queueWaitHeader?: string | false | undefined;
   /**
    * Which requests feed latency samples to a closed-loop limit: long downloads (bulk) say little
-   * about the database, so by default only interactive ones do.
-   * @default 'interactive'
+   * about the database, so by default only interactive ones do. @default 'interactive'
    */
   latencySamples?: 'all' | 'interactive' | 'none' | undefined;
   /**
    * Status of a request shed by the queue (`E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`): 503, or 429,
    * which more clients retry (browsers' retry libraries honour `Retry-After` on 429). A circuit
-   * open or a closed gate stay 503.
-   * @default 503
+   * open or a closed gate stay 503. @default 503
    */
   shedStatus?: 429 | 503 | undefined;
   /**
@@ -138,6 +136,8 @@ interface Slot {
   released: boolean;
 }
 
+type Next = (error?: unknown) => void;
+
 /** Whether the client has left: the response closed, or its connection ended or was destroyed. */
 function clientGone(res: ServerResponse): boolean {
   return res.closed || res.destroyed || res.socket?.destroyed === true || res.socket?.readableEnded === true;
@@ -145,6 +145,7 @@ function clientGone(res: ServerResponse): boolean {
 
 const defaultKey = (req: AdmissionRequest): string => req.ip ?? req.socket?.remoteAddress ?? '';
 const defaultIsFailure = (status: number): boolean => status >= 500;
+const noWait = { interactive: 0, bulk: 0 } as const;
 
 function sendRejection(res: ServerResponse, error: AdmissionError, shedStatus: number): void {
   if (res.headersSent || res.destroyed || res.closed) return;
@@ -229,13 +230,10 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     throw new TypeError(`queueWaitHeader should be a header name or false, got ${show(waitHeader)}`);
   }
   const openWait = options.openCircuitWaitMs ?? {};
-  checkObject('openCircuitWaitMs', openWait);
-  const openWaitMs: Record<Priority, number> = {
-    interactive: optional(openWait.interactive, 0, (v) =>
-      checkInteger('openCircuitWaitMs.interactive', v, 0, 2 ** 31 - 1),
-    ),
-    bulk: optional(openWait.bulk, 0, (v) => checkInteger('openCircuitWaitMs.bulk', v, 0, 2 ** 31 - 1)),
-  };
+  checkObject('openCircuitWaitMs', openWait); // an object only: no one number for both classes
+  const openWaitMs = perPriority('openCircuitWaitMs', openWait, noWait, (n, v) =>
+    checkInteger(n, v, 0, 2 ** 31 - 1),
+  );
   const shedStatus = optional(options.shedStatus, 503, (v) => {
     if (v !== 429 && v !== 503) throw new TypeError(`shedStatus should be 429 or 503, got ${show(v)}`);
     return v;
@@ -250,14 +248,20 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
   type Marked = AdmissionRequest & { [kAdmitted]?: true };
   type Tracked = ServerResponse & { [kSlot]?: Slot };
 
-  const reject = (res: ServerResponse, error: AdmissionError, key: string, priority: Priority): void => {
+  /** Answers an admission refusal (and reports it); any other error goes to `next`. */
+  const reject = (res: ServerResponse, next: Next, error: unknown, key: string, priority: Priority): void => {
+    if (!isAdmissionError(error)) {
+      next(error);
+      return;
+    }
     const { code, status, retryAfterSeconds } = error;
     events.emit('reject', { code, status, key, priority, retryAfterSeconds, res }); // rare: no has() check
     if (error.code !== 'E_ABORTED') sendRejection(res, error, shedStatus);
   };
 
-  const head = (res: ServerResponse, slot: Slot, status: number): void => {
-    if (slot.status !== undefined) return;
+  // Both take the slot of a response this middleware may not have admitted (then they do nothing).
+  const head = (res: ServerResponse, slot: Slot | undefined, status: number): void => {
+    if (!slot || slot.status !== undefined) return;
     slot.status = status;
     slot.failure = isFailure(status, res);
     if (!slot.call) return;
@@ -265,18 +269,12 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     else slot.call.success();
   };
 
-  const releaseSlot = (res: ServerResponse, slot: Slot, aborted: boolean): void => {
-    if (slot.released) return;
+  const releaseSlot = (res: ServerResponse, slot: Slot | undefined, aborted: boolean): void => {
+    if (!slot || slot.released) return;
     slot.released = true;
     const failure = slot.failure;
-    let outcome: ReleaseOutcome = 'ignore';
-    if (failure) outcome = 'dropped';
-    else if (
-      slot.status !== undefined &&
-      (samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive'))
-    )
-      outcome = 'ok';
-    slot.permit.release(outcome);
+    const sampled = samples === 'all' || (samples === 'interactive' && slot.priority === 'interactive');
+    slot.permit.release(failure ? 'dropped' : slot.status !== undefined && sampled ? 'ok' : 'ignore');
     if (events.has('complete')) {
       events.emit('complete', {
         key: slot.key,
@@ -305,7 +303,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
 
   const admitted = (
     res: ServerResponse,
-    next: (error?: unknown) => void,
+    next: Next,
     permit: Permit,
     key: string,
     priority: Priority,
@@ -316,8 +314,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
         call = breaker.begin();
       } catch (error) {
         permit.release('ignore');
-        if (isAdmissionError(error)) reject(res, error, key, priority);
-        else next(error);
+        reject(res, next, error, key, priority);
         return;
       }
     }
@@ -339,11 +336,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     next();
   };
 
-  const handler = function admission(
-    req: AdmissionRequest,
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-  ): void {
+  const handler = function admission(req: AdmissionRequest, res: ServerResponse, next: Next): void {
     const marked = req as Marked;
     if (marked[kAdmitted]) {
       next();
@@ -365,8 +358,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
         try {
           b.begin(); // throws the refusal
         } catch (error) {
-          if (isAdmissionError(error)) reject(res, error, key, priority);
-          else next(error);
+          reject(res, next, error, key, priority);
         }
       };
       if (openWaitMs[priority] === 0) {
@@ -394,12 +386,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     acquire(res, next, key, priority);
   };
 
-  const acquire = (
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-    key: string,
-    priority: Priority,
-  ): void => {
+  const acquire = (res: ServerResponse, next: Next, key: string, priority: Priority): void => {
     if (clientGone(res)) return; // nothing to admit
     const permit = gate.tryAcquire({ key, priority });
     if (permit) {
@@ -422,8 +409,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
       },
       (error: unknown) => {
         res.off('close', onClose);
-        if (isAdmissionError(error)) reject(res, error, key, priority);
-        else next(error);
+        reject(res, next, error, key, priority);
       },
     );
   };
@@ -445,18 +431,8 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     available: { get: () => gate.available, enumerable: true },
     limit: { get: () => gate.limit, enumerable: true },
     breakerState: { get: () => breaker?.state, enumerable: true },
-    reportHead: {
-      value: (res: ServerResponse, statusCode: number): void => {
-        const slot = (res as Tracked)[kSlot];
-        if (slot) head(res, slot, statusCode);
-      },
-    },
-    release: {
-      value: (res: ServerResponse): void => {
-        const slot = (res as Tracked)[kSlot];
-        if (slot) releaseSlot(res, slot, false);
-      },
-    },
+    reportHead: { value: (res: Tracked, statusCode: number) => head(res, res[kSlot], statusCode) },
+    release: { value: (res: Tracked) => releaseSlot(res, res[kSlot], false) },
     on: {
       value: <E extends keyof AdmissionEvents>(event: E, listener: (payload: AdmissionEvents[E]) => void) =>
         events.on(event, listener),

@@ -31,8 +31,7 @@ export interface CircuitBreakerOptions {
   resetTimeoutMs?: number | undefined;
   /**
    * A call without a verdict after this many ms fails (a hang; for HTTP, no response head yet).
-   * Set it from the upstream's headers timeout. `false` = never.
-   * @default false
+   * Set it from the upstream's headers timeout. `false` = never. @default false
    */
   timeoutMs?: number | false | undefined;
   /** For {@link CircuitBreaker.run}: which thrown errors count as failures. @default every error */
@@ -153,30 +152,22 @@ export class CircuitBreaker {
     this.#threshold = optional(o.errorThresholdPercentage, 50, (v) =>
       checkNumber('errorThresholdPercentage', v, 0, 100, true),
     );
-    this.#volume = optional(o.volumeThreshold, 10, (v) => checkInteger('volumeThreshold', v, 0));
-    const windowMs = optional(o.rollingWindowMs, 10_000, (v) => checkInteger('rollingWindowMs', v, 10));
-    const buckets = optional(o.rollingBuckets, 10, (v) =>
-      checkInteger('rollingBuckets', v, 1, Math.floor(windowMs / 10)),
-    );
+    const int = (name: keyof CircuitBreakerOptions, fallback: number, min: number, max?: number): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
+    this.#volume = int('volumeThreshold', 10, 0);
+    const windowMs = int('rollingWindowMs', 10_000, 10);
+    const buckets = int('rollingBuckets', 10, 1, Math.floor(windowMs / 10));
     this.#bucketMs = windowMs / buckets;
     this.#buckets = Array.from({ length: buckets }, () => emptyBucket());
-    this.#resetTimeoutMs = optional(o.resetTimeoutMs, 10_000, (v) =>
-      checkInteger('resetTimeoutMs', v, 1, 2 ** 31 - 1),
-    );
+    this.#resetTimeoutMs = int('resetTimeoutMs', 10_000, 1, 2 ** 31 - 1);
     this.#timeoutMs =
       o.timeoutMs === false
         ? false
         : optional(o.timeoutMs, false, (v) => checkInteger('timeoutMs', v, 1, 2 ** 31 - 1));
-    this.#isFailure = optional(
-      o.isFailure,
-      () => true,
-      (v) => checkFunction<(e: unknown) => boolean>('isFailure', v),
+    this.#isFailure = optional(o.isFailure, always, (v) =>
+      checkFunction<(e: unknown) => boolean>('isFailure', v),
     );
-    this.#now = optional(
-      o.now,
-      () => performance.now(),
-      (v) => checkFunction<() => number>('now', v),
-    );
+    this.#now = optional(o.now, monotonic, (v) => checkFunction<() => number>('now', v));
   }
 
   /** The circuit's name. */
@@ -215,16 +206,11 @@ export class CircuitBreaker {
   /** Counts over the rolling window. */
   stats(): CircuitStats {
     const oldest = this.#bucketIndex() - this.#buckets.length;
-    const sum = emptyBucket();
+    const sum: CircuitStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0 };
     for (const b of this.#buckets) {
-      if (b.at <= oldest) continue;
-      sum.successes += b.successes;
-      sum.failures += b.failures;
-      sum.timeouts += b.timeouts;
-      sum.rejects += b.rejects;
+      if (b.at > oldest) for (const k of counters) sum[k] += b[k];
     }
-    const { at: _, ...stats } = sum;
-    return stats;
+    return sum;
   }
 
   /**
@@ -381,6 +367,10 @@ export class CircuitBreaker {
     return bucket;
   }
 }
+
+const counters = ['successes', 'failures', 'timeouts', 'rejects'] as const;
+const always = (): boolean => true;
+const monotonic = (): number => performance.now();
 
 function emptyBucket(): Bucket {
   return { at: Number.NEGATIVE_INFINITY, successes: 0, failures: 0, timeouts: 0, rejects: 0 };

@@ -35,8 +35,7 @@ export interface DatabaseBudgetOptions {
   ceiling?: number | undefined;
   /**
    * Weight of a new sample when the budget grows, in (0, 1]: growth is smoothed, shrinking is
-   * applied at once so the gate never admits more than the server can take.
-   * @default 0.3
+   * applied at once so the gate never admits more than the server can take. @default 0.3
    */
   smoothing?: number | undefined;
   /** Limit before the first sample (which then replaces it). @default the monitor's last sample, else `floor` */
@@ -90,8 +89,9 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   const events = new TypedEvents<{ change: number }>();
   let raw: number | undefined;
   let heldByOthers: number | undefined;
-  let smoothed: number;
-  let current: number;
+  let sampled = false;
+  let smoothed = optional(options.initial, floor, (v) => clamp(checkInteger('initial', v, 0)));
+  let current = Math.round(smoothed);
 
   const budgetOf = (s: ConnectionSampleLike): { raw: number; others: number } => {
     let ours = 0;
@@ -99,21 +99,6 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     const others = Math.max(0, s.total - ours);
     return { raw: s.maxConnections - s.reservedConnections - reserve - others, others };
   };
-
-  const last = monitor.lastSample;
-  let sampled = false;
-  if (options.initial !== undefined) {
-    smoothed = clamp(checkInteger('initial', options.initial, 0));
-  } else if (last) {
-    const b = budgetOf(last);
-    raw = b.raw;
-    heldByOthers = b.others;
-    smoothed = clamp(b.raw);
-    sampled = true;
-  } else {
-    smoothed = floor;
-  }
-  current = Math.round(smoothed);
 
   const onSample = (s: ConnectionSampleLike): void => {
     const b = budgetOf(s);
@@ -128,6 +113,8 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     current = next;
     events.emit('change', next);
   };
+  // Without an `initial`, the monitor's last sample is the first (nobody listens yet).
+  if (options.initial === undefined && monitor.lastSample) onSample(monitor.lastSample);
   let unsubscribe: (() => void) | undefined = monitor.on('sample', onSample);
 
   return {

@@ -61,12 +61,8 @@ export class AdmissionError extends Error {
    * (`detail` is what Django REST framework clients read).
    */
   toJSON(): { detail: string; code: AdmissionErrorCode; message: string; retryAfterSeconds: number } {
-    return {
-      detail: this.message,
-      code: this.code,
-      message: this.message,
-      retryAfterSeconds: this.retryAfterSeconds,
-    };
+    const { code, message, retryAfterSeconds } = this;
+    return { detail: message, code, message, retryAfterSeconds };
   }
 }
 

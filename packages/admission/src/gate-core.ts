@@ -7,12 +7,13 @@ import {
   checkString,
   optional,
   TypedEvents,
+  withTimeout,
 } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
 import { type GateDemand, isLimitSource, type LimitSource } from './limit-source.js';
 import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
-import { type ExpiryReason, type Waiter, WaitQueue } from './wait-queue.js';
+import { type Waiter, WaitQueue } from './wait-queue.js';
 
 /** A value for each priority class, or one number for both. */
 export type PerPriority =
@@ -25,14 +26,12 @@ export interface GateOptions {
   limit: number | LimitSource;
   /**
    * Most waiters queued per priority class; beyond it acquire fails with `E_QUEUE_FULL`. 0 = never
-   * queue. Bulk waiters never take the interactive class's places.
-   * @default 1000 per class
+   * queue. Bulk waiters never take the interactive class's places. @default 1000 per class
    */
   maxQueue?: PerPriority | undefined;
   /**
    * Longest wait in the queue before `E_QUEUE_TIMEOUT`, per priority class: bulk work (exports,
-   * scripts that do not retry) waits minutes rather than fail.
-   * @default { interactive: 10000, bulk: 300000 }
+   * scripts that do not retry) waits minutes rather than fail. @default { interactive: 10000, bulk: 300000 }
    */
   queueTimeoutMs?: PerPriority | undefined;
   /** Most permits one key may hold at once (its other requests wait their turn). @default unlimited */
@@ -63,7 +62,8 @@ export interface GateOptions {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const priorities: readonly Priority[] = ['interactive', 'bulk'];
 
-function perPriority(
+/** @internal Reads a {@link PerPriority} option, checking each value with `check`. */
+export function perPriority(
   name: string,
   value: unknown,
   defaults: Readonly<Record<Priority, number>>,
@@ -132,6 +132,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   readonly #byKey = new Map<string, number>();
   #holdEwmaMs = 0;
   #closed = false;
+  #dispatching = false;
+  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
   #closing: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
   readonly #releaseBound = (permit: GatePermit, outcome: ReleaseOutcome): void =>
@@ -140,13 +142,12 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   constructor(options: GateOptions) {
     checkObject('options', options);
     const o = options;
-    if (isLimitSource(o.limit)) {
-      this.#source = o.limit;
-      this.#limit = checkInteger('limit.current', o.limit.current, 0);
-    } else {
-      this.#source = undefined;
-      this.#limit = checkInteger('limit', o.limit, 0);
-    }
+    this.#source = isLimitSource(o.limit) ? o.limit : undefined;
+    this.#limit = this.#source
+      ? checkInteger('limit.current', this.#source.current, 0)
+      : checkInteger('limit', o.limit, 0);
+    const int = (name: keyof GateOptions, fallback: number, min: number, max?: number): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
     this.maxQueue = perPriority('maxQueue', o.maxQueue, { interactive: 1000, bulk: 1000 }, (n, v) =>
       checkInteger(n, v, 0),
     );
@@ -156,24 +157,22 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
       { interactive: 10_000, bulk: 300_000 },
       (n, v) => checkInteger(n, v, 1, MAX_TIMER_MS),
     );
-    this.perKeyLimit = optional(o.perKeyLimit, Number.POSITIVE_INFINITY, (v) =>
-      checkInteger('perKeyLimit', v, 1),
-    );
+    this.perKeyLimit = int('perKeyLimit', Number.POSITIVE_INFINITY, 1);
     this.interactiveReserve = optional(o.interactiveReserve, 0.2, (v) =>
       checkNumber('interactiveReserve', v, 0, 0.99),
     );
     this.bulkShare = optional(o.bulkShare, Math.min(0.25, 1 - this.interactiveReserve), (v) =>
       checkNumber('bulkShare', v, 0, 1 - this.interactiveReserve),
     );
-    this.#drainTimeoutMs = optional(o.drainTimeoutMs, 10_000, (v) =>
-      checkInteger('drainTimeoutMs', v, 0, MAX_TIMER_MS),
-    );
-    this.#maxRetryAfterSeconds = optional(o.maxRetryAfterSeconds, 30, (v) =>
-      checkInteger('maxRetryAfterSeconds', v, 1),
-    );
+    this.#drainTimeoutMs = int('drainTimeoutMs', 10_000, 0, MAX_TIMER_MS);
+    this.#maxRetryAfterSeconds = int('maxRetryAfterSeconds', 30, 1);
     this.gateName = optional(o.name, 'default', (v) => checkString('name', v));
     this.now = optional(o.now, defaultNow, (v) => checkFunction<() => number>('now', v));
-    this.queue = new WaitQueue(timeouts, this.now, (w, reason) => this.#expired(w, reason));
+    this.queue = new WaitQueue(timeouts, this.now, (w, reason) =>
+      w.reject(
+        this.rejection(reason, w.key, w.priority, reason === 'E_ABORTED' ? w.signal?.reason : undefined),
+      ),
+    );
   }
 
   /** Starts following the limit source (subclasses call it once they are ready). */
@@ -252,10 +251,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     const previous = this.#limit;
     if (previous === limit) return;
     this.#limit = limit;
-    const payload = { limit, previous };
-    this.events.emit('limit', payload as M['limit']);
-    if (admissionChannels.limit.hasSubscribers)
-      admissionChannels.limit.publish({ gate: this.gateName, ...payload });
+    this.#emit('limit', { limit, previous });
     this.onCapacity();
   }
 
@@ -287,14 +283,36 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     if (priority === 'bulk') this.#bulkInFlight += 1;
     this.#byKey.set(key, (this.#byKey.get(key) ?? 0) + 1);
     const permit = new GatePermit(key, priority, waitedMs, this.now(), this.#inFlight, this.#releaseBound);
-    if (this.events.has('acquire') || admissionChannels.acquire.hasSubscribers) {
-      const payload = { key, priority, waitedMs, inFlight: this.#inFlight };
-      this.events.emit('acquire', payload as M['acquire']);
-      if (admissionChannels.acquire.hasSubscribers) {
-        admissionChannels.acquire.publish({ gate: this.gateName, ...payload });
-      }
-    }
+    if (this.events.has('acquire') || admissionChannels.acquire.hasSubscribers)
+      this.#emit('acquire', { key, priority, waitedMs, inFlight: this.#inFlight });
     return permit;
+  }
+
+  /**
+   * Grants queued waiters while local accounting allows under `limit()` (0 stops it), one at a
+   * time in fair order: `interactive` first, or `bulk` first below its share when `bulkFirst`.
+   */
+  protected dispatch(limit: () => number, bulkFirst: boolean, granted?: (permit: GatePermit) => void): void {
+    if (this.#dispatching || this.#closed) return;
+    this.#dispatching = true;
+    try {
+      const { interactive, bulk } = this.queue;
+      while (this.queue.size > 0) {
+        const max = limit();
+        if (this.#inFlight >= max) break;
+        const nextBulk = (): Waiter | undefined =>
+          this.#bulkInFlight < this.bulkCap(max) ? bulk.peek(this.#hasRoom) : undefined;
+        const waiter =
+          bulkFirst && this.bulkFirst(max)
+            ? (nextBulk() ?? interactive.peek(this.#hasRoom))
+            : (interactive.peek(this.#hasRoom) ?? nextBulk());
+        if (!waiter) break;
+        const permit = this.grantWaiter(waiter);
+        if (permit) granted?.(permit);
+      }
+    } finally {
+      this.#dispatching = false;
+    }
   }
 
   /**
@@ -329,9 +347,7 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     if (signal?.aborted) return Promise.reject(this.rejection('E_ABORTED', key, priority, signal.reason));
     if (this.queue.lane(priority).size >= this.maxQueue[priority])
       return Promise.reject(this.rejection('E_QUEUE_FULL', key, priority));
-    return new Promise<Permit>((resolve, reject) => {
-      this.queue.add(key, priority, signal, resolve, reject, !this.#byKey.has(key));
-    });
+    return this.queue.add(key, priority, signal, !this.#byKey.has(key));
   }
 
   /** Builds (and reports) a rejection. */
@@ -342,14 +358,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     cause?: unknown,
   ): AdmissionError {
     const retryAfterSeconds = this.retryAfterSeconds(priority);
-    const error = new AdmissionError(code, messages[code](this.gateName), {
-      cause,
-      retryAfterSeconds,
-    });
-    const payload = { code, key, priority, retryAfterSeconds: error.retryAfterSeconds };
-    this.events.emit('reject', payload as M['reject']);
-    if (admissionChannels.reject.hasSubscribers)
-      admissionChannels.reject.publish({ gate: this.gateName, ...payload });
+    const error = new AdmissionError(code, messages[code](this.gateName), { cause, retryAfterSeconds });
+    this.#emit('reject', { code, key, priority, retryAfterSeconds: error.retryAfterSeconds });
     return error;
   }
 
@@ -367,15 +377,11 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return Math.min(this.#maxRetryAfterSeconds, Math.max(1, Math.ceil((turns * holdMs) / 1000)));
   }
 
-  #expired(waiter: Waiter, reason: ExpiryReason): void {
-    waiter.reject(
-      this.rejection(
-        reason,
-        waiter.key,
-        waiter.priority,
-        reason === 'E_ABORTED' ? waiter.signal?.reason : undefined,
-      ),
-    );
+  /** Emits `event` and publishes it, with the gate's name, on its diagnostics channel. */
+  #emit<E extends keyof GateEvents>(event: E, payload: GateEvents[E]): void {
+    this.events.emit(event, payload as M[E]);
+    const channel = admissionChannels[event];
+    if (channel.hasSubscribers) channel.publish({ gate: this.gateName, ...payload });
   }
 
   #release(permit: GatePermit, outcome: ReleaseOutcome): void {
@@ -393,13 +399,8 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
         dropped: outcome === 'dropped',
       });
     }
-    if (this.events.has('release') || admissionChannels.release.hasSubscribers) {
-      const payload = { key: permit.key, priority: permit.priority, heldMs, outcome };
-      this.events.emit('release', payload as M['release']);
-      if (admissionChannels.release.hasSubscribers) {
-        admissionChannels.release.publish({ gate: this.gateName, ...payload });
-      }
-    }
+    if (this.events.has('release') || admissionChannels.release.hasSubscribers)
+      this.#emit('release', { key: permit.key, priority: permit.priority, heldMs, outcome });
     this.onReleased(permit);
     if (this.#inFlight === 0 && this.#onDrained) this.#onDrained();
   }
@@ -422,14 +423,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     for (const w of this.queue.drain()) w.reject(this.rejection('E_CLOSED', w.key, w.priority));
     this.#closing = (async () => {
       if (this.#inFlight > 0 && this.#drainTimeoutMs > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.#drainTimeoutMs);
-          timer.unref();
-          this.#onDrained = () => {
-            clearTimeout(timer);
-            resolve();
-          };
+        const drained = new Promise<void>((resolve) => {
+          this.#onDrained = resolve;
         });
+        await withTimeout(() => drained, this.#drainTimeoutMs).catch(() => undefined);
       }
       this.#onDrained = undefined;
       await this.onClosed();

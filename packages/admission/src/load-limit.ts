@@ -92,15 +92,11 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
     ? checkInteger('ceiling.current', ceilingSource.current, 0)
     : checkInteger('ceiling', options.ceiling, 1);
   const floor = optional(options.floor, 1, (v) => checkInteger('floor', v, 0));
-  const target = optional(options.targetUtilization, 0.9, (v) =>
-    checkNumber('targetUtilization', v, 0, 1, true),
-  );
-  const waitToleranceMs = optional(options.waitToleranceMs, 50, (v) =>
-    checkNumber('waitToleranceMs', v, 0, 3_600_000),
-  );
-  const tolerance = optional(options.latencyTolerance, 3, (v) =>
-    checkNumber('latencyTolerance', v, 1, 100, true),
-  );
+  const num = (name: keyof LoadLimitOptions, fallback: number, min: number, max: number, above = false) =>
+    optional(options[name], fallback, (v) => checkNumber(name, v, min, max, above));
+  const target = num('targetUtilization', 0.9, 0, 1, true);
+  const waitToleranceMs = num('waitToleranceMs', 50, 0, 3_600_000);
+  const tolerance = num('latencyTolerance', 3, 1, 100, true);
   let demand = optional(options.demand, undefined, (v) => checkFunction<() => GateDemand>('demand', v));
   let limit = optional(options.initial, floor, (v) => checkInteger('initial', v, 0));
   const clamp = (n: number): number => Math.max(Math.min(floor, ceiling), Math.min(ceiling, n));

@@ -27,8 +27,7 @@ export interface RedisSemaphoreOptions extends GateOptions {
   commandTimeoutMs?: number | undefined;
   /**
    * At start, how long Redis may take to answer a first time. Meanwhile (`mode` `'connecting'`)
-   * acquires wait in the queue, bounded by their queue timeout; after it, the gate falls back.
-   * @default 10000
+   * acquires wait in the queue, bounded by their queue timeout; after it, the gate falls back. @default 10000
    */
   connectTimeoutMs?: number | undefined;
   /** Share of the limit this process may use alone while Redis is unreachable, in (0, 1]. @default 0.25 */
@@ -45,14 +44,15 @@ export interface RedisSemaphoreEvents extends GateEvents {
   recovered: { downMs: number };
 }
 
-interface HeldLease {
+/** A lease in Redis: its id, and the key-lease set it is also in (the leases set when none). */
+interface Lease {
+  readonly id: string;
   readonly keySet: string;
-  readonly bulk: boolean;
 }
 
+/** What the acquire script answered (see `acquireScript`). */
 interface AcquireResult {
   readonly status: 0 | 1 | 2 | 3;
-  readonly count: number;
   readonly retryInMs: number;
 }
 
@@ -97,13 +97,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   readonly #health: Health;
   readonly #processId = randomBytes(6).toString('hex');
   #seq = 0;
-  readonly #held = new Map<string, HeldLease>();
-  #pendingReleases: { id: string; keySet: string }[] = [];
+  readonly #held = new Map<string, { readonly keySet: string; readonly bulk: boolean }>();
+  #pendingReleases: Lease[] = [];
   #globalInUse = 0;
   #pumping = false;
   #pumpAgain = false;
-  #dispatching = false;
-  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeAt = Number.POSITIVE_INFINITY;
   readonly #renewTimer: ReturnType<typeof setInterval>;
@@ -116,21 +114,16 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
       throw new TypeError(`prefix should be a string without '{' or '}', got ${show(prefix)}`);
     }
-    const ms = (name: string, value: unknown, fallback: number, min: number, max = 60_000): number =>
-      optional(value, fallback, (v) => checkInteger(name, v, min, max));
-    this.#leaseMs = ms('leaseMs', o.leaseMs, 30_000, 100, 2 ** 31 - 1);
-    const renewIntervalMs = ms(
-      'renewIntervalMs',
-      o.renewIntervalMs,
-      Math.max(50, Math.floor(this.#leaseMs / 3)),
-      10,
-      this.#leaseMs - 1,
-    );
-    this.#pollIntervalMs = ms('pollIntervalMs', o.pollIntervalMs, 250, 10);
-    this.#commandTimeoutMs = ms('commandTimeoutMs', o.commandTimeoutMs, 1000, 10);
-    const connectTimeoutMs = ms('connectTimeoutMs', o.connectTimeoutMs, 10_000, 10, 2 ** 31 - 1);
+    const ms = (name: keyof RedisSemaphoreOptions, fallback: number, min: number, max = 60_000): number =>
+      optional(o[name], fallback, (v) => checkInteger(name, v, min, max));
+    const leaseMs = ms('leaseMs', 30_000, 100, 2 ** 31 - 1);
+    this.#leaseMs = leaseMs;
+    const renewIntervalMs = ms('renewIntervalMs', Math.max(50, Math.floor(leaseMs / 3)), 10, leaseMs - 1);
+    this.#pollIntervalMs = ms('pollIntervalMs', 250, 10);
+    this.#commandTimeoutMs = ms('commandTimeoutMs', 1000, 10);
+    const connectTimeoutMs = ms('connectTimeoutMs', 10_000, 10, 2 ** 31 - 1);
     this.#fallbackShare = optional(o.fallbackShare, 0.25, (v) => checkNumber('fallbackShare', v, 0, 1, true));
-    const recoveryIntervalMs = ms('recoveryIntervalMs', o.recoveryIntervalMs, 1000, 10);
+    const recoveryIntervalMs = ms('recoveryIntervalMs', 1000, 10);
 
     if (typeof o.redis === 'string') {
       const client = new Redis(o.redis, { maxRetriesPerRequest: 1, enableAutoPipelining: true });
@@ -176,7 +169,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     );
 
     this.#subscribe();
-    this.#renewTimer = setInterval(() => void this.#renew(), renewIntervalMs);
+    this.#renewTimer = setInterval(() => this.#renew(), renewIntervalMs);
     this.#renewTimer.unref();
     this.followSource();
   }
@@ -213,11 +206,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   /** A permit without waiting; only possible in fallback (Redis needs a round trip), else `undefined`. */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
-    if (this.closed || this.mode !== 'fallback') return undefined;
-    const key = options?.key ?? '';
-    const priority = options?.priority ?? 'interactive';
-    if (!this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
-    return this.#grantWithLease(key, priority, 0);
+    return this.closed ? undefined : this.#tryLocal(options?.key ?? '', options?.priority ?? 'interactive');
   }
 
   /**
@@ -228,11 +217,8 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   async acquire(options?: AcquireOptions): Promise<Permit> {
     const { key, priority } = this.precheck(options);
     const signal = options?.signal;
-    if (this.mode !== 'redis') {
-      if (this.mode === 'fallback' && this.canGrantLocal(key, priority, this.fallbackLimit))
-        return this.#grantWithLease(key, priority, 0);
-      return this.enqueue(key, priority, signal); // while connecting: served once Redis answers
-    }
+    // While connecting, waiters are served once Redis answers.
+    if (this.mode !== 'redis') return this.#tryLocal(key, priority) ?? this.enqueue(key, priority, signal);
     if (this.queue.size === 0 && this.keyHasRoom(key)) {
       const id = this.#nextLeaseId();
       const keySet = this.#keySet(key);
@@ -248,7 +234,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
           this.#remoteRelease([{ id, keySet }]);
           throw this.rejection(this.closed ? 'E_CLOSED' : 'E_ABORTED', key, priority, signal?.reason);
         }
-        return this.#grantWithLease(key, priority, 0, id, keySet);
+        return this.#attach(this.grant(key, priority, 0), id, keySet);
       }
       this.#scheduleWake(result.retryInMs + 1);
     }
@@ -259,22 +245,16 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
 
   protected override onReleased(permit: GatePermit): void {
     const id = permit.leaseId;
-    if (id !== undefined) {
-      const lease = this.#held.get(id);
+    const lease = id === undefined ? undefined : this.#held.get(id);
+    if (id !== undefined && lease) {
       this.#held.delete(id);
-      if (lease) {
-        if (this.#shutdown) {
-          if (!this.#ownsClient)
-            void releaseScript
-              .run(this.#client, this.#releaseKeys([lease.keySet]), [this.#channel, id])
-              .catch(noop);
-        } else if (this.mode === 'redis') {
-          this.#globalInUse = Math.max(0, this.#globalInUse - 1);
-          this.#remoteRelease([{ id, keySet: lease.keySet }]);
-        } else {
-          this.#pushPending([{ id, keySet: lease.keySet }]);
-        }
-      }
+      const released = [{ id, keySet: lease.keySet }];
+      if (this.#shutdown) {
+        if (!this.#ownsClient) void this.#releaseRun(released).catch(noop);
+      } else if (this.mode === 'redis') {
+        this.#globalInUse = Math.max(0, this.#globalInUse - 1);
+        this.#remoteRelease(released);
+      } else this.#pushPending(released);
     }
     this.#admitMore();
   }
@@ -293,12 +273,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     if (this.mode === 'redis' && this.#pendingReleases.length > 0) {
       const pending = this.#pendingReleases;
       this.#pendingReleases = [];
-      await this.#call(
-        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
-          this.#channel,
-          ...pending.map((p) => p.id),
-        ]),
-      ).catch(noop);
+      await this.#call(this.#releaseRun(pending)).catch(noop);
     }
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
@@ -328,21 +303,23 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     return [this.#leasesKey, this.#bulkKey, ...keySets];
   }
 
-  #grantWithLease(
-    key: string,
-    priority: Priority,
-    waitedMs: number,
-    id?: string,
-    keySet?: string,
-  ): GatePermit {
-    const permit = this.grant(key, priority, waitedMs);
-    this.#attach(permit, id ?? this.#nextLeaseId(), keySet ?? this.#keySet(key));
-    return permit;
+  /** Runs the release script for `leases`, which publishes on the channel when any was held. */
+  #releaseRun(leases: readonly Lease[]): Promise<unknown> {
+    const keys = this.#releaseKeys(leases.map((l) => l.keySet));
+    return releaseScript.run(this.#client, keys, [this.#channel, ...leases.map((l) => l.id)]);
   }
 
-  #attach(permit: GatePermit, id: string, keySet: string): void {
+  /** A permit now from local accounting, in fallback only. */
+  #tryLocal(key: string, priority: Priority): GatePermit | undefined {
+    if (this.mode !== 'fallback' || !this.canGrantLocal(key, priority, this.fallbackLimit)) return undefined;
+    return this.#attach(this.grant(key, priority, 0));
+  }
+
+  /** Ties `permit` to its lease (a new one by default, registered in Redis by the next renewal). */
+  #attach(permit: GatePermit, id = this.#nextLeaseId(), keySet = this.#keySet(permit.key)): GatePermit {
     permit.leaseId = id;
     this.#held.set(id, { keySet, bulk: permit.priority === 'bulk' });
+    return permit;
   }
 
   /** A Redis call bounded by `commandTimeoutMs` (the call itself runs on: see `#remoteAcquire`). */
@@ -368,9 +345,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     const raw = await this.#call(run).catch((error: unknown) => {
       // Granted after we gave up on it: give it back at once.
       run.then((late) => {
-        if (Array.isArray(late) && late[0] === 1) {
-          void releaseScript.run(this.#client, this.#releaseKeys([keySet]), [this.#channel, id]).catch(noop);
-        }
+        if (Array.isArray(late) && late[0] === 1) void this.#releaseRun([{ id, keySet }]).catch(noop);
       }, noop);
       throw error;
     });
@@ -378,22 +353,17 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       throw new Error(`unexpected reply from the acquire script: ${show(raw)}`);
     const [status, count, retryInMs] = raw as [number, number, number];
     this.#globalInUse = count;
-    return { status: status as AcquireResult['status'], count, retryInMs };
+    return { status: status as AcquireResult['status'], retryInMs };
   }
 
-  #remoteRelease(leases: { id: string; keySet: string }[]): void {
-    this.#call(
-      releaseScript.run(this.#client, this.#releaseKeys(leases.map((l) => l.keySet)), [
-        this.#channel,
-        ...leases.map((l) => l.id),
-      ]),
-    ).catch((error: unknown) => {
+  #remoteRelease(leases: Lease[]): void {
+    this.#call(this.#releaseRun(leases)).catch((error: unknown) => {
       this.#pushPending(leases);
       this.#health.failure(error);
     });
   }
 
-  #pushPending(leases: { id: string; keySet: string }[]): void {
+  #pushPending(leases: Lease[]): void {
     this.#pendingReleases.push(...leases);
     const excess = this.#pendingReleases.length - MAX_PENDING_RELEASES;
     // Forgotten releases only delay others until those leases expire.
@@ -425,13 +395,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
           });
           const results = await Promise.allSettled(attempts.map((a) => a.result));
           let full = false;
-          let failure: unknown;
-          let failed = false;
+          let failed: PromiseRejectedResult | undefined;
           for (const [i, settled] of results.entries()) {
             const { waiter, id, keySet } = attempts[i] as (typeof attempts)[number];
             if (settled.status === 'rejected') {
-              failed = true;
-              failure = settled.reason;
+              failed = settled;
               continue;
             }
             const r = settled.value;
@@ -446,11 +414,8 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
             else if (r.status === 2) bulkBlocked = true;
             else blockedKeys.add(waiter.key);
           }
-          if (failed) {
-            this.#health.failure(failure);
-            break;
-          }
-          if (full) break;
+          if (failed) this.#health.failure(failed.reason);
+          if (failed || full) break;
         }
       } while (this.#pumpAgain && !this.closed && this.mode === 'redis');
     } finally {
@@ -497,31 +462,19 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#wakeTimer.unref();
   }
 
-  /** Fallback: grant local waiters against `fallbackLimit`. */
+  /** Fallback: grant local waiters against `fallbackLimit`, interactive first. */
   #dispatchLocal(): void {
-    if (this.#dispatching || this.closed) return;
-    this.#dispatching = true;
-    try {
-      const hasRoom = this.#hasRoom;
-      while (this.queue.size > 0 && this.mode === 'fallback') {
-        const limit = this.fallbackLimit;
-        if (this.inFlight >= limit) break;
-        let waiter = this.queue.interactive.peek(hasRoom);
-        if (!waiter && this.bulkInFlight < this.bulkCap(limit)) waiter = this.queue.bulk.peek(hasRoom);
-        if (!waiter) break;
-        const permit = this.grantWaiter(waiter);
-        if (permit) this.#attach(permit, this.#nextLeaseId(), this.#keySet(permit.key));
-      }
-    } finally {
-      this.#dispatching = false;
-    }
+    this.dispatch(
+      () => (this.mode === 'fallback' ? this.fallbackLimit : 0),
+      false,
+      (p) => this.#attach(p),
+    );
   }
 
   #emitRedis<E extends 'fallback' | 'recovered'>(event: E, payload: RedisSemaphoreEvents[E]): void {
     this.events.emit(event, payload);
-    if (admissionChannels.redis.hasSubscribers) {
+    if (admissionChannels.redis.hasSubscribers)
       admissionChannels.redis.publish({ gate: this.gateName, event, ...payload });
-    }
   }
 
   /** The probe while Redis is down: it answers, owed releases are sent, held leases registered. */
@@ -529,24 +482,15 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     await this.#call(this.#client.ping());
     if (this.#pendingReleases.length > 0) {
       const pending = this.#pendingReleases;
-      await this.#call(
-        releaseScript.run(this.#client, this.#releaseKeys(pending.map((p) => p.keySet)), [
-          this.#channel,
-          ...pending.map((p) => p.id),
-        ]),
-      );
+      await this.#call(this.#releaseRun(pending));
       this.#pendingReleases = this.#pendingReleases.slice(pending.length);
     }
     await this.#renewAll();
   }
 
-  async #renew(): Promise<void> {
-    if (this.mode !== 'redis' || this.#held.size === 0 || this.#shutdown) return;
-    try {
-      await this.#renewAll();
-    } catch (error) {
-      this.#health.failure(error);
-    }
+  #renew(): void {
+    if (this.mode === 'redis' && this.#held.size > 0 && !this.#shutdown)
+      this.#renewAll().catch((error: unknown) => this.#health.failure(error));
   }
 
   async #renewAll(): Promise<void> {

@@ -1,6 +1,5 @@
 import { GateCore, type GateOptions } from './gate-core.js';
 import type { AcquireOptions, AdmissionGate, Permit } from './types.js';
-import type { Waiter } from './wait-queue.js';
 
 /** Options of {@link Semaphore}. */
 export type SemaphoreOptions = GateOptions;
@@ -19,9 +18,6 @@ export type SemaphoreOptions = GateOptions;
  * ```
  */
 export class Semaphore extends GateCore implements AdmissionGate {
-  #dispatching = false;
-  readonly #hasRoom = (key: string): boolean => this.keyHasRoom(key);
-
   constructor(options: SemaphoreOptions) {
     super(options);
     this.followSource();
@@ -36,8 +32,7 @@ export class Semaphore extends GateCore implements AdmissionGate {
     const key = options?.key ?? '';
     const priority = options?.priority ?? 'interactive';
     // After every dispatch no queued waiter can be granted, so a newcomer that fits jumps no one.
-    if (this.canGrantLocal(key, priority, this.limit)) return this.grant(key, priority, 0);
-    return undefined;
+    return this.canGrantLocal(key, priority, this.limit) ? this.grant(key, priority, 0) : undefined;
   }
 
   /**
@@ -59,31 +54,10 @@ export class Semaphore extends GateCore implements AdmissionGate {
   }
 
   protected override onReleased(): void {
-    this.#dispatch();
+    this.dispatch(() => this.limit, true);
   }
 
   protected override onCapacity(): void {
-    this.#dispatch();
-  }
-
-  #dispatch(): void {
-    if (this.#dispatching || this.closed) return;
-    this.#dispatching = true;
-    try {
-      const hasRoom = this.#hasRoom;
-      while (this.queue.size > 0) {
-        const limit = this.limit;
-        if (this.inFlight >= limit) break;
-        const bulk = (): Waiter | undefined =>
-          this.bulkInFlight < this.bulkCap(limit) ? this.queue.bulk.peek(hasRoom) : undefined;
-        const waiter = this.bulkFirst(limit)
-          ? (bulk() ?? this.queue.interactive.peek(hasRoom))
-          : (this.queue.interactive.peek(hasRoom) ?? bulk());
-        if (!waiter) break;
-        this.grantWaiter(waiter);
-      }
-    } finally {
-      this.#dispatching = false;
-    }
+    this.dispatch(() => this.limit, true);
   }
 }

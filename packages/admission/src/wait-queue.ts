@@ -39,30 +39,25 @@ export class WaitQueue {
     return priority === 'interactive' ? this.interactive : this.bulk;
   }
 
-  /** Queues a waiter; the caller checked the bound and the signal. */
-  add(
-    key: string,
-    priority: Priority,
-    signal: AbortSignal | undefined,
-    resolve: (permit: Permit) => void,
-    reject: (error: unknown) => void,
-    fresh: boolean,
-  ): void {
-    const lane = this.lane(priority);
-    const waiter: Waiter = {
-      key,
-      priority,
-      enqueuedAt: this.now(),
-      signal,
-      resolve,
-      reject,
-      disarm: noop,
-      lane: undefined,
-      node: undefined,
-    };
-    lane.push(waiter, fresh);
-    waiter.disarm = armWait(this.timeoutMs[priority], signal, (why) => {
-      if (lane.remove(waiter)) this.onExpire(waiter, why === 'timeout' ? 'E_QUEUE_TIMEOUT' : 'E_ABORTED');
+  /** Queues a waiter and returns its promise; the caller checked the bound and the signal. */
+  add(key: string, priority: Priority, signal: AbortSignal | undefined, fresh: boolean): Promise<Permit> {
+    return new Promise<Permit>((resolve, reject) => {
+      const lane = this.lane(priority);
+      const waiter: Waiter = {
+        key,
+        priority,
+        enqueuedAt: this.now(),
+        signal,
+        resolve,
+        reject,
+        disarm: noop,
+        lane: undefined,
+        node: undefined,
+      };
+      lane.push(waiter, fresh);
+      waiter.disarm = armWait(this.timeoutMs[priority], signal, (why) => {
+        if (lane.remove(waiter)) this.onExpire(waiter, why === 'timeout' ? 'E_QUEUE_TIMEOUT' : 'E_ABORTED');
+      });
     });
   }
 

@@ -67,8 +67,7 @@ export interface MonitorOptions {
   criticalAt: number;
   /**
    * A level is left only once usage falls this far below its threshold (a fraction), so a value
-   * hovering at a threshold does not flap.
-   * @default 0.05
+   * hovering at a threshold does not flap. @default 0.05
    */
   hysteresis?: number | undefined;
   /** Count only backends connected to this database. @default every database on the server */

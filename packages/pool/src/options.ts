@@ -16,15 +16,13 @@ export interface PoolOptions {
   max: number;
   /**
    * How many acquires may wait while all `max` connections are busy; one more fails at once with
-   * `E_POOL_EXHAUSTED`.
-   * @default 1000
+   * `E_POOL_EXHAUSTED`. @default 1000
    */
   maxWaiting?: number | undefined;
   /**
    * How long an acquire may take in all (queue plus connect) before it fails with
    * `E_POOL_TIMEOUT` (`pg.Pool`'s `connectionTimeoutMillis`); an acquire's own `timeoutMs` may
-   * only shorten it.
-   * @default 10000
+   * only shorten it. @default 10000
    */
   acquireTimeoutMs?: number | undefined;
   /**
@@ -56,18 +54,15 @@ export interface PoolOptions {
   /** A connection is closed (when next idle) once it is this old; 0 turns it off. @default 1800 */
   maxLifetimeSeconds?: number | undefined;
   /**
-   * A client checked out longer than this fires `leak` (once per checkout); 0 turns it off.
-   * @default 60000
+   * A client checked out longer than this fires `leak` (once per checkout); 0 turns it off. @default 60000
    */
   leakDetectionMs?: number | undefined;
   /**
-   * How long opening one server connection may take; at most `acquireTimeoutMs`.
-   * @default acquireTimeoutMs
+   * How long opening one server connection may take; at most `acquireTimeoutMs`. @default acquireTimeoutMs
    */
   connectTimeoutMs?: number | undefined;
   /**
-   * `close()` waits this long for checked-out clients, then closes their connections anyway.
-   * @default 5000
+   * `close()` waits this long for checked-out clients, then closes their connections anyway. @default 5000
    */
   closeTimeoutMs?: number | undefined;
   /** Clock for leak timing (epoch ms). @default Date.now */

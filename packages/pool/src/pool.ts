@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { armWait, checkChoice, checkInteger, optional, show, TypedEvents } from '@sluice/kit';
+import { armWait, checkChoice, checkInteger, optional, show, TypedEvents, withTimeout } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
@@ -378,14 +378,10 @@ class BoundedPool implements SluicePool {
     }
     // pg.end() resolves once no client is left in the pool; their sockets close a moment later.
     if (this.#clients.size > 0) {
-      await new Promise<void>((resolve) => {
-        const bound = setTimeout(resolve, this.#o.closeTimeoutMs);
-        bound.unref();
-        this.#allRemoved = () => {
-          clearTimeout(bound);
-          resolve();
-        };
+      const removed = new Promise<void>((resolve) => {
+        this.#allRemoved = resolve;
       });
+      await withTimeout(() => removed, this.#o.closeTimeoutMs).catch(() => undefined);
     }
   }
 

@@ -42,8 +42,7 @@ export interface ReapOptions {
   /**
    * How many idle connections of the application to leave alone, asked before every run: the most
    * recently active ones are kept, whatever their idle time. The gateway passes its requests in
-   * flight, so a connection serving one between two statements is never the one reaped.
-   * @default () => 0
+   * flight, so a connection serving one between two statements is never the one reaped. @default () => 0
    */
   keep?: (() => number) | undefined;
   /** Report what would be terminated, terminate nothing. @default false */
@@ -53,8 +52,7 @@ export interface ReapOptions {
   /**
    * What to do when matching connections could not be seen or signalled for lack of privilege:
    * `'throw'` a {@link ReapPrivilegeError} (after reaping what it could), or only `'report'` them
-   * in `result.denied`.
-   * @default 'throw'
+   * in `result.denied`. @default 'throw'
    */
   onDenied?: 'throw' | 'report' | undefined;
 }
@@ -159,6 +157,8 @@ SELECT a.pid, pg_terminate_backend(a.pid) AS ok
  WHERE a.state = 'idle' AND a.state_change = seen.since::timestamptz`;
 
 type ResolvedReap = ReturnType<typeof resolveReap>;
+const keepNone = (): number => 0;
+const backendOf = (r: CandidateRow) => ({ pid: r.pid, applicationName: r.app, database: r.db, user: r.usr });
 
 function resolveReap(o: ReapOptions) {
   checkObject('options', o);
@@ -189,11 +189,7 @@ function resolveReap(o: ReapOptions) {
       lastQuery instanceof RegExp
         ? new RegExp(lastQuery.source, lastQuery.flags.replace(/[gy]/g, ''))
         : undefined,
-    keep: optional(
-      o.keep,
-      () => 0,
-      (v) => checkFunction<() => number>('keep', v),
-    ),
+    keep: optional(o.keep, keepNone, (v) => checkFunction<() => number>('keep', v)),
     dryRun: optional(o.dryRun, false, (v) => checkBoolean('dryRun', v)),
     maxPerRun: optional(o.maxPerRun, 10, (v) => checkInteger('maxPerRun', v, 1, 10_000)),
     onDenied: optional(o.onDenied, 'throw' as const, (v) =>
@@ -244,7 +240,7 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
   const identity = (row: CandidateRow): string => `${row.pid}@${row.started}`;
   const denied: DeniedBackend[] = [];
   const deny = (row: CandidateRow, reason: DeniedBackend['reason']): void => {
-    denied.push({ pid: row.pid, applicationName: row.app, database: row.db, user: row.usr, reason });
+    denied.push({ ...backendOf(row), reason });
   };
   const idle: CandidateRow[] = [];
   for (const row of rows) {
@@ -286,14 +282,7 @@ async function reap(o: ResolvedReap, signalled: Signalled | undefined): Promise<
   }
   const reaped = chosen
     .filter((row) => terminated.has(row.pid))
-    .map((row) => ({
-      pid: row.pid,
-      applicationName: row.app,
-      database: row.db,
-      user: row.usr,
-      state: 'idle',
-      idleMs: Math.round(row.idle_ms ?? 0),
-    }));
+    .map((row) => ({ ...backendOf(row), state: 'idle', idleMs: Math.round(row.idle_ms ?? 0) }));
   if (signalled && !o.dryRun) {
     const now = signalled.now();
     for (const [key, at] of signalled.at) if (at < now - REMEMBER_MS) signalled.at.delete(key);
