@@ -290,9 +290,9 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
 
   /**
    * Grants queued waiters while local accounting allows under `limit()` (0 stops it), one at a
-   * time in fair order: `interactive` first, or `bulk` first below its share when `bulkFirst`.
+   * time in fair order: `interactive` first, or `bulk` first below its share.
    */
-  protected dispatch(limit: () => number, bulkFirst: boolean, granted?: (permit: GatePermit) => void): void {
+  protected dispatch(limit: () => number, granted?: (permit: GatePermit) => void): void {
     if (this.#dispatching || this.#closed) return;
     this.#dispatching = true;
     try {
@@ -302,10 +302,9 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
         if (this.#inFlight >= max) break;
         const nextBulk = (): Waiter | undefined =>
           this.#bulkInFlight < this.bulkCap(max) ? bulk.peek(this.#hasRoom) : undefined;
-        const waiter =
-          bulkFirst && this.bulkFirst(max)
-            ? (nextBulk() ?? interactive.peek(this.#hasRoom))
-            : (interactive.peek(this.#hasRoom) ?? nextBulk());
+        const waiter = this.bulkFirst(max)
+          ? (nextBulk() ?? interactive.peek(this.#hasRoom))
+          : (interactive.peek(this.#hasRoom) ?? nextBulk());
         if (!waiter) break;
         const permit = this.grantWaiter(waiter);
         if (permit) granted?.(permit);

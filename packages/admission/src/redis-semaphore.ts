@@ -462,11 +462,10 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
     this.#wakeTimer.unref();
   }
 
-  /** Fallback: grant local waiters against `fallbackLimit`, interactive first. */
+  /** Fallback: grant local waiters against `fallbackLimit`, in the same order as `Semaphore`. */
   #dispatchLocal(): void {
     this.dispatch(
       () => (this.mode === 'fallback' ? this.fallbackLimit : 0),
-      false,
       (p) => this.#attach(p),
     );
   }

@@ -54,10 +54,10 @@ export class Semaphore extends GateCore implements AdmissionGate {
   }
 
   protected override onReleased(): void {
-    this.dispatch(() => this.limit, true);
+    this.dispatch(() => this.limit);
   }
 
   protected override onCapacity(): void {
-    this.dispatch(() => this.limit, true);
+    this.dispatch(() => this.limit);
   }
 }
