@@ -3,7 +3,7 @@
 // and the X-Forwarded-* chain the upstream receives. A request whose decision inputs are
 // ambiguous is refused here, before any credential, slot or upstream is involved.
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
 
 /** Which hops in front of the gateway are trusted to say who the client is. */
 export type TrustProxy = false | { readonly hops: number } | { readonly addresses: readonly string[] };
@@ -44,9 +44,9 @@ export function isMethodToken(method: string | undefined): boolean {
   return typeof method === 'string' && METHOD_TOKEN.test(method);
 }
 
-/** The socket peer without the IPv4-mapped IPv6 prefix. */
-export function socketAddress(req: IncomingMessage): string {
-  const address = (req.socket as IncomingMessage['socket'] | null)?.remoteAddress ?? '';
+/** The peer of `socket` without the IPv4-mapped IPv6 prefix. */
+export function peerAddress(socket: Socket | null | undefined): string {
+  const address = socket?.remoteAddress ?? '';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
@@ -136,7 +136,7 @@ export function inspectRequest(
   if (hosts > 1 || (host !== undefined && !HOST.test(host))) {
     return { refused: 'The Host header must be one host[:port].' };
   }
-  const peer = socketAddress(req);
+  const peer = peerAddress(req.socket as Socket | null);
   const socket = req.socket as IncomingMessage['socket'] | null;
   const ownProto = socket && 'encrypted' in socket && socket.encrypted ? 'https' : 'http';
   if (trust === false) {

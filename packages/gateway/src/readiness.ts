@@ -27,7 +27,8 @@ export interface ReadinessCheck {
   run(signal: AbortSignal): Promise<Readonly<Record<string, unknown>> | undefined>;
 }
 
-function describeError(error: unknown): string {
+/** An error as one line: `code: message` when it has a code. */
+export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return typeof code === 'string' ? `${code}: ${error.message}` : error.message;

@@ -8,6 +8,7 @@ import type { ConnectionFigures } from './connections.js';
 import type { RequestClass } from './cvat-profile.js';
 import type { GatewayParts } from './parts.js';
 import type { Pipeline } from './pipeline.js';
+import { describeError } from './readiness.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
@@ -187,14 +188,6 @@ export interface StatusSources {
   readonly now: () => number;
   readonly connections: ConnectionFigures | undefined;
   readonly activity: Activity;
-}
-
-function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
-  }
-  return String(error);
 }
 
 /** The live figures of a gateway: what `/sluice/status.json` answers and the metrics read. */
