@@ -170,7 +170,6 @@ export function choice<T extends string>(choices: readonly T[]): Kind<T> {
 export function maybe<T>(inner: Kind<T>): Kind<T | undefined> {
   return {
     ...inner,
-    parse: (raw) => inner.parse(raw),
     check: (v) => (v === undefined ? ok(undefined) : inner.check(v)),
     show: (v) => (v === undefined ? '(none)' : inner.show(v)),
   };

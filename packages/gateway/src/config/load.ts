@@ -11,8 +11,8 @@ import {
   type GatewayConfigInput,
   SETTING_KEYS,
   SETTINGS,
-  type Setting,
   type SettingKey,
+  spec,
 } from './settings.js';
 
 /** The result of {@link loadConfig}: the configuration, or every bad field with its reason. */
@@ -20,7 +20,6 @@ export type LoadConfigResult =
   | { readonly ok: true; readonly config: GatewayConfig }
   | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
-const spec = (key: SettingKey): Setting<unknown> => SETTINGS[key] as Setting<unknown>;
 /** A value as an issue may show it: secrets never, and no URL's password. */
 const shown = (key: SettingKey, raw: string): string =>
   spec(key).secret ? '<redacted>' : raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1redacted@');

@@ -510,16 +510,18 @@ const kebab = (key: string): string => key.replace(/Ms$/, '').replace(/[A-Z]/g, 
 
 /** The flag of a setting, with `--`. */
 export function flagOf(key: SettingKey): string {
-  const s: Setting<unknown> = SETTINGS[key];
-  return `--${s.flag ?? kebab(key)}`;
+  return `--${spec(key).flag ?? kebab(key)}`;
 }
 
 /** The environment variables of a setting, in the order they are read. */
 export function envOf(key: SettingKey): readonly string[] {
-  const s: Setting<unknown> = SETTINGS[key];
+  const s = spec(key);
   const own = s.env ?? `SLUICE_${(s.flag ?? kebab(key)).toUpperCase().replaceAll('-', '_')}`;
   return [own, ...(s.aliases ?? [])];
 }
+
+/** The declaration of `key`, as a setting of unknown type. */
+export const spec = (key: SettingKey): Setting<unknown> => SETTINGS[key];
 
 /** Every setting key, in declaration order. */
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];

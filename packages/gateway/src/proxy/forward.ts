@@ -13,7 +13,7 @@ import { type GatewayErrorCode, gatewayErrorStatus } from '../errors.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../headers.js';
 import { sendJsonError } from '../json-error.js';
 import { hasBody } from './request-body.js';
-import { Spool } from './spool.js';
+import { Spool, type SpoolOptions } from './spool.js';
 import { type StallReason, watchTransfer } from './transfer-watch.js';
 
 /** How one proxied request ended. */
@@ -41,11 +41,7 @@ export interface ProxyReplacement {
 }
 
 /** Response buffering: memory, then a temp file, up to `maxBytes` held per response. */
-export interface ResponseBuffering {
-  readonly memoryBytes: number;
-  readonly maxBytes: number;
-  readonly tempDir: string;
-}
+export type ResponseBuffering = Omit<SpoolOptions, 'whenFull'>;
 
 /** Options of {@link createProxy}. */
 export interface ProxyOptions {
