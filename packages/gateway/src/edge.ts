@@ -4,9 +4,7 @@
 // ambiguous is refused here, before any credential, slot or upstream is involved.
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP, type Socket } from 'node:net';
-
-/** Which hops in front of the gateway are trusted to say who the client is. */
-export type TrustProxy = false | { readonly hops: number } | { readonly addresses: readonly string[] };
+import type { TrustProxySetting } from './config/kinds.js';
 
 /** The request as the gateway decided it. */
 export interface EdgeView {
@@ -79,7 +77,8 @@ function headerCount(req: IncomingMessage, name: string): number {
   return n;
 }
 
-function splitList(value: string | string[] | undefined): string[] {
+/** The non-empty, trimmed entries of a comma-separated list (a header's values joined). */
+export function splitList(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   return (Array.isArray(value) ? value.join(',') : value)
     .split(',')
@@ -103,7 +102,7 @@ export function trustedAddresses(addresses: readonly string[]): BlockList {
  * The peers that are trusted proxies (every peer when trusting a number of hops), for the
  * per-address connection cap: one proxy carries many clients, whose own caps are its business.
  */
-export function proxyAddresses(trust: TrustProxy): ((address: string) => boolean) | undefined {
+export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
   if (trust === false) return undefined;
   if ('hops' in trust) return () => true;
   const list = trustedAddresses(trust.addresses);
@@ -113,7 +112,7 @@ export function proxyAddresses(trust: TrustProxy): ((address: string) => boolean
 /** Reads the decision inputs of `req`, or says why it cannot be forwarded. */
 export function inspectRequest(
   req: IncomingMessage,
-  trust: TrustProxy,
+  trust: TrustProxySetting,
   trusted: BlockList | undefined,
 ): EdgeView | EdgeRefusal {
   const url = req.url ?? '/';
