@@ -1,5 +1,8 @@
 import type { ServerResponse } from 'node:http';
 
+/** The header of an answer after which the connection is closed. */
+export const CLOSE = { connection: 'close' } as const;
+
 /** Sends `body` as JSON, never cached. */
 export function sendJson(
   res: ServerResponse,

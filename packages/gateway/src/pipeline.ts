@@ -21,7 +21,7 @@ import {
 } from './cvat-profile.js';
 import { inspectRequest, trustedAddresses } from './edge.js';
 import { isIdentityHeader } from './headers.js';
-import { sendJsonError } from './json-error.js';
+import { CLOSE, sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayEvents, GatewayParts } from './parts.js';
@@ -109,7 +109,6 @@ export interface PipelineOptions {
 /** DRF's answer when no credential was accepted, and the header it sends with it (CVAT's first authenticator is `Token`). */
 const NOT_PROVIDED = 'Authentication credentials were not provided.';
 const UNAUTHENTICATED_HEADERS = { 'www-authenticate': 'Token' } as const;
-const CLOSE = { connection: 'close' } as const;
 const INVALID_DETAIL: Readonly<Record<string, string>> = {
   token: 'Invalid token.',
   bearer: 'Invalid token.',
