@@ -28,6 +28,7 @@ import type { GatewayEvents, GatewayParts } from './parts.js';
 import { createProxy, type ProxyReplacement } from './proxy/forward.js';
 import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
 import type { Spool } from './proxy/spool.js';
+import type { AdmissionStatus, RequestStatus } from './status.js';
 
 /** One line of the access log (what `request` events carry). Never holds a credential. */
 export interface AccessLogEntry {
@@ -63,15 +64,11 @@ type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
 
-/** Live per-request figures since start. */
-export interface PipelineCounts {
-  readonly byClassNow: Record<RequestClass, { inFlight: number; queued: number }>;
-  readonly total: number;
-  readonly byClass: Record<RequestClass | 'gateway', number>;
-  readonly byStatus: Record<string, number>;
-  readonly upstreamErrors: number;
+/** Live per-request figures since start: the status's request counters, per-class gauges and rejections. */
+export type PipelineCounts = Omit<RequestStatus, 'shed'> & {
+  readonly byClassNow: AdmissionStatus['byClass'];
   readonly rejected: number;
-}
+};
 
 /** The request pipeline of a gateway. */
 export interface Pipeline {
@@ -177,7 +174,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     minRate: config.clientMinRate,
   };
 
-  const byClassNow: PipelineCounts['byClassNow'] = {
+  const byClassNow: Record<RequestClass, { inFlight: number; queued: number }> = {
     interactive: { inFlight: 0, queued: 0 },
     bulk: { inFlight: 0, queued: 0 },
   };
@@ -575,14 +572,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     },
     admission: admissionMiddleware,
     cacheMiddleware,
-    counts: () => ({
-      byClassNow: { interactive: { ...byClassNow.interactive }, bulk: { ...byClassNow.bulk } },
-      total: tally.total,
-      byClass: { ...tally.byClass },
-      byStatus: { ...tally.byStatus },
-      upstreamErrors: tally.upstreamErrors,
-      rejected: tally.rejected,
-    }),
+    counts: () => structuredClone({ byClassNow, ...tally }),
     waitForIdle(graceMs) {
       if (active === 0) return Promise.resolve(true);
       return new Promise((resolve) => {

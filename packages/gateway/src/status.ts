@@ -182,7 +182,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const stats = cache.stats();
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
   const poolStats = pool?.stats();
-  const counts = s.pipeline.counts();
+  const { byClassNow, rejected, ...requests } = s.pipeline.counts();
   const { shed, ...who } = s.activity.status();
   return {
     at: s.now(),
@@ -199,8 +199,8 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       ceiling: parts.limit.ceiling.current,
       control: parts.limit.load?.reason ?? 'off',
       semaphore: redis ? 'redis' : 'local',
-      byClass: counts.byClassNow,
-      rejected: counts.rejected,
+      byClass: byClassNow,
+      rejected,
     },
     breaker: parts.breaker.state,
     cache: {
@@ -243,10 +243,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
     redis: redisStatus(parts),
     connections: s.connections ?? null,
     requests: {
-      total: counts.total,
-      byClass: counts.byClass,
-      byStatus: counts.byStatus,
-      upstreamErrors: counts.upstreamErrors,
+      ...requests,
       shed,
     },
     ...who,
