@@ -119,6 +119,7 @@ export function inspectRequest(
   if (!isOriginFormTarget(url)) return { refused: 'The request target must be a path.' };
   const q = url.indexOf('?');
   const raw = q === -1 ? url : url.slice(0, q);
+  const search = q === -1 ? '' : url.slice(q + 1);
   // Upstream servers decode the path before routing: the gateway decides on that decoded form,
   // and refuses what would decode into something else (an encoded slash, a dot segment).
   const path = canonicalPath(raw);
@@ -139,7 +140,6 @@ export function inspectRequest(
   const socket = req.socket as IncomingMessage['socket'] | null;
   const ownProto = socket && 'encrypted' in socket && socket.encrypted ? 'https' : 'http';
   if (trust === false) {
-    const search = q === -1 ? '' : url.slice(q + 1);
     return { path, search, host, proto: ownProto, client: peer, forwardedFor: peer, forwardedHost: host };
   }
   const chain = [...splitList(req.headers['x-forwarded-for']), peer];
@@ -160,7 +160,7 @@ export function inspectRequest(
   }
   return {
     path,
-    search: q === -1 ? '' : url.slice(q + 1),
+    search,
     host,
     proto: proto === 'https' || proto === 'http' ? proto : ownProto,
     client,
