@@ -30,11 +30,7 @@ const READ_CHUNK = 64 * 1024;
 /** Chunks bound for the file are written together once this many bytes wait (one writev). */
 const FILE_BATCH = 256 * 1024;
 
-/**
- * Memory, then a temp file, bounded. `write()` stores a chunk (or waits/refuses when full),
- * `end()` says no more will come, `stream()` (once) reads everything in order and waits for more
- * until the end; `destroy()` frees the memory and closes the file, whatever state it is in.
- */
+/** Memory, then a temp file, bounded: one writer (`write()`, `end()`), one reader (`stream()`). */
 export class Spool {
   readonly #o: SpoolOptions;
   readonly #memory: Buffer[] = [];
