@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { peerAddress } from './edge.js';
 
 /** Figures of the connection guard. */
 export interface ConnectionFigures {
@@ -46,11 +47,6 @@ const REFUSAL =
   `content-length: ${Buffer.byteLength(REFUSAL_BODY)}\r\nretry-after: 1\r\ncache-control: no-store\r\n` +
   `connection: close\r\n\r\n${REFUSAL_BODY}`;
 
-function peer(socket: Socket): string {
-  const address = socket.remoteAddress ?? '';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
 /** Guards `server`'s connections; returns a reader of its figures. */
 export function guardConnections(
   server: Server,
@@ -70,7 +66,7 @@ export function guardConnections(
   const http = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
-    const address = peer(socket);
+    const address = peerAddress(socket);
     const mine = byClient.get(address) ?? 0;
     if (open >= limits.max || (mine >= limits.perClient && !limits.exempt?.(address))) {
       if (open >= limits.max) refused.total += 1;

@@ -26,8 +26,6 @@ export interface RequestContext {
   errorCode: string | undefined;
   /** The underlying error's code (e.g. `ECONNREFUSED`, `UND_ERR_HEADERS_TIMEOUT`), if any. */
   errorCause: string | undefined;
-  /** The cache vouched for the request's credential (so an upstream 401 evicts it). */
-  credentialVouched: boolean;
   /** Identity headers the client sent and the gateway removed. */
   strippedIdentityHeaders: number;
   /** The client's address (set when the request arrives: the socket is gone by the time it is logged). */
@@ -62,7 +60,6 @@ export function requestContext(req: IncomingMessage): RequestContext {
       cacheTier: undefined,
       errorCode: undefined,
       errorCause: undefined,
-      credentialVouched: false,
       strippedIdentityHeaders: 0,
       client: '',
       releaseSlot: undefined,

@@ -20,6 +20,8 @@ export interface ClassifiableRequest {
 /** Decides the admission class of a request. */
 export type RequestClassifier = (request: ClassifiableRequest) => RequestClass;
 
+const paths = (text: string): readonly string[] => Object.freeze(text.trim().split(/\s+/));
+
 /**
  * CVAT endpoints answered without a credential (CVAT still applies its own rules), plus the UI's
  * static files: `/api/server/about`, `/api/server/health`, login, registration, password reset,
@@ -27,57 +29,24 @@ export type RequestClassifier = (request: ClassifiableRequest) => RequestClass;
  * 200 and delete the cookies even with an expired session), `/api/webhooks/events`, the API
  * schema and docs.
  */
-export const CVAT_PUBLIC_PATHS: readonly string[] = Object.freeze([
-  '/api/server/about',
-  '/api/server/health',
-  '/api/auth/login',
-  '/api/auth/logout',
-  '/api/auth/register',
-  '/api/auth/password/reset',
-  '/api/auth/account-confirm-email',
-  '/api/auth/email-confirmation',
-  '/api/auth/social',
-  '/api/auth/rules',
-  '/api/webhooks/events',
-  '/api/schema',
-  '/api/swagger',
-  '/api/docs',
-  '/static/',
-  '/assets/',
-  '/favicon.ico',
-]);
+export const CVAT_PUBLIC_PATHS: readonly string[] = paths(`
+  /api/server/about /api/server/health /api/auth/login /api/auth/logout /api/auth/register
+  /api/auth/password/reset /api/auth/account-confirm-email /api/auth/email-confirmation
+  /api/auth/social /api/auth/rules /api/webhooks/events /api/schema /api/swagger /api/docs /static/
+  /assets/ /favicon.ico
+`);
 
 /**
  * CVAT routes that always need a credential: a request there without one is answered 401 by the
  * gateway. Anything else under `/api/` without a credential goes to CVAT, which knows best (e.g.
  * `/api/assets/<uuid>` answers anonymous users for public guides).
  */
-export const CVAT_PROTECTED_PATHS: readonly string[] = Object.freeze([
-  '/api/users',
-  '/api/projects',
-  '/api/tasks',
-  '/api/jobs',
-  '/api/requests',
-  '/api/labels',
-  '/api/issues',
-  '/api/comments',
-  '/api/cloudstorages',
-  '/api/guides',
-  '/api/organizations',
-  '/api/memberships',
-  '/api/invitations',
-  '/api/webhooks',
-  '/api/lambda',
-  '/api/quality',
-  '/api/consensus',
-  '/api/events',
-  '/api/analytics',
-  '/api/auth/access_tokens',
-  '/api/auth/password/change',
-  '/api/server/annotation',
-  '/api/server/plugins',
-  '/api/server/share',
-]);
+export const CVAT_PROTECTED_PATHS: readonly string[] = paths(`
+  /api/users /api/projects /api/tasks /api/jobs /api/requests /api/labels /api/issues /api/comments
+  /api/cloudstorages /api/guides /api/organizations /api/memberships /api/invitations /api/webhooks
+  /api/lambda /api/quality /api/consensus /api/events /api/analytics /api/auth/access_tokens
+  /api/auth/password/change /api/server/annotation /api/server/plugins /api/server/share
+`);
 
 /** `application_name` of CVAT's server connections (since CVAT 2.10.3). */
 export const CVAT_SERVER_APPLICATION = 'cvat:server';
@@ -104,14 +73,9 @@ const DOWNLOAD = rule(
 const UPLOAD = new RegExp(
   `^(?:/api/tasks/${ID}/data|/api/(?:tasks|jobs)/${ID}/annotations|/api/projects/${ID}/dataset|/api/(?:tasks|projects)/backup)(?:/|$)`,
 );
-const UPLOAD_HEADERS = [
-  'tus-resumable',
-  'upload-length',
-  'upload-offset',
-  'upload-start',
-  'upload-finish',
-  'upload-multiple',
-];
+const UPLOAD_HEADERS = paths(
+  'tus-resumable upload-length upload-offset upload-start upload-finish upload-multiple',
+);
 /** GET of a whole task's annotations: synchronous and heavy. */
 const TASK_ANNOTATIONS = rule(`/api/tasks/${ID}/annotations`);
 

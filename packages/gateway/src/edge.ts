@@ -3,10 +3,8 @@
 // and the X-Forwarded-* chain the upstream receives. A request whose decision inputs are
 // ambiguous is refused here, before any credential, slot or upstream is involved.
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
-
-/** Which hops in front of the gateway are trusted to say who the client is. */
-export type TrustProxy = false | { readonly hops: number } | { readonly addresses: readonly string[] };
+import { BlockList, isIP, type Socket } from 'node:net';
+import type { TrustProxySetting } from './config/kinds.js';
 
 /** The request as the gateway decided it. */
 export interface EdgeView {
@@ -44,9 +42,9 @@ export function isMethodToken(method: string | undefined): boolean {
   return typeof method === 'string' && METHOD_TOKEN.test(method);
 }
 
-/** The socket peer without the IPv4-mapped IPv6 prefix. */
-export function socketAddress(req: IncomingMessage): string {
-  const address = (req.socket as IncomingMessage['socket'] | null)?.remoteAddress ?? '';
+/** The peer of `socket` without the IPv4-mapped IPv6 prefix. */
+export function peerAddress(socket: Socket | null | undefined): string {
+  const address = socket?.remoteAddress ?? '';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
@@ -79,7 +77,8 @@ function headerCount(req: IncomingMessage, name: string): number {
   return n;
 }
 
-function splitList(value: string | string[] | undefined): string[] {
+/** The non-empty, trimmed entries of a comma-separated list (a header's values joined). */
+export function splitList(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   return (Array.isArray(value) ? value.join(',') : value)
     .split(',')
@@ -103,7 +102,7 @@ export function trustedAddresses(addresses: readonly string[]): BlockList {
  * The peers that are trusted proxies (every peer when trusting a number of hops), for the
  * per-address connection cap: one proxy carries many clients, whose own caps are its business.
  */
-export function proxyAddresses(trust: TrustProxy): ((address: string) => boolean) | undefined {
+export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
   if (trust === false) return undefined;
   if ('hops' in trust) return () => true;
   const list = trustedAddresses(trust.addresses);
@@ -113,13 +112,14 @@ export function proxyAddresses(trust: TrustProxy): ((address: string) => boolean
 /** Reads the decision inputs of `req`, or says why it cannot be forwarded. */
 export function inspectRequest(
   req: IncomingMessage,
-  trust: TrustProxy,
+  trust: TrustProxySetting,
   trusted: BlockList | undefined,
 ): EdgeView | EdgeRefusal {
   const url = req.url ?? '/';
   if (!isOriginFormTarget(url)) return { refused: 'The request target must be a path.' };
   const q = url.indexOf('?');
   const raw = q === -1 ? url : url.slice(0, q);
+  const search = q === -1 ? '' : url.slice(q + 1);
   // Upstream servers decode the path before routing: the gateway decides on that decoded form,
   // and refuses what would decode into something else (an encoded slash, a dot segment).
   const path = canonicalPath(raw);
@@ -136,11 +136,10 @@ export function inspectRequest(
   if (hosts > 1 || (host !== undefined && !HOST.test(host))) {
     return { refused: 'The Host header must be one host[:port].' };
   }
-  const peer = socketAddress(req);
+  const peer = peerAddress(req.socket as Socket | null);
   const socket = req.socket as IncomingMessage['socket'] | null;
   const ownProto = socket && 'encrypted' in socket && socket.encrypted ? 'https' : 'http';
   if (trust === false) {
-    const search = q === -1 ? '' : url.slice(q + 1);
     return { path, search, host, proto: ownProto, client: peer, forwardedFor: peer, forwardedHost: host };
   }
   const chain = [...splitList(req.headers['x-forwarded-for']), peer];
@@ -161,7 +160,7 @@ export function inspectRequest(
   }
   return {
     path,
-    search: q === -1 ? '' : url.slice(q + 1),
+    search,
     host,
     proto: proto === 'https' || proto === 'http' ? proto : ownProto,
     client,

@@ -84,8 +84,6 @@ export interface Gateway {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const OPTION_KEYS = new Set(['logger', 'validator', 'classify', 'now']);
-
 function formatAddress(host: string, port: number): GatewayAddress {
   return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
 }
@@ -130,20 +128,19 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`options should be an object, got ${options === null ? 'null' : typeof options}`);
   }
-  const configInput: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(options)) if (!OPTION_KEYS.has(key)) configInput[key] = value;
-  const config = resolveConfig(configInput as GatewayConfigInput);
+  const { logger: givenLogger, validator, classify: givenClassify, now: givenNow, ...configInput } = options;
+  const config = resolveConfig(configInput);
   const classify =
-    options.classify === undefined
+    givenClassify === undefined
       ? createClassifier(config.bulkPaths)
-      : checkFunction<RequestClassifier>('options.classify', options.classify);
-  const now = options.now ?? Date.now;
-  const logger = options.logger ?? createLogger(config.logLevel);
+      : checkFunction<RequestClassifier>('options.classify', givenClassify);
+  const now = givenNow ?? Date.now;
+  const logger = givenLogger ?? createLogger(config.logLevel);
   const events = new TypedEvents<GatewayEvents>((error) =>
     logger.error({ err: error }, 'gateway listener threw'),
   );
   const startedAt = now();
-  const parts = buildParts(config, { logger, events, now, validator: options.validator });
+  const parts = buildParts(config, { logger, events, now, validator });
 
   let state: StatusSnapshot['state'] = 'running';
   let server: Server | undefined;

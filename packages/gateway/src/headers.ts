@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { EdgeView } from './edge.js';
+import { type EdgeView, splitList } from './edge.js';
 
 const words = (text: string): readonly string[] => Object.freeze(text.trim().split(/\s+/));
 
@@ -72,12 +72,9 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
   if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close') {
     return undefined;
   }
-  const joined = Array.isArray(value) ? value.join(',') : value;
-  const tokens = new Set<string>();
-  for (const token of joined.split(',')) {
-    const t = token.trim().toLowerCase();
-    if (t !== '' && t !== 'close' && t !== 'keep-alive') tokens.add(t);
-  }
+  const tokens = new Set(splitList(value).map((t) => t.toLowerCase()));
+  tokens.delete('close');
+  tokens.delete('keep-alive');
   return tokens.size === 0 ? undefined : tokens;
 }
 

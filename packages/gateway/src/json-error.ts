@@ -1,5 +1,25 @@
 import type { ServerResponse } from 'node:http';
 
+/** The header of an answer after which the connection is closed. */
+export const CLOSE = { connection: 'close' } as const;
+
+/** Sends `body` as JSON, never cached. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
 /**
  * Answers with a small JSON error: `{ detail, code, message }` (plus `extra` fields). `detail`
  * is what Django REST framework clients (CVAT's UI, cvat_sdk) read; `code` is Sluice's stable
@@ -14,12 +34,5 @@ export function sendJsonError(
   extra: Readonly<Record<string, unknown>> = {},
 ): void {
   if (res.headersSent || res.destroyed || res.writableEnded) return;
-  const body = JSON.stringify({ detail: message, ...extra, code, message });
-  res.writeHead(status, {
-    ...headers,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(body);
+  sendJson(res, status, { detail: message, ...extra, code, message }, headers);
 }

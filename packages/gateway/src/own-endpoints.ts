@@ -2,22 +2,12 @@
 // probed), `/metrics` (Prometheus) and the status page with its JSON.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from './config/settings.js';
+import { sendJson } from './json-error.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayParts } from './parts.js';
 import { type ReadinessCheck, type ReadinessReport, upstreamCheck } from './readiness.js';
 import { redisStatus, type StatusSnapshot } from './status.js';
 import { STATUS_PATH, sendStatusPage } from './status-page.js';
-
-/** Sends `body` as JSON, never cached. */
-export function sendJson(res: ServerResponse, statusCode: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(statusCode, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
-}
 
 /** The readiness probes of a gateway's parts: the upstream, the database (required), Redis (optional). */
 export function readinessChecks(config: GatewayConfig, parts: GatewayParts): ReadinessCheck[] {

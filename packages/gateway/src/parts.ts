@@ -97,12 +97,7 @@ function deriveSecret(label: string, secretKey: string): string {
   return createHmac('sha256', secretKey).update(`sluice-gateway:${label}`).digest('base64url');
 }
 
-/**
- * Builds every component from the configuration: embedded (no database, no Redis) it is an
- * in-process cache, introspection through the upstream and a local semaphore; with a database,
- * database validation, the budget from `max_connections`, the monitor, the guard, the reaper and
- * the purge when enabled; with Redis, the shared L2 and the distributed semaphore.
- */
+/** Builds every component from the configuration (what each mode has: see `createGateway`). */
 export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts {
   const { logger, events } = o;
   const dispatcher = new Pool(config.upstream, {

@@ -21,13 +21,14 @@ import {
 } from './cvat-profile.js';
 import { inspectRequest, trustedAddresses } from './edge.js';
 import { isIdentityHeader } from './headers.js';
-import { sendJsonError } from './json-error.js';
+import { CLOSE, sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayEvents, GatewayParts } from './parts.js';
 import { createProxy, type ProxyReplacement } from './proxy/forward.js';
 import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
 import type { Spool } from './proxy/spool.js';
+import type { AdmissionStatus, RequestStatus } from './status.js';
 
 /** One line of the access log (what `request` events carry). Never holds a credential. */
 export interface AccessLogEntry {
@@ -63,15 +64,11 @@ type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
 
-/** Live per-request figures since start. */
-export interface PipelineCounts {
-  readonly byClassNow: Record<RequestClass, { inFlight: number; queued: number }>;
-  readonly total: number;
-  readonly byClass: Record<RequestClass | 'gateway', number>;
-  readonly byStatus: Record<string, number>;
-  readonly upstreamErrors: number;
+/** Live per-request figures since start: the status's request counters, per-class gauges and rejections. */
+export type PipelineCounts = Omit<RequestStatus, 'shed'> & {
+  readonly byClassNow: AdmissionStatus['byClass'];
   readonly rejected: number;
-}
+};
 
 /** The request pipeline of a gateway. */
 export interface Pipeline {
@@ -132,6 +129,13 @@ function isPreflight(req: IncomingMessage): boolean {
   return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
 }
 
+/** True when `path` is `endpoint`, with or without a trailing slash. */
+const isEndpoint = (path: string, endpoint: string): boolean => path === endpoint || path === `${endpoint}/`;
+
+/** One decimal place (for the access log). */
+const tenth = (ms: number | undefined): number | undefined =>
+  ms === undefined ? undefined : Math.round(ms * 10) / 10;
+
 /** The `detail` of a small JSON error body, if it has one. */
 function detailOf(body: Buffer | undefined): string | undefined {
   if (!body || body.length > 4096) return undefined;
@@ -170,7 +174,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     minRate: config.clientMinRate,
   };
 
-  const byClassNow: PipelineCounts['byClassNow'] = {
+  const byClassNow: Record<RequestClass, { inFlight: number; queued: number }> = {
     interactive: { inFlight: 0, queued: 0 },
     bulk: { inFlight: 0, queued: 0 },
   };
@@ -216,8 +220,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
   /** Answers 503 `E_DATABASE_UNAVAILABLE` when the database is known down; true when it did. */
   function refuseWhileDatabaseDown(res: ServerResponse, ctx: RequestContext): boolean {
     if (databaseHealth?.state !== 'down') return false;
-    ctx.errorCode = databaseUnavailable.code;
     const d = databaseUnavailable;
+    ctx.errorCode = d.code;
     sendJsonError(res, d.status, d.code, d.message, d.headers, d.details);
     return true;
   }
@@ -282,12 +286,10 @@ export function createPipeline(o: PipelineOptions): Pipeline {
           logger.warn({ err: error }, 'could not evict a credential the upstream refused');
         });
       }
-      if (statusCode >= 200 && statusCode < 300 && req.method === 'POST') {
-        const path = ctx.path;
-        if (path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`) return forgetUser(r);
-        if (path === CVAT_PASSWORD_CHANGE_PATH || path === `${CVAT_PASSWORD_CHANGE_PATH}/`)
-          return forgetUser(r);
-      }
+      const credentialsChanged =
+        isEndpoint(ctx.path, CVAT_LOGOUT_PATH) || isEndpoint(ctx.path, CVAT_PASSWORD_CHANGE_PATH);
+      if (statusCode >= 200 && statusCode < 300 && req.method === 'POST' && credentialsChanged)
+        return forgetUser(r);
       return undefined;
     },
   });
@@ -309,10 +311,10 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       route: ctx.route,
       status,
       class: ctx.requestClass,
-      queueWaitMs: ctx.queueWaitMs === undefined ? undefined : Math.round(ctx.queueWaitMs * 10) / 10,
-      upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 10) / 10,
+      queueWaitMs: tenth(ctx.queueWaitMs),
+      upstreamMs: tenth(ctx.upstreamMs),
       cacheTier: sluice?.cache?.tier === 'none' ? ctx.cacheTier : (sluice?.cache?.tier ?? ctx.cacheTier),
-      durationMs: Math.round(durationMs * 10) / 10,
+      durationMs: tenth(durationMs) ?? 0,
       userId: sluice?.identity?.userId,
       client: ctx.client,
       error: ctx.errorCode ?? (aborted ? 'E_CLIENT_ABORTED' : undefined),
@@ -357,7 +359,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     ctx.errorCode = code;
     res.once('close', () => finishRequest(req, res, ctx, false));
     res.shouldKeepAlive = false;
-    sendJsonError(res, status, code, message, { connection: 'close' });
+    sendJsonError(res, status, code, message, CLOSE);
   }
 
   /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
@@ -366,15 +368,10 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     if (error.code === 'E_CLIENT_ABORTED') return;
     ctx.errorCause = error.message;
     res.shouldKeepAlive = false;
-    if (error.code === 'E_BODY_TOO_LARGE') {
-      sendJsonError(res, 413, error.code, `The request body is larger than ${config.maxBodySize} bytes.`, {
-        connection: 'close',
-      });
-    } else if (res.headersSent) res.destroy();
-    else
-      sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
-        connection: 'close',
-      });
+    const tooLarge = `The request body is larger than ${config.maxBodySize} bytes.`;
+    if (error.code === 'E_BODY_TOO_LARGE') sendJsonError(res, 413, error.code, tooLarge, CLOSE);
+    else if (res.headersSent) res.destroy();
+    else sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', CLOSE);
   }
 
   /** DRF's 401: `{ detail }` and `WWW-Authenticate`. */
@@ -431,10 +428,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     if (!o.running()) {
       ctx.errorCode = 'E_SHUTTING_DOWN';
       res.shouldKeepAlive = false;
-      sendJsonError(res, 503, 'E_SHUTTING_DOWN', 'The gateway is shutting down; retry shortly.', {
-        'retry-after': '1',
-        connection: 'close',
-      });
+      const message = 'The gateway is shutting down; retry shortly.';
+      sendJsonError(res, 503, 'E_SHUTTING_DOWN', message, { 'retry-after': '1', ...CLOSE });
       return;
     }
 
@@ -517,8 +512,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       ctx.cacheTier = 'public';
       // Logout is public (CVAT answers it even for an expired session), but who logs out matters:
       // every credential of that user is forgotten once it succeeds.
-      const logout = path === CVAT_LOGOUT_PATH || path === `${CVAT_LOGOUT_PATH}/`;
-      if (logout && extractCredentials(headers, credentialOptions).length > 0) {
+      if (isEndpoint(path, CVAT_LOGOUT_PATH) && extractCredentials(headers, credentialOptions).length > 0) {
         cacheMiddleware(req, res, (error?: unknown) => (error === undefined ? receive() : next(error)));
         return;
       }
@@ -578,14 +572,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     },
     admission: admissionMiddleware,
     cacheMiddleware,
-    counts: () => ({
-      byClassNow: { interactive: { ...byClassNow.interactive }, bulk: { ...byClassNow.bulk } },
-      total: tally.total,
-      byClass: { ...tally.byClass },
-      byStatus: { ...tally.byStatus },
-      upstreamErrors: tally.upstreamErrors,
-      rejected: tally.rejected,
-    }),
+    counts: () => structuredClone({ byClassNow, ...tally }),
     waitForIdle(graceMs) {
       if (active === 0) return Promise.resolve(true);
       return new Promise((resolve) => {

@@ -27,7 +27,8 @@ export interface ReadinessCheck {
   run(signal: AbortSignal): Promise<Readonly<Record<string, unknown>> | undefined>;
 }
 
-function describeError(error: unknown): string {
+/** An error as one line: `code: message` when it has a code. */
+export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
@@ -50,15 +51,14 @@ export async function checkReadiness(
   const results = await Promise.all(
     checks.map(async (check): Promise<[string, CheckResult]> => {
       const started = performance.now();
+      const took = (): number => Math.round(performance.now() - started);
+      const { name, required } = check;
       try {
-        const detail = await withTimeout((signal) => check.run(signal), timeoutMs, {
-          message: `no answer within ${timeoutMs} ms`,
-        });
-        const latencyMs = Math.round(performance.now() - started);
-        return [check.name, { ok: true, required: check.required, latencyMs, ...(detail ? { detail } : {}) }];
+        const message = `no answer within ${timeoutMs} ms`;
+        const detail = await withTimeout((signal) => check.run(signal), timeoutMs, { message });
+        return [name, { ok: true, required, latencyMs: took(), ...(detail ? { detail } : {}) }];
       } catch (error) {
-        const latencyMs = Math.round(performance.now() - started);
-        return [check.name, { ok: false, required: check.required, latencyMs, error: describeError(error) }];
+        return [name, { ok: false, required, latencyMs: took(), error: describeError(error) }];
       }
     }),
   );

@@ -117,15 +117,10 @@ export interface RedisClientOptions {
  */
 export function createRedisClient(options: RedisClientOptions): Redis | Cluster {
   const retry = (times: number): number => Math.min(2_000, 50 * times);
-  if (!options.cluster) {
-    return new Redis(options.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: options.connectTimeoutMs,
-      connectionName: options.connectionName,
-      retryStrategy: retry,
-    });
-  }
+  const { connectTimeoutMs: connectTimeout, connectionName } = options;
+  const each = { maxRetriesPerRequest: 1, connectTimeout, connectionName };
+  if (!options.cluster)
+    return new Redis(options.url, { enableOfflineQueue: false, ...each, retryStrategy: retry });
   const parsed = parseRedisUrl(options.url);
   if ('reason' in parsed) throw new TypeError(`options.url ${parsed.reason}`);
   const target = parsed.value;
@@ -134,11 +129,9 @@ export function createRedisClient(options: RedisClientOptions): Redis | Cluster 
     {
       enableOfflineQueue: false,
       clusterRetryStrategy: retry,
-      slotsRefreshTimeout: options.connectTimeoutMs,
+      slotsRefreshTimeout: connectTimeout,
       redisOptions: {
-        maxRetriesPerRequest: 1,
-        connectTimeout: options.connectTimeoutMs,
-        connectionName: options.connectionName,
+        ...each,
         ...(target.username === undefined ? {} : { username: target.username }),
         ...(target.password === undefined ? {} : { password: target.password }),
         ...(target.tls ? { tls: {} } : {}),

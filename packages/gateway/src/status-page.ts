@@ -324,11 +324,7 @@ const BODY = `
     <dt>connections refused</dt><dd id="refused">-</dd></dl></section>
 </div>`;
 
-/**
- * Sends the self-refreshing status page: one HTML document with inline style and script (no
- * external assets; a nonce-based Content-Security-Policy), polling `status.json` every
- * `refreshMs`.
- */
+/** Sends the status page (see the top of this file), polling `status.json` every `refreshMs`. */
 export function sendStatusPage(res: ServerResponse, refreshMs = 2_000): void {
   const nonce = randomBytes(16).toString('base64');
   const html =

@@ -1,13 +1,13 @@
 import { Cluster } from 'ioredis';
-import type { Activity, StateChange } from './activity/activity.js';
+import type { Activity, ActivityStatus } from './activity/activity.js';
 import type { ShedReason } from './activity/shed-reason.js';
-import type { HistoryStatus, RecentStatus, TimelineGauges } from './activity/timeline.js';
-import type { WhoTable } from './activity/top-table.js';
+import type { TimelineGauges } from './activity/timeline.js';
 import type { GatewayConfig } from './config/settings.js';
 import type { ConnectionFigures } from './connections.js';
 import type { RequestClass } from './cvat-profile.js';
 import type { GatewayParts } from './parts.js';
 import type { Pipeline } from './pipeline.js';
+import { describeError } from './readiness.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
@@ -113,7 +113,7 @@ export interface RequestStatus {
 }
 
 /** Everything `/sluice/status.json` answers and the metrics read. */
-export interface StatusSnapshot {
+export interface StatusSnapshot extends Omit<ActivityStatus, 'shed'> {
   /** Epoch ms. */
   readonly at: number;
   readonly startedAt: number;
@@ -129,21 +129,6 @@ export interface StatusSnapshot {
   readonly requests: RequestStatus;
   /** Client connections (`null` before `listen()`). */
   readonly connections: ConnectionFigures | null;
-  /**
-   * Who holds slots and who waits, by the validated identity's user id (the username when
-   * known, never a credential): live in flight and queued, and over about the last minute
-   * (exponentially weighted) average slots held, requests per second and sheds per minute by
-   * reason. The ten heaviest of at most 500 tracked (plus the owners of live requests).
-   */
-  readonly users: WhoTable;
-  /** The same by client address. */
-  readonly clients: WhoTable;
-  /** Requests and sheds per second over the last 10 s, queue wait and upstream latency p50/p99 over the last minute. */
-  readonly recent: RecentStatus;
-  /** The last five minutes in 2-s buckets. */
-  readonly history: HistoryStatus;
-  /** The last 20 breaker and database state changes, oldest first. */
-  readonly changes: readonly StateChange[];
 }
 
 /** The gauges the activity samples every second. */
@@ -189,14 +174,6 @@ export interface StatusSources {
   readonly activity: Activity;
 }
 
-function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
-  }
-  return String(error);
-}
-
 /** The live figures of a gateway: what `/sluice/status.json` answers and the metrics read. */
 export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const { parts, config } = s;
@@ -205,8 +182,8 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const stats = cache.stats();
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
   const poolStats = pool?.stats();
-  const counts = s.pipeline.counts();
-  const activity = s.activity.status();
+  const { byClassNow, rejected, ...requests } = s.pipeline.counts();
+  const { shed, ...who } = s.activity.status();
   return {
     at: s.now(),
     startedAt: s.startedAt,
@@ -222,8 +199,8 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       ceiling: parts.limit.ceiling.current,
       control: parts.limit.load?.reason ?? 'off',
       semaphore: redis ? 'redis' : 'local',
-      byClass: counts.byClassNow,
-      rejected: counts.rejected,
+      byClass: byClassNow,
+      rejected,
     },
     breaker: parts.breaker.state,
     cache: {
@@ -266,16 +243,9 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
     redis: redisStatus(parts),
     connections: s.connections ?? null,
     requests: {
-      total: counts.total,
-      byClass: counts.byClass,
-      byStatus: counts.byStatus,
-      upstreamErrors: counts.upstreamErrors,
-      shed: activity.shed,
+      ...requests,
+      shed,
     },
-    users: activity.users,
-    clients: activity.clients,
-    recent: activity.recent,
-    history: activity.history,
-    changes: activity.changes,
+    ...who,
   };
 }

@@ -20,13 +20,20 @@ export interface StateChange {
 
 /** What {@link Activity.status} reports. */
 export interface ActivityStatus {
-  /** Users (by the validated identity's user id), heaviest first. */
+  /**
+   * Who holds slots and who waits, by the validated identity's user id (the username when
+   * known, never a credential): live in flight and queued, and over about the last minute
+   * (exponentially weighted) average slots held, requests per second and sheds per minute by
+   * reason. The ten heaviest of at most 500 tracked (plus the owners of live requests).
+   */
   readonly users: WhoTable;
-  /** Client addresses, heaviest first. */
+  /** The same by client address. */
   readonly clients: WhoTable;
+  /** Requests and sheds per second over the last 10 s, queue wait and upstream latency p50/p99 over the last minute. */
   readonly recent: RecentStatus;
+  /** The last five minutes in 2-s buckets. */
   readonly history: HistoryStatus;
-  /** The last state changes, newest last. */
+  /** The last 20 breaker and database state changes, oldest first. */
   readonly changes: readonly StateChange[];
   /** Requests shed since start, by reason. */
   readonly shed: Readonly<Record<ShedReason, number>>;

@@ -76,15 +76,6 @@ export interface RecentStatus {
   readonly upstreamMs: Percentiles;
 }
 
-/** A ring of buckets. */
-export interface Timeline {
-  request(r: TimelineRequest): void;
-  /** Records the gauges and states now (also called on every state change). */
-  sample(g: TimelineGauges): void;
-  history(): HistoryStatus;
-  recent(rateWindowMs: number, latencyWindowMs: number): RecentStatus;
-}
-
 /** Histogram bins: bin 0 below 0.1 ms, then four per octave up to about 6 minutes. */
 const BINS = 88;
 const MIN_MS = 0.1;
@@ -120,7 +111,7 @@ interface Bucket {
 }
 
 /** Builds a ring of `buckets` buckets of `bucketMs` each, starting now. */
-export function timeline(bucketMs: number, buckets: number, now: () => number): Timeline {
+export function timeline(bucketMs: number, buckets: number, now: () => number) {
   const ring: (Bucket | undefined)[] = new Array(buckets);
   const first = Math.floor(now() / bucketMs);
   /** The bucket of absolute number `index`, when the ring still holds it. */
@@ -152,7 +143,7 @@ export function timeline(bucketMs: number, buckets: number, now: () => number): 
   }
 
   return {
-    request(r) {
+    request(r: TimelineRequest): void {
       const b = current();
       b.requests += 1;
       if (r.shed) b.shed[r.shed] += 1;
@@ -160,7 +151,8 @@ export function timeline(bucketMs: number, buckets: number, now: () => number): 
       if (r.queueWaitMs !== undefined) count(b.wait, r.queueWaitMs);
       if (r.upstreamMs !== undefined) count(b.upstream, r.upstreamMs);
     },
-    sample(g) {
+    /** Records the gauges and states now (also called on every state change). */
+    sample(g: TimelineGauges): void {
       const b = current();
       const was = b.gauges;
       b.gauges = {
@@ -171,12 +163,16 @@ export function timeline(bucketMs: number, buckets: number, now: () => number): 
         database: was.database === 'down' ? 'down' : g.database,
       };
     },
-    history() {
+    history(): HistoryStatus {
       const indexes = finished(bucketMs * buckets);
       const rows = indexes.map(held);
       const perSecond = (n: number): number => Math.round((n * 10_000) / bucketMs) / 10;
       const column = <T>(f: (b: Bucket) => T | null): (T | null)[] => rows.map((b) => (b ? f(b) : null));
       const rate = (f: (b: Bucket) => number): number[] => rows.map((b) => (b ? perSecond(f(b)) : 0));
+      const percentiles = (h: (b: Bucket) => Uint32Array) => ({
+        p50: column((b) => quantile(h(b), 0.5)),
+        p99: column((b) => quantile(h(b), 0.99)),
+      });
       return {
         bucketMs,
         from: (indexes[0] ?? Math.floor(now() / bucketMs)) * bucketMs,
@@ -186,14 +182,8 @@ export function timeline(bucketMs: number, buckets: number, now: () => number): 
           number[]
         >,
         upstreamErrorsPerSecond: rate((b) => b.upstreamErrors),
-        queueWaitMs: {
-          p50: column((b) => quantile(b.wait, 0.5)),
-          p99: column((b) => quantile(b.wait, 0.99)),
-        },
-        upstreamMs: {
-          p50: column((b) => quantile(b.upstream, 0.5)),
-          p99: column((b) => quantile(b.upstream, 0.99)),
-        },
+        queueWaitMs: percentiles((b) => b.wait),
+        upstreamMs: percentiles((b) => b.upstream),
         inFlight: column((b) => b.gauges.inFlight ?? null),
         queued: column((b) => b.gauges.queued ?? null),
         limit: column((b) => b.gauges.limit ?? null),
@@ -204,7 +194,7 @@ export function timeline(bucketMs: number, buckets: number, now: () => number): 
         database: column((b) => b.gauges.database ?? null),
       };
     },
-    recent(rateWindowMs, latencyWindowMs) {
+    recent(rateWindowMs: number, latencyWindowMs: number): RecentStatus {
       const rated = finished(rateWindowMs).map(held);
       const seconds = Math.max(1, rated.length) * (bucketMs / 1000);
       const sum = (f: (b: Bucket) => number): number => rated.reduce((a, b) => a + (b ? f(b) : 0), 0);

@@ -49,22 +49,10 @@ export interface WhoTable {
   readonly top: readonly WhoEntry[];
 }
 
-/** A bounded, decaying table keyed by user id or client address. */
-export interface TopTable {
-  /** The entry of `id`, created when new (first making room by evicting idle entries). */
-  entry(id: string): TopEntry;
-  /** Counts one finished request of `e`, shed for `reason` if given. */
-  add(e: TopEntry, reason: ShedReason | undefined): void;
-  /** Changes the live counts of `e` (after bringing its slot time to now). */
-  move(e: TopEntry, queued: number, inFlight: number): void;
-  /** The table's `top` heaviest entries. */
-  view(top: number): WhoTable;
-}
-
 const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** Builds a table of at most `capacity` idle entries whose sums decay with time constant `windowMs`. */
-export function topTable(capacity: number, windowMs: number, now: () => number): TopTable {
+export function topTable(capacity: number, windowMs: number, now: () => number) {
   const entries = new Map<string, TopEntry>();
 
   function decay(e: TopEntry, t: number): void {
@@ -109,7 +97,8 @@ export function topTable(capacity: number, windowMs: number, now: () => number):
   }
 
   return {
-    entry(id) {
+    /** The entry of `id`, created when new (first making room by evicting idle entries). */
+    entry(id: string): TopEntry {
       let e = entries.get(id);
       if (e === undefined) {
         const t = now();
@@ -130,7 +119,8 @@ export function topTable(capacity: number, windowMs: number, now: () => number):
       }
       return e;
     },
-    add(e, reason) {
+    /** Counts one finished request of `e`, shed for `reason` if given. */
+    add(e: TopEntry, reason: ShedReason | undefined): void {
       decay(e, now());
       e.requests += 1;
       if (reason !== undefined) {
@@ -138,12 +128,14 @@ export function topTable(capacity: number, windowMs: number, now: () => number):
         e.shedBy[reason] = (e.shedBy[reason] ?? 0) + 1;
       }
     },
-    move(e, queued, inFlight) {
+    /** Changes the live counts of `e` (after bringing its slot time to now). */
+    move(e: TopEntry, queued: number, inFlight: number): void {
       decay(e, now());
       e.queued += queued;
       e.inFlight += inFlight;
     },
-    view(top) {
+    /** The table's `top` heaviest entries. */
+    view(top: number): WhoTable {
       const t = now();
       const shown = [...entries.values()]
         .map((e) => show(e, t))

@@ -1,13 +1,5 @@
 // What the settings say about themselves: `--help` and the README's table, both from SETTINGS.
-import {
-  envOf,
-  flagOf,
-  SETTING_KEYS,
-  SETTINGS,
-  type Setting,
-  type SettingGroup,
-  type SettingKey,
-} from './settings.js';
+import { envOf, flagOf, SETTING_KEYS, type SettingGroup, type SettingKey, spec } from './settings.js';
 
 const GROUP_TITLES: Record<SettingGroup, string> = {
   basics: 'Basics',
@@ -20,8 +12,6 @@ const GROUP_TITLES: Record<SettingGroup, string> = {
   buffering: 'Buffering',
   operations: 'Operations',
 };
-
-const spec = (key: SettingKey): Setting<unknown> => SETTINGS[key] as Setting<unknown>;
 
 function usage(key: SettingKey): string {
   const s = spec(key);

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { checkPathPattern } from '@sluice/kit';
 import { formatDuration, parseDuration } from '../duration.js';
+import { splitList } from '../edge.js';
 import { parseRedisUrl } from '../redis-client.js';
 
 /** A parsed value, or why it is refused. */
@@ -170,7 +171,6 @@ export function choice<T extends string>(choices: readonly T[]): Kind<T> {
 export function maybe<T>(inner: Kind<T>): Kind<T | undefined> {
   return {
     ...inner,
-    parse: (raw) => inner.parse(raw),
     check: (v) => (v === undefined ? ok(undefined) : inner.check(v)),
     show: (v) => (v === undefined ? '(none)' : inner.show(v)),
   };
@@ -191,13 +191,7 @@ export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
   return {
     label,
     list: true,
-    parse: (raw) =>
-      check(
-        raw
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s !== ''),
-      ),
+    parse: (raw) => check(splitList(raw)),
     check,
     show: (v) => (v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ')),
   };
@@ -282,14 +276,7 @@ function parseTrust(value: unknown): Parsed<TrustProxySetting> {
       ? ok(hops === 0 ? false : { hops })
       : refuse('hops must be an integer 0..32');
   }
-  const entries = Array.isArray(value)
-    ? value
-    : typeof value === 'string'
-      ? value
-          .split(',')
-          .map((s) => s.trim())
-          .filter((s) => s !== '')
-      : undefined;
+  const entries = Array.isArray(value) ? value : typeof value === 'string' ? splitList(value) : undefined;
   if (!entries || entries.length === 0) return refuse('expected false, a number of hops, or addresses/CIDRs');
   for (const entry of entries) {
     if (

@@ -11,8 +11,8 @@ import {
   type GatewayConfigInput,
   SETTING_KEYS,
   SETTINGS,
-  type Setting,
   type SettingKey,
+  spec,
 } from './settings.js';
 
 /** The result of {@link loadConfig}: the configuration, or every bad field with its reason. */
@@ -20,11 +20,18 @@ export type LoadConfigResult =
   | { readonly ok: true; readonly config: GatewayConfig }
   | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
-const spec = (key: SettingKey): Setting<unknown> => SETTINGS[key] as Setting<unknown>;
 /** A value as an issue may show it: secrets never, and no URL's password. */
 const shown = (key: SettingKey, raw: string): string =>
   spec(key).secret ? '<redacted>' : raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1redacted@');
 const byFlag = new Map(SETTING_KEYS.map((k) => [flagOf(k).slice(2), k]));
+
+/** One bad field: {@link ConfigIssue} in argument order. */
+const issue = (field: string, source: string, value: string, reason: string): ConfigIssue => ({
+  field,
+  source,
+  value,
+  reason,
+});
 
 /** The closest known flag to a misspelt one, if it is close enough to be what was meant. */
 function didYouMean(name: string): string | undefined {
@@ -75,31 +82,22 @@ function scanFlags(argv: readonly string[], issues: ConfigIssue[], into: Map<Set
   for (const token of tokens) {
     if (token.kind === 'option-terminator') continue;
     if (token.kind === 'positional') {
-      issues.push({
-        field: '(argument)',
-        source: 'argv',
-        value: token.value,
-        reason: 'unexpected positional argument',
-      });
+      issues.push(issue('(argument)', 'argv', token.value, 'unexpected positional argument'));
       continue;
     }
     const key = byFlag.get(token.name);
     const negated = token.rawName.startsWith('--no-');
     if (key === undefined || (negated && !spec(key).kind.boolean)) {
       const hint = didYouMean(token.name);
-      issues.push({
-        field: '(flag)',
-        source: token.rawName,
-        value: token.rawName,
-        reason: `unknown flag${hint ? ` (did you mean --${hint}?)` : ''}; see --help`,
-      });
+      const reason = `unknown flag${hint ? ` (did you mean --${hint}?)` : ''}; see --help`;
+      issues.push(issue('(flag)', token.rawName, token.rawName, reason));
       continue;
     }
     let raw: string;
     if (spec(key).kind.boolean) {
       raw = negated ? 'false' : (token.value ?? 'true');
     } else if (token.value === undefined || (!token.inlineValue && token.value.startsWith('--'))) {
-      issues.push({ field: key, source: token.rawName, value: '', reason: 'needs a value' });
+      issues.push(issue(key, token.rawName, '', 'needs a value'));
       // The flag took the next argument as its value: read that argument again as a flag.
       if (token.value !== undefined) scanFlags(argv.slice(token.index + 1), issues, into);
       return;
@@ -141,12 +139,7 @@ export function loadConfig(
     if (flagged !== undefined) {
       source = flagOf(key);
       if (!s.kind.list && flagged.length > 1) {
-        issues.push({
-          field: key,
-          source,
-          value: flagged.map((r) => shown(key, r)).join(' '),
-          reason: 'given more than once',
-        });
+        issues.push(issue(key, source, flagged.map((r) => shown(key, r)).join(' '), 'given more than once'));
         continue;
       }
       raw = flagged.join(',');
@@ -164,7 +157,7 @@ export function loadConfig(
     sources.set(key, source);
     const parsed = s.kind.parse(raw);
     if ('reason' in parsed) {
-      issues.push({ field: key, source, value: shown(key, raw), reason: parsed.reason });
+      issues.push(issue(key, source, shown(key, raw), parsed.reason));
       continue;
     }
     config[key] = s.extendsDefault
@@ -193,8 +186,7 @@ export function resolveConfig(input: GatewayConfigInput = {}): GatewayConfig {
   }
   const issues: ConfigIssue[] = [];
   for (const key of Object.keys(input)) {
-    if (!Object.hasOwn(SETTINGS, key))
-      issues.push({ field: key, source: 'options', value: '', reason: 'unknown option' });
+    if (!Object.hasOwn(SETTINGS, key)) issues.push(issue(key, 'options', '', 'unknown option'));
   }
   const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
   for (const key of SETTING_KEYS) {
@@ -202,12 +194,7 @@ export function resolveConfig(input: GatewayConfigInput = {}): GatewayConfig {
     if (value === undefined) continue;
     const checked = spec(key).kind.check(value);
     if ('reason' in checked) {
-      issues.push({
-        field: key,
-        source: 'options',
-        value: shown(key, safeString(value)),
-        reason: checked.reason,
-      });
+      issues.push(issue(key, 'options', shown(key, safeString(value)), checked.reason));
       continue;
     }
     config[key] = checked.value;
@@ -228,7 +215,7 @@ function safeString(value: unknown): string {
 /** The rules between fields. Each issue names the field the user set. */
 function crossCheck(c: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: SettingKey) => string): void {
   const add = (field: SettingKey, value: string, reason: string): void => {
-    issues.push({ field, source: sourceOf(field), value, reason });
+    issues.push(issue(field, sourceOf(field), value, reason));
   };
   // A lease is renewed every third of its length: a renewal that may take longer could let it lapse.
   if (c.redisUrl !== undefined && c.admissionRedisTimeoutMs * 3 > c.permitLeaseMs) {

@@ -11,9 +11,9 @@ import { requestContext } from '../context.js';
 import { inspectRequest, isMethodToken, isOriginFormTarget } from '../edge.js';
 import { type GatewayErrorCode, gatewayErrorStatus } from '../errors.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../headers.js';
-import { sendJsonError } from '../json-error.js';
+import { CLOSE, sendJsonError } from '../json-error.js';
 import { hasBody } from './request-body.js';
-import { Spool } from './spool.js';
+import { Spool, type SpoolOptions } from './spool.js';
 import { type StallReason, watchTransfer } from './transfer-watch.js';
 
 /** How one proxied request ended. */
@@ -41,11 +41,7 @@ export interface ProxyReplacement {
 }
 
 /** Response buffering: memory, then a temp file, up to `maxBytes` held per response. */
-export interface ResponseBuffering {
-  readonly memoryBytes: number;
-  readonly maxBytes: number;
-  readonly tempDir: string;
-}
+export type ResponseBuffering = Omit<SpoolOptions, 'whenFull'>;
 
 /** Options of {@link createProxy}. */
 export interface ProxyOptions {
@@ -228,10 +224,14 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       return { status, upstreamMs, errorCode, error };
     };
     // undici throws on a target that is not a path; such requests never reach it.
-    if (!isOriginFormTarget(path) || !isMethodToken(method)) {
-      ctx.errorCause = 'request target is not a path';
+    const notPath = !isOriginFormTarget(path) || !isMethodToken(method);
+    const view = notPath
+      ? { refused: 'The request target must be a path.' }
+      : (ctx.edge ?? inspectRequest(req, false, undefined));
+    if ('refused' in view) {
+      if (notPath) ctx.errorCause = 'request target is not a path';
       res.shouldKeepAlive = false;
-      sendJsonError(res, 400, 'E_BAD_REQUEST', 'The request target must be a path.', { connection: 'close' });
+      sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, CLOSE);
       upstreamFinished();
       return outcome(400, 'E_BAD_REQUEST');
     }
@@ -252,18 +252,9 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       if (res.headersSent) res.destroy(error);
       else {
         res.shouldKeepAlive = false;
-        sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', {
-          connection: 'close',
-        });
+        sendJsonError(res, 408, 'E_CLIENT_TIMEOUT', 'The request body stopped arriving.', CLOSE);
       }
     };
-    const view = ctx.edge ?? inspectRequest(req, false, undefined);
-    if ('refused' in view) {
-      res.shouldKeepAlive = false;
-      sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, { connection: 'close' });
-      upstreamFinished();
-      return outcome(400, 'E_BAD_REQUEST');
-    }
     const headers = upstreamRequestHeaders(req, view, preserveHost);
     let requestBody: Dispatcher.DispatchOptions['body'] = null;
     if (body) {

@@ -2,14 +2,11 @@
 // then an unlinked temp file, never more than `maxBytes` (413), never slower than the client
 // deadline (408). The admission slot is taken only once this is done.
 import type { IncomingMessage } from 'node:http';
-import { Spool, SpoolFullError } from './spool.js';
+import { Spool, SpoolFullError, type SpoolOptions } from './spool.js';
 import { type StallReason, watchTransfer } from './transfer-watch.js';
 
-/** Limits of {@link receiveBody}. */
-export interface BodyLimits {
-  readonly memoryBytes: number;
-  readonly maxBytes: number;
-  readonly tempDir: string;
+/** Limits of {@link receiveBody}: the spool's, and the client's pace. */
+export interface BodyLimits extends Omit<SpoolOptions, 'whenFull'> {
   readonly idleMs: number;
   readonly minRate: number;
 }
@@ -44,12 +41,8 @@ export function declaredTooLarge(req: IncomingMessage, maxBytes: number): boolea
  * {@link BodyError} (the spool is destroyed then).
  */
 export async function receiveBody(req: IncomingMessage, limits: BodyLimits): Promise<Spool> {
-  const spool = new Spool({
-    memoryBytes: limits.memoryBytes,
-    maxBytes: limits.maxBytes,
-    whenFull: 'reject',
-    tempDir: limits.tempDir,
-  });
+  const { memoryBytes, maxBytes, tempDir } = limits;
+  const spool = new Spool({ memoryBytes, maxBytes, whenFull: 'reject', tempDir });
   let writing = false;
   let fail: (error: unknown) => void = () => undefined;
   const stop = watchTransfer({

@@ -30,14 +30,7 @@ const READ_CHUNK = 64 * 1024;
 /** Chunks bound for the file are written together once this many bytes wait (one writev). */
 const FILE_BATCH = 256 * 1024;
 
-/** Figures of all spools of the process, for the status page. */
-export const spoolTotals = { memoryBytes: 0, fileBytes: 0, files: 0 };
-
-/**
- * Memory, then a temp file, bounded. `write()` stores a chunk (or waits/refuses when full),
- * `end()` says no more will come, `stream()` (once) reads everything in order and waits for more
- * until the end; `destroy()` frees the memory and closes the file, whatever state it is in.
- */
+/** Memory, then a temp file, bounded: one writer (`write()`, `end()`), one reader (`stream()`). */
 export class Spool {
   readonly #o: SpoolOptions;
   readonly #memory: Buffer[] = [];
@@ -77,11 +70,6 @@ export class Spool {
     return this.#file !== undefined || this.#opening !== undefined;
   }
 
-  /** Whether `end()` was called. */
-  get ended(): boolean {
-    return this.#ended;
-  }
-
   /**
    * Stores `chunk`: in memory while under `memoryBytes` and nothing waits in the file, else in
    * the file.
@@ -105,7 +93,6 @@ export class Spool {
     if (!inFile && this.#memoryBytes + chunk.length <= this.#o.memoryBytes) {
       this.#memory.push(chunk);
       this.#memoryBytes += chunk.length;
-      spoolTotals.memoryBytes += chunk.length;
     } else {
       this.#pending.push(chunk);
       this.#pendingBytes += chunk.length;
@@ -147,8 +134,6 @@ export class Spool {
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    spoolTotals.memoryBytes -= this.#memoryBytes;
-    spoolTotals.fileBytes -= this.#writePos - this.#readPos;
     this.#memory.length = 0;
     this.#memoryBytes = 0;
     this.#pending.length = 0;
@@ -157,10 +142,13 @@ export class Spool {
     this.#wake();
     const file = this.#file ?? (await this.#opening?.catch(() => undefined));
     this.#file = undefined;
-    if (file) {
-      spoolTotals.files -= 1;
-      await file.close().catch(() => undefined);
-    }
+    await file?.close().catch(() => undefined);
+  }
+
+  /** The reader took bytes: a writer waiting for room may go on. */
+  #read(): void {
+    this.#wakeWriter?.();
+    this.#wakeWriter = undefined;
   }
 
   #wake(): void {
@@ -184,7 +172,6 @@ export class Spool {
       done += bytesWritten;
     }
     this.#writePos += bytes;
-    spoolTotals.fileBytes += bytes;
   }
 
   #openFile(): Promise<FileHandle> {
@@ -194,9 +181,7 @@ export class Spool {
       const path = join(this.#o.tempDir, `spool-${process.pid}-${randomBytes(8).toString('hex')}`);
       const file = await open(path, 'wx+', 0o600);
       await unlink(path).catch(() => undefined);
-      spoolTotals.files += 1;
       if (this.#destroyed) {
-        spoolTotals.files -= 1;
         await file.close();
         throw new Error('the spool was destroyed');
       }
@@ -226,9 +211,7 @@ export class Spool {
       const head = this.#memory.shift();
       if (head) {
         this.#memoryBytes -= head.length;
-        spoolTotals.memoryBytes -= head.length;
-        this.#wakeWriter?.();
-        this.#wakeWriter = undefined;
+        this.#read();
         if (!reader.push(head)) return;
         continue;
       }
@@ -244,11 +227,9 @@ export class Spool {
         }
         if (this.#destroyed) return;
         this.#readPos += bytesRead;
-        spoolTotals.fileBytes -= bytesRead;
         // Caught up with the file: the next writes may use memory again, and the file restarts.
         if (this.#readPos === this.#writePos) this.#readPos = this.#writePos = 0;
-        this.#wakeWriter?.();
-        this.#wakeWriter = undefined;
+        this.#read();
         if (!reader.push(buffer.subarray(0, bytesRead))) return;
         continue;
       }
@@ -256,8 +237,7 @@ export class Spool {
       const next = this.#pending.shift();
       if (next) {
         this.#pendingBytes -= next.length;
-        this.#wakeWriter?.();
-        this.#wakeWriter = undefined;
+        this.#read();
         if (!reader.push(next)) return;
         continue;
       }
