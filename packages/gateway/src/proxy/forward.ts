@@ -419,6 +419,10 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
  * the gateway's own).
  */
 function send(source: Readable, res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.closed) {
+    source.destroy();
+    return Promise.reject(new Error('the client closed the connection'));
+  }
   return new Promise((resolve, reject) => {
     const done = (error?: Error): void => {
       res.off('finish', onFinish);
