@@ -161,8 +161,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     this.interactiveReserve = optional(o.interactiveReserve, 0.2, (v) =>
       checkNumber('interactiveReserve', v, 0, 0.99),
     );
-    this.bulkShare = optional(o.bulkShare, Math.min(0.25, 1 - this.interactiveReserve), (v) =>
-      checkNumber('bulkShare', v, 0, 1 - this.interactiveReserve),
+    // Rounded, so that a share written as 1 - reserve (0.1 with a reserve of 0.9) is accepted.
+    const maxBulkShare = Math.round((1 - this.interactiveReserve) * 1e9) / 1e9;
+    this.bulkShare = optional(o.bulkShare, Math.min(0.25, maxBulkShare), (v) =>
+      checkNumber('bulkShare', v, 0, maxBulkShare),
     );
     this.#drainTimeoutMs = int('drainTimeoutMs', 10_000, 0, MAX_TIMER_MS);
     this.#maxRetryAfterSeconds = int('maxRetryAfterSeconds', 30, 1);
@@ -260,9 +262,12 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return this.interactiveReserve > 0 ? limit - Math.ceil(limit * this.interactiveReserve) : limit;
   }
 
-  /** Whether a waiting `bulk` request goes first: bulk holds less than its share of `limit`. */
-  protected bulkFirst(limit: number): boolean {
-    return this.#bulkInFlight < Math.floor(limit * this.bulkShare);
+  /**
+   * How many more waiting `bulk` requests go before interactive ones: bulk's share of `limit`
+   * minus the bulk permits held (this process's by default).
+   */
+  protected bulkFirstRoom(limit: number, bulkInFlight = this.#bulkInFlight): number {
+    return Math.floor(limit * this.bulkShare) - bulkInFlight;
   }
 
   /** Whether local accounting allows one more permit for `key`/`priority` under `limit`. */
@@ -302,9 +307,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
         if (this.#inFlight >= max) break;
         const nextBulk = (): Waiter | undefined =>
           this.#bulkInFlight < this.bulkCap(max) ? bulk.peek(this.#hasRoom) : undefined;
-        const waiter = this.bulkFirst(max)
-          ? (nextBulk() ?? interactive.peek(this.#hasRoom))
-          : (interactive.peek(this.#hasRoom) ?? nextBulk());
+        const waiter =
+          this.bulkFirstRoom(max) > 0
+            ? (nextBulk() ?? interactive.peek(this.#hasRoom))
+            : (interactive.peek(this.#hasRoom) ?? nextBulk());
         if (!waiter) break;
         const permit = this.grantWaiter(waiter);
         if (permit) granted?.(permit);

@@ -38,7 +38,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
  * KEYS: leases, bulk leases, this key's leases (= KEYS[1] when there is no per-key limit).
  * ARGV: lease id, lease ms, limit, bulk cap (-1 for interactive work), per-key limit (0 = none).
  * Prunes expired leases, then admits when the total, the bulk share and the key's share allow.
- * Returns { status, leases held, ms until the soonest blocking lease expires }:
+ * Returns { status, leases held, ms until the soonest blocking lease expires, bulk leases held }:
  * status 1 = granted, 0 = limit reached, 2 = bulk share reached, 3 = key's share reached.
  */
 export const acquireScript = new LuaScript(`${clock}
@@ -49,17 +49,16 @@ local function soonest(key)
   return ttl
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local count = redis.call('ZCARD', KEYS[1])
-if count >= tonumber(ARGV[3]) then return {0, count, soonest(KEYS[1])} end
+local bulk = redis.call('ZCARD', KEYS[2])
+if count >= tonumber(ARGV[3]) then return {0, count, soonest(KEYS[1]), bulk} end
 local bulkCap = tonumber(ARGV[4])
-if bulkCap >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= bulkCap then return {2, count, soonest(KEYS[2])} end
-end
+if bulkCap >= 0 and bulk >= bulkCap then return {2, count, soonest(KEYS[2]), bulk} end
 local perKey = tonumber(ARGV[5])
 if perKey > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= perKey then return {3, count, soonest(KEYS[3])} end
+  if redis.call('ZCARD', KEYS[3]) >= perKey then return {3, count, soonest(KEYS[3]), bulk} end
 end
 local expiry = now + ttl
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
@@ -67,12 +66,13 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 if bulkCap >= 0 then
   redis.call('ZADD', KEYS[2], expiry, ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ttl * 2)
+  bulk = bulk + 1
 end
 if perKey > 0 then
   redis.call('ZADD', KEYS[3], expiry, ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ttl * 2)
 end
-return {1, count + 1, 0}
+return {1, count + 1, 0, bulk}
 `);
 
 /**

@@ -100,6 +100,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
   readonly #held = new Map<string, { readonly keySet: string; readonly bulk: boolean }>();
   #pendingReleases: Lease[] = [];
   #globalInUse = 0;
+  #globalBulk = 0;
   #pumping = false;
   #pumpAgain = false;
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -253,6 +254,7 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
         if (!this.#ownsClient) void this.#releaseRun(released).catch(noop);
       } else if (this.mode === 'redis') {
         this.#globalInUse = Math.max(0, this.#globalInUse - 1);
+        if (lease.bulk) this.#globalBulk = Math.max(0, this.#globalBulk - 1);
         this.#remoteRelease(released);
       } else this.#pushPending(released);
     }
@@ -349,10 +351,11 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
       }, noop);
       throw error;
     });
-    if (!Array.isArray(raw) || raw.length < 3)
+    if (!Array.isArray(raw) || raw.length < 4)
       throw new Error(`unexpected reply from the acquire script: ${show(raw)}`);
-    const [status, count, retryInMs] = raw as [number, number, number];
+    const [status, count, retryInMs, bulk] = raw as [number, number, number, number];
     this.#globalInUse = count;
+    this.#globalBulk = bulk;
     return { status: status as AcquireResult['status'], retryInMs };
   }
 
@@ -436,11 +439,13 @@ export class RedisSemaphore extends GateCore<RedisSemaphoreEvents> implements Ad
         this.perKeyLimit === Number.POSITIVE_INFINITY ? max : this.perKeyLimit - this.inFlightFor(key);
       return left - (picked.get(key) ?? 0);
     };
-    // This process's bulk permits stand for the gate's in the bulk share (each process keeps its own).
-    const [first, then] = this.bulkFirst(this.limit)
-      ? [bulkBlocked ? undefined : this.queue.bulk, this.queue.interactive]
-      : [this.queue.interactive, bulkBlocked ? undefined : this.queue.bulk];
-    const out = first?.collect(max, room) ?? [];
+    // Bulk goes first for what is left of its share of the gate (Redis's count, every process's
+    // bulk leases); past that, interactive first. Redis grants a batch in this order.
+    const bulkFirst = Math.min(max, this.bulkFirstRoom(this.limit, this.#globalBulk));
+    const bulk = bulkBlocked ? undefined : this.queue.bulk;
+    const [first, firstMax, then] =
+      bulkFirst > 0 ? [bulk, bulkFirst, this.queue.interactive] : [this.queue.interactive, max, bulk];
+    const out = first?.collect(firstMax, room) ?? [];
     if (then && out.length < max) {
       for (const w of out) picked.set(w.key, (picked.get(w.key) ?? 0) + 1);
       then.collect(max - out.length, room, out);

@@ -121,6 +121,42 @@ describe('RedisSemaphore against a real Redis', () => {
     for (const p of [bob, dave, aliceElsewhere.value as Permit, carolBulk.value as Permit]) p.release();
   });
 
+  it('gives bulk its share of the whole gate first, counted over every process, then interactive', async () => {
+    const name = uniqueName();
+    // limit 8, bulkShare 0.25: two bulk permits go before interactive ones, counted in Redis
+    const a = gate({ name, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
+    const b = gate({ name, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
+    const held = await Promise.all(Array.from({ length: 8 }, () => b.acquire({ key: 'ui' })));
+    const exports = Array.from({ length: 5 }, () => settle(b.acquire({ key: 'script', priority: 'bulk' })));
+    const polls = Array.from({ length: 5 }, () => settle(b.acquire({ key: 'ui' })));
+    await flush();
+    for (const p of held.splice(0, 4)) p.release();
+    // one pump batch holds every waiter: only the share goes ahead of interactive
+    await waitFor(() => [...exports, ...polls].filter((w) => w.state === 'resolved').length === 4);
+    expect(exports.filter((e) => e.state === 'resolved')).toHaveLength(2);
+    expect(polls.filter((p) => p.state === 'resolved')).toHaveLength(2);
+    for (const w of [...exports, ...polls]) if (w.state === 'resolved') (w.value as Permit).release();
+    for (const p of held) p.release();
+    await waitFor(() => [...exports, ...polls].every((w) => w.state === 'resolved'));
+    for (const w of [...exports, ...polls]) (w.value as Permit).release();
+
+    // Another process holds bulk's share: b's free slot goes to its interactive waiter first.
+    const other = uniqueName();
+    const c = gate({ name: other, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
+    const d = gate({ name: other, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
+    const cBulk = await Promise.all([1, 2].map(() => c.acquire({ key: 'script', priority: 'bulk' })));
+    const dHeld = await Promise.all(Array.from({ length: 6 }, () => d.acquire({ key: 'ui' })));
+    const dExport = settle(d.acquire({ key: 'script', priority: 'bulk' }));
+    const dPoll = settle(d.acquire({ key: 'ui' }));
+    await flush();
+    dHeld[0]?.release();
+    await waitFor(() => dPoll.state === 'resolved');
+    expect(dExport.state).toBe('pending');
+    for (const p of [...cBulk, ...dHeld.slice(1), dPoll.value as Permit]) p.release();
+    await waitFor(() => dExport.state === 'resolved');
+    (dExport.value as Permit).release();
+  });
+
   it('renews leases while held; times out and aborts waiters', async () => {
     const name = uniqueName();
     // Renewed every leaseMs / 3: the lease outlives a stall of two thirds of it on a loaded machine.
