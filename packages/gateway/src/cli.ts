@@ -14,11 +14,11 @@ const consequence: Record<string, string> = {
 };
 
 /** What a listen error code means, in words. */
-const LISTEN_ERRORS: Record<string, string> = {
-  EADDRINUSE: 'the address is in use',
-  EACCES: 'permission denied',
-  EADDRNOTAVAIL: 'no such address on this machine',
-};
+const LISTEN_ERRORS = new Map([
+  ['EADDRINUSE', 'the address is in use'],
+  ['EACCES', 'permission denied'],
+  ['EADDRNOTAVAIL', 'no such address on this machine'],
+]);
 
 /** One plain line: where it listens, where it forwards, in what mode, where the status page is. */
 function startupLine(gateway: Gateway, address: GatewayAddress): string {
@@ -95,7 +95,8 @@ async function main(argv: readonly string[]): Promise<number> {
       typeof failed.address === 'string' && typeof failed.port === 'number'
         ? `${failed.address}:${failed.port}`
         : `${result.config.listen.host}:${result.config.listen.port}`;
-    const reason = LISTEN_ERRORS[String(code)] ?? (error instanceof Error ? error.message : String(error));
+    const reason =
+      LISTEN_ERRORS.get(String(code)) ?? (error instanceof Error ? error.message : String(error));
     process.stderr.write(
       `sluice-gateway: cannot listen on ${where}: ${reason}${typeof code === 'string' ? ` (${code})` : ''}. Pass --listen host:port (and --admin-listen host:port or off).\n`,
     );

@@ -445,6 +445,8 @@ function send(source: Readable, res: ServerResponse): Promise<void> {
     };
     res.once('finish', onFinish);
     res.once('close', onClose);
+    // Kept after settling: a late write error on the response must not become an uncaught one.
+    res.on('error', (error) => done(error));
     source.once('error', onError);
     source.pipe(res);
   });
