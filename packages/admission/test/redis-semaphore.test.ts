@@ -124,7 +124,6 @@ describe('RedisSemaphore against a real Redis', () => {
   it('gives bulk its share of the whole gate first, counted over every process, then interactive', async () => {
     const name = uniqueName();
     // limit 8, bulkShare 0.25: two bulk permits go before interactive ones, counted in Redis
-    const a = gate({ name, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
     const b = gate({ name, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
     const held = await Promise.all(Array.from({ length: 8 }, () => b.acquire({ key: 'ui' })));
     const exports = Array.from({ length: 5 }, () => settle(b.acquire({ key: 'script', priority: 'bulk' })));
