@@ -40,11 +40,7 @@ export function createPool(options: PoolOptions): SluicePool {
 }
 
 /** A stack captured where a client was checked out (for leak reports). */
-interface AcquireSite {
-  name: string;
-  message: string;
-  stack?: string;
-}
+type AcquireSite = Pick<Error, 'name' | 'message' | 'stack'>;
 
 type AcquireDone = (error: Error | undefined, checkout: Checkout | undefined) => void;
 
@@ -261,13 +257,12 @@ class BoundedPool implements SluicePool {
   async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: AcquireOptions): Promise<T> {
     const co = await this.#acquire(this.#captureSite(this.withClient), options);
     try {
-      const result = await fn(co.client);
-      this.#release(co);
-      return result;
+      return await fn(co.client);
     } catch (error) {
       if (isConnectionError(error)) this.#markBroken(co, toError(error));
-      this.#release(co);
       throw error;
+    } finally {
+      this.#release(co);
     }
   }
 
@@ -282,7 +277,6 @@ class BoundedPool implements SluicePool {
       await client.query(begin + this.#localTimeouts());
       const result = await fn(client);
       await client.query('COMMIT');
-      this.#release(co);
       return result;
     } catch (error) {
       if (isConnectionError(error)) this.#markBroken(co, toError(error));
@@ -291,8 +285,9 @@ class BoundedPool implements SluicePool {
           this.#markBroken(co, toError(rollbackError));
         });
       }
-      this.#release(co);
       throw error;
+    } finally {
+      this.#release(co);
     }
   }
 
@@ -366,16 +361,11 @@ class BoundedPool implements SluicePool {
       a.done(this.#failure('E_POOL_CLOSED', 'the pool closed while the acquire waited'), undefined);
     }
     const ended = this.#pg.end();
-    const force = setTimeout(() => {
+    await withTimeout(() => ended, this.#o.closeTimeoutMs).catch(() => {
       const error = new PoolError('E_POOL_CLOSED', 'the pool closed while this client was checked out');
       for (const co of [...this.#checkouts.values()]) co.client.release(error);
-    }, this.#o.closeTimeoutMs);
-    force.unref();
-    try {
-      await ended;
-    } finally {
-      clearTimeout(force);
-    }
+      return ended;
+    });
     // pg.end() resolves once no client is left in the pool; their sockets close a moment later.
     if (this.#clients.size > 0) {
       const removed = new Promise<void>((resolve) => {
