@@ -186,19 +186,7 @@ function sendRejection(res: ServerResponse, error: AdmissionError, shedStatus: n
  */
 export function admission(options: AdmissionOptions): AdmissionMiddleware {
   checkObject('options', options);
-  const {
-    gate: givenGate,
-    limit,
-    breaker: breakerOption,
-    classify: _c,
-    key: _k,
-    isFailure: _f,
-    queueWaitHeader: _q,
-    latencySamples: _l,
-    shedStatus: _s,
-    openCircuitWaitMs: _w,
-    ...gateOptions
-  } = options;
+  const { gate: givenGate, limit, breaker: breakerOption } = options;
   let gate: AdmissionGate;
   if (givenGate !== undefined) {
     if (typeof givenGate !== 'object' || givenGate === null || typeof givenGate.acquire !== 'function') {
@@ -207,7 +195,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     gate = givenGate;
   } else {
     if (limit === undefined) throw new TypeError('limit is required when no gate is given, got undefined');
-    gate = new Semaphore({ ...gateOptions, limit });
+    gate = new Semaphore({ ...options, limit }); // it reads its own options only
   }
   const breaker =
     breakerOption instanceof CircuitBreaker || !breakerOption
