@@ -8,7 +8,9 @@ import {
   readKeys,
   readLimits,
   readSalt,
+  type SignObjectOptions,
   sign,
+  type UnsignObjectOptions,
 } from './signing.js';
 
 /**
@@ -20,28 +22,16 @@ export const DEFAULT_SESSION_SALT = 'django.contrib.sessions.SessionStore';
 /** Options of {@link readSessionDataUnverified}: the size bounds and `allowLegacy`. */
 export type ReadSessionDataOptions = ReadSignedOptions;
 
-/** Options of {@link loadSessionData}. */
-export interface LoadSessionDataOptions extends ReadSignedOptions {
-  /** Django's `SECRET_KEY`. */
-  readonly secretKey: string;
-  /**
-   * Django's `SECRET_KEY_FALLBACKS` (4.1+): data signed with any of these still loads. Django 4.1+
-   * tries them after `SECRET_KEY`, in order; so does this.
-   * @default []
-   */
-  readonly fallbackKeys?: readonly string[] | undefined;
+/** Options of {@link loadSessionData}: those of `unsignObject`, with the session store's salt. */
+export interface LoadSessionDataOptions extends UnsignObjectOptions {
   /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
   readonly salt?: string | undefined;
 }
 
-/** Options of {@link dumpSessionData}. */
-export interface DumpSessionDataOptions {
-  /** Django's `SECRET_KEY`. */
-  readonly secretKey: string;
+/** Options of {@link dumpSessionData}: those of `signObject` (sessions are always compressed), with the session store's salt. */
+export interface DumpSessionDataOptions extends Omit<SignObjectOptions, 'compress' | 'salt'> {
   /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
   readonly salt?: string | undefined;
-  /** Clock in epoch milliseconds; the signature's timestamp is its whole seconds. @default Date.now */
-  readonly now?: (() => number) | undefined;
 }
 
 /** Both formats, verified with `keys` (or not at all without them), as a session dictionary. */

@@ -55,7 +55,10 @@ export interface ReadSignedOptions extends DecodeLimits {
 export interface UnsignObjectOptions extends ReadSignedOptions {
   /** Django's `SECRET_KEY`. */
   readonly secretKey: string;
-  /** Django's `SECRET_KEY_FALLBACKS` (4.1+): older keys whose signatures still verify. @default [] */
+  /**
+   * Django's `SECRET_KEY_FALLBACKS` (4.1+): older keys whose signatures still verify, tried after
+   * `secretKey` in order, as Django 4.1+ does. @default []
+   */
   readonly fallbackKeys?: readonly string[] | undefined;
   /** Namespace of the signature. @default 'django.core.signing' */
   readonly salt?: string | undefined;
