@@ -85,21 +85,17 @@ export interface AdmissionEvents {
   };
 }
 
-/** The handler `admission()` returns, with the gauges and events the gateway turns into metrics. */
-export interface AdmissionMiddleware {
+/**
+ * The handler `admission()` returns, with the gauges and events the gateway turns into metrics
+ * (`inFlight`, `queued`, `available` and `limit` are the gate's).
+ */
+export interface AdmissionMiddleware
+  extends Pick<AdmissionGate, 'inFlight' | 'queued' | 'available' | 'limit'> {
   (req: AdmissionRequest, res: ServerResponse, next: (error?: unknown) => void): void;
   /** The gate in use. */
   readonly gate: AdmissionGate;
   /** The breaker in use, if any. */
   readonly breaker: CircuitBreaker | undefined;
-  /** Requests holding a slot now. */
-  readonly inFlight: number;
-  /** Requests waiting for a slot now. */
-  readonly queued: number;
-  /** Free slots now. */
-  readonly available: number;
-  /** The gate's limit now. */
-  readonly limit: number;
   /** The breaker's state, or `undefined` without a breaker. */
   readonly breakerState: CircuitState | undefined;
   /**
