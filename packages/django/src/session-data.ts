@@ -1,4 +1,4 @@
-import { checkFunction, checkObject, checkString, optional } from '@sluice/kit';
+import { checkObject } from '@sluice/kit';
 import { malformed } from './errors.js';
 import { looksLegacy, openLegacy } from './legacy-session-data.js';
 import {
@@ -9,7 +9,7 @@ import {
   readLimits,
   readSalt,
   type SignObjectOptions,
-  sign,
+  signer,
   type UnsignObjectOptions,
 } from './signing.js';
 
@@ -105,13 +105,11 @@ export function dumpSessionData(
   options: DumpSessionDataOptions,
 ): string {
   checkObject('options', options);
-  const secretKey = checkString('options.secretKey', options.secretKey);
-  const salt = readSalt(options.salt, DEFAULT_SESSION_SALT);
-  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
+  const sign = signer({ ...options, compress: true }, DEFAULT_SESSION_SALT);
   if (session === null || typeof session !== 'object' || Array.isArray(session)) {
     throw new TypeError(
       `session should be an object or a Map, got ${session === null ? 'null' : typeof session}`,
     );
   }
-  return sign(session, secretKey, salt, true, now);
+  return sign(session);
 }
