@@ -45,28 +45,36 @@ type AcquireSite = Pick<Error, 'name' | 'message' | 'stack'>;
 type AcquireDone = (error: Error | undefined, checkout: Checkout | undefined) => void;
 
 /** One acquire handed to `pg.Pool#connect`; once `settled`, a client it still gets goes straight back. */
-interface Acquire {
-  readonly site: AcquireSite | undefined;
-  readonly started: number;
-  readonly timeoutMs: number;
-  /** It came while all `max` connections were busy: it counts as waiting. */
-  readonly queued: boolean;
-  readonly done: AcquireDone;
-  settled: boolean;
-  retried: boolean;
-  disarm: (() => void) | undefined;
+type Acquire = ReturnType<typeof newAcquire>;
+
+function newAcquire(site: AcquireSite | undefined, timeoutMs: number, queued: boolean, done: AcquireDone) {
+  return {
+    site,
+    started: performance.now(),
+    timeoutMs,
+    /** It came while all `max` connections were busy: it counts as waiting. */
+    queued,
+    done,
+    settled: false,
+    retried: false,
+    disarm: undefined as (() => void) | undefined,
+  };
 }
 
 /** One checked-out client. */
-interface Checkout {
-  readonly client: pg.PoolClient;
-  readonly acquiredAt: number;
-  readonly site: AcquireSite | undefined;
-  /** The SQL of a `pool.query()` checkout. */
-  query: string | undefined;
-  broken: Error | undefined;
-  released: boolean;
-  leaked: boolean;
+type Checkout = ReturnType<typeof newCheckout>;
+
+function newCheckout(client: pg.PoolClient, acquiredAt: number, site: AcquireSite | undefined) {
+  return {
+    client,
+    acquiredAt,
+    site,
+    /** The SQL of a `pool.query()` checkout. */
+    query: undefined as string | undefined,
+    broken: undefined as Error | undefined,
+    released: false,
+    leaked: false,
+  };
 }
 
 const inTransaction = (client: pg.ClientBase): boolean => {
@@ -418,16 +426,7 @@ class BoundedPool implements SluicePool {
       done(this.#failure('E_POOL_EXHAUSTED', message), undefined);
       return;
     }
-    const a: Acquire = {
-      site,
-      started: performance.now(),
-      timeoutMs,
-      queued,
-      done,
-      settled: false,
-      retried: false,
-      disarm: undefined,
-    };
+    const a = newAcquire(site, timeoutMs, queued, done);
     if (queued) this.#queued += 1;
     this.#pending.add(a);
     if (signal !== undefined || timeoutMs < this.#o.acquireTimeoutMs) {
@@ -481,15 +480,7 @@ class BoundedPool implements SluicePool {
   }
 
   #checkout(client: pg.PoolClient, a: Acquire): Checkout {
-    const co: Checkout = {
-      client,
-      acquiredAt: this.#sweepTimer ? this.#o.now() : 0,
-      site: a.site,
-      query: undefined,
-      broken: undefined,
-      released: false,
-      leaked: false,
-    };
+    const co = newCheckout(client, this.#sweepTimer ? this.#o.now() : 0, a.site);
     this.#checkouts.set(client, co);
     this.#counts.acquired += 1;
     const waitMs = performance.now() - a.started;
