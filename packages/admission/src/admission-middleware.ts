@@ -85,21 +85,17 @@ export interface AdmissionEvents {
   };
 }
 
-/** The handler `admission()` returns, with the gauges and events the gateway turns into metrics. */
-export interface AdmissionMiddleware {
+/**
+ * The handler `admission()` returns, with the gauges and events the gateway turns into metrics
+ * (`inFlight`, `queued`, `available` and `limit` are the gate's).
+ */
+export interface AdmissionMiddleware
+  extends Pick<AdmissionGate, 'inFlight' | 'queued' | 'available' | 'limit'> {
   (req: AdmissionRequest, res: ServerResponse, next: (error?: unknown) => void): void;
   /** The gate in use. */
   readonly gate: AdmissionGate;
   /** The breaker in use, if any. */
   readonly breaker: CircuitBreaker | undefined;
-  /** Requests holding a slot now. */
-  readonly inFlight: number;
-  /** Requests waiting for a slot now. */
-  readonly queued: number;
-  /** Free slots now. */
-  readonly available: number;
-  /** The gate's limit now. */
-  readonly limit: number;
   /** The breaker's state, or `undefined` without a breaker. */
   readonly breakerState: CircuitState | undefined;
   /**
@@ -186,19 +182,7 @@ function sendRejection(res: ServerResponse, error: AdmissionError, shedStatus: n
  */
 export function admission(options: AdmissionOptions): AdmissionMiddleware {
   checkObject('options', options);
-  const {
-    gate: givenGate,
-    limit,
-    breaker: breakerOption,
-    classify: _c,
-    key: _k,
-    isFailure: _f,
-    queueWaitHeader: _q,
-    latencySamples: _l,
-    shedStatus: _s,
-    openCircuitWaitMs: _w,
-    ...gateOptions
-  } = options;
+  const { gate: givenGate, limit, breaker: breakerOption } = options;
   let gate: AdmissionGate;
   if (givenGate !== undefined) {
     if (typeof givenGate !== 'object' || givenGate === null || typeof givenGate.acquire !== 'function') {
@@ -207,7 +191,7 @@ export function admission(options: AdmissionOptions): AdmissionMiddleware {
     gate = givenGate;
   } else {
     if (limit === undefined) throw new TypeError('limit is required when no gate is given, got undefined');
-    gate = new Semaphore({ ...gateOptions, limit });
+    gate = new Semaphore({ ...options, limit }); // it reads its own options only
   }
   const breaker =
     breakerOption instanceof CircuitBreaker || !breakerOption

@@ -86,9 +86,8 @@ type Inner =
   | { readonly kind: 'open'; readonly until: number; readonly timer: ReturnType<typeof setTimeout> }
   | { readonly kind: 'half-open'; trial: Call | undefined };
 
-interface Bucket extends CircuitStats {
-  at: number;
-}
+/** The counters of one slice of the rolling window, and the slice's index (`now / bucketMs`). */
+type Bucket = ReturnType<typeof emptyBucket>;
 
 class Call implements CircuitCall {
   settled = false;
@@ -372,6 +371,6 @@ const counters = ['successes', 'failures', 'timeouts', 'rejects'] as const;
 const always = (): boolean => true;
 const monotonic = (): number => performance.now();
 
-function emptyBucket(): Bucket {
+function emptyBucket() {
   return { at: Number.NEGATIVE_INFINITY, successes: 0, failures: 0, timeouts: 0, rejects: 0 };
 }

@@ -93,18 +93,12 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   let smoothed = optional(options.initial, floor, (v) => clamp(checkInteger('initial', v, 0)));
   let current = Math.round(smoothed);
 
-  const budgetOf = (s: ConnectionSampleLike): { raw: number; others: number } => {
+  const onSample = (s: ConnectionSampleLike): void => {
     let ours = 0;
     for (const name of names) ours += s.byApplication[name] ?? 0;
-    const others = Math.max(0, s.total - ours);
-    return { raw: s.maxConnections - s.reservedConnections - reserve - others, others };
-  };
-
-  const onSample = (s: ConnectionSampleLike): void => {
-    const b = budgetOf(s);
-    raw = b.raw;
-    heldByOthers = b.others;
-    const target = clamp(b.raw);
+    heldByOthers = Math.max(0, s.total - ours);
+    raw = s.maxConnections - s.reservedConnections - reserve - heldByOthers;
+    const target = clamp(raw);
     // The first sample replaces the initial guess; after it, growth is smoothed.
     smoothed = !sampled || target <= smoothed ? target : smoothed + smoothing * (target - smoothed);
     sampled = true;

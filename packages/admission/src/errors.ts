@@ -10,18 +10,6 @@ export type AdmissionErrorCode =
 export type AdmissionRejectionCode = Exclude<AdmissionErrorCode, 'E_ABORTED'>;
 
 /**
- * HTTP status that fits each code. `E_ABORTED` is 499 (the client went away; nobody reads the
- * answer), every other code is 503.
- */
-export const admissionErrorStatus: Readonly<Record<AdmissionErrorCode, number>> = {
-  E_QUEUE_FULL: 503,
-  E_QUEUE_TIMEOUT: 503,
-  E_ABORTED: 499,
-  E_CLOSED: 503,
-  E_CIRCUIT_OPEN: 503,
-};
-
-/**
  * The error `@sluice/admission` throws: a stable `code`, the HTTP `status` that fits it,
  * `retryAfterSeconds` for the `Retry-After` header (0 when it does not apply), and `cause`.
  *
@@ -40,7 +28,7 @@ export class AdmissionError extends Error {
   override readonly name: string = 'AdmissionError';
   /** Stable machine-readable code. */
   readonly code: AdmissionErrorCode;
-  /** HTTP status that fits the code. */
+  /** HTTP status that fits the code: 499 for `E_ABORTED` (the client went away; nobody reads the answer), else 503. */
   readonly status: number;
   /** Seconds a client should wait before retrying; 0 when it does not apply (`E_ABORTED`). */
   readonly retryAfterSeconds: number;
@@ -52,7 +40,7 @@ export class AdmissionError extends Error {
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.status = admissionErrorStatus[code];
+    this.status = code === 'E_ABORTED' ? 499 : 503;
     this.retryAfterSeconds = code === 'E_ABORTED' ? 0 : Math.max(1, options?.retryAfterSeconds ?? 1);
   }
 

@@ -42,15 +42,13 @@ export class Semaphore extends GateCore implements AdmissionGate {
    * @throws {AdmissionError} `E_QUEUE_FULL` (queue at `maxQueue`), `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
    */
   acquire(options?: AcquireOptions): Promise<Permit> {
-    let key: string;
-    let priority: 'interactive' | 'bulk';
     try {
-      ({ key, priority } = this.precheck(options));
+      const { key, priority } = this.precheck(options);
+      if (this.canGrantLocal(key, priority, this.limit)) return Promise.resolve(this.grant(key, priority, 0));
+      return this.enqueue(key, priority, options?.signal);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.canGrantLocal(key, priority, this.limit)) return Promise.resolve(this.grant(key, priority, 0));
-    return this.enqueue(key, priority, options?.signal);
   }
 
   protected override onReleased(): void {

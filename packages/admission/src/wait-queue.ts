@@ -13,9 +13,6 @@ export interface Waiter extends FairQueueEntry {
   disarm: () => void;
 }
 
-/** @internal Why a waiter left the queue on its own. */
-export type ExpiryReason = 'E_QUEUE_TIMEOUT' | 'E_ABORTED';
-
 /**
  * @internal The bounded wait queue both gates share: one {@link FairQueue} per priority class,
  * each with its own timeout. A waiter that times out or aborts removes exactly itself (kit's
@@ -28,7 +25,7 @@ export class WaitQueue {
   constructor(
     private readonly timeoutMs: Readonly<Record<Priority, number>>,
     private readonly now: () => number,
-    private readonly onExpire: (waiter: Waiter, reason: ExpiryReason) => void,
+    private readonly onExpire: (waiter: Waiter, reason: 'E_QUEUE_TIMEOUT' | 'E_ABORTED') => void,
   ) {}
 
   get size(): number {

@@ -1,6 +1,6 @@
 import { checkBoolean, checkChoice, checkString, optional } from '@sluice/kit';
 import { constantTimeEqual, type HmacAlgorithm, saltedHmac } from './salted-hmac.js';
-import { readKeys } from './signing.js';
+import { readKeys, type UnsignObjectOptions } from './signing.js';
 
 /** The key salt of `AbstractBaseUser.get_session_auth_hash`. */
 export const SESSION_AUTH_HASH_SALT = 'django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash';
@@ -8,12 +8,9 @@ export const SESSION_AUTH_HASH_SALT = 'django.contrib.auth.models.AbstractBaseUs
 /** The session key Django stores the auth hash under (`django.contrib.auth.HASH_SESSION_KEY`). */
 export const HASH_SESSION_KEY = '_auth_user_hash';
 
-/** Options of {@link verifySessionAuthHash}. */
-export interface VerifySessionAuthHashOptions {
-  /** Django's `SECRET_KEY`. */
-  readonly secretKey: string;
-  /** Django's `SECRET_KEY_FALLBACKS` (4.1+): hashes made with these still verify. @default [] */
-  readonly fallbackKeys?: readonly string[] | undefined;
+/** Options of {@link verifySessionAuthHash}: the keys, as `unsignObject` takes them. */
+export interface VerifySessionAuthHashOptions
+  extends Pick<UnsignObjectOptions, 'secretKey' | 'fallbackKeys'> {
   /** Also accept the sha1 hash Django 3.1 and 3.2 still accept (`_legacy_get_session_auth_hash`). @default false */
   readonly allowLegacy?: boolean | undefined;
 }

@@ -1,4 +1,4 @@
-import { checkFunction, checkObject, checkString, optional } from '@sluice/kit';
+import { checkObject } from '@sluice/kit';
 import { malformed } from './errors.js';
 import { looksLegacy, openLegacy } from './legacy-session-data.js';
 import {
@@ -8,7 +8,9 @@ import {
   readKeys,
   readLimits,
   readSalt,
-  sign,
+  type SignObjectOptions,
+  signer,
+  type UnsignObjectOptions,
 } from './signing.js';
 
 /**
@@ -20,28 +22,16 @@ export const DEFAULT_SESSION_SALT = 'django.contrib.sessions.SessionStore';
 /** Options of {@link readSessionDataUnverified}: the size bounds and `allowLegacy`. */
 export type ReadSessionDataOptions = ReadSignedOptions;
 
-/** Options of {@link loadSessionData}. */
-export interface LoadSessionDataOptions extends ReadSignedOptions {
-  /** Django's `SECRET_KEY`. */
-  readonly secretKey: string;
-  /**
-   * Django's `SECRET_KEY_FALLBACKS` (4.1+): data signed with any of these still loads. Django 4.1+
-   * tries them after `SECRET_KEY`, in order; so does this.
-   * @default []
-   */
-  readonly fallbackKeys?: readonly string[] | undefined;
+/** Options of {@link loadSessionData}: those of `unsignObject`, with the session store's salt. */
+export interface LoadSessionDataOptions extends UnsignObjectOptions {
   /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
   readonly salt?: string | undefined;
 }
 
-/** Options of {@link dumpSessionData}. */
-export interface DumpSessionDataOptions {
-  /** Django's `SECRET_KEY`. */
-  readonly secretKey: string;
+/** Options of {@link dumpSessionData}: those of `signObject` (sessions are always compressed), with the session store's salt. */
+export interface DumpSessionDataOptions extends Omit<SignObjectOptions, 'compress' | 'salt'> {
   /** Salt of the session store class. @default 'django.contrib.sessions.SessionStore' */
   readonly salt?: string | undefined;
-  /** Clock in epoch milliseconds; the signature's timestamp is its whole seconds. @default Date.now */
-  readonly now?: (() => number) | undefined;
 }
 
 /** Both formats, verified with `keys` (or not at all without them), as a session dictionary. */
@@ -115,13 +105,11 @@ export function dumpSessionData(
   options: DumpSessionDataOptions,
 ): string {
   checkObject('options', options);
-  const secretKey = checkString('options.secretKey', options.secretKey);
-  const salt = readSalt(options.salt, DEFAULT_SESSION_SALT);
-  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
+  const sign = signer({ ...options, compress: true }, DEFAULT_SESSION_SALT);
   if (session === null || typeof session !== 'object' || Array.isArray(session)) {
     throw new TypeError(
       `session should be an object or a Map, got ${session === null ? 'null' : typeof session}`,
     );
   }
-  return sign(session, secretKey, salt, true, now);
+  return sign(session);
 }

@@ -55,7 +55,10 @@ export interface ReadSignedOptions extends DecodeLimits {
 export interface UnsignObjectOptions extends ReadSignedOptions {
   /** Django's `SECRET_KEY`. */
   readonly secretKey: string;
-  /** Django's `SECRET_KEY_FALLBACKS` (4.1+): older keys whose signatures still verify. @default [] */
+  /**
+   * Django's `SECRET_KEY_FALLBACKS` (4.1+): older keys whose signatures still verify, tried after
+   * `secretKey` in order, as Django 4.1+ does. @default []
+   */
   readonly fallbackKeys?: readonly string[] | undefined;
   /** Namespace of the signature. @default 'django.core.signing' */
   readonly salt?: string | undefined;
@@ -196,34 +199,31 @@ function decodePayload(payload: string, o: Limits): unknown {
  * signObject({ a: 1 }, { secretKey, salt: 'my.salt', now: () => 1_700_000_000_000 })
  */
 export function signObject(value: unknown, options: SignObjectOptions): string {
-  checkObject('options', options);
-  const secretKey = checkString('options.secretKey', options.secretKey);
-  const salt = readSalt(options.salt, DEFAULT_SIGNING_SALT);
-  const compress = optional(options.compress, false, (v) => checkBoolean('options.compress', v));
-  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
-  return sign(value, secretKey, salt, compress, now);
+  return signer(options, DEFAULT_SIGNING_SALT)(value);
 }
 
-/** @internal */
-export function sign(
-  value: unknown,
-  secretKey: string,
-  salt: string,
-  compress: boolean,
-  now: () => number,
-): string {
-  const ms = now();
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
-    throw new RangeError(`options.now() should return non-negative epoch milliseconds, got ${String(ms)}`);
-  }
-  const data = Buffer.from(dumpPythonJson(value), 'latin1');
-  let payload: string;
-  // pako 2 compresses exactly as CPython's zlib (level 6, window 15, memLevel 8); node:zlib does not.
-  const deflated = compress ? deflate(data) : undefined;
-  if (deflated !== undefined && deflated.length < data.length - 1) payload = `.${encodeBase64Url(deflated)}`;
-  else payload = encodeBase64Url(data);
-  const signedValue = `${payload}:${encodeBase62(Math.floor(ms / 1000))}`;
-  return `${signedValue}:${encodeBase64Url(saltedHmac(`${salt}signer`, signedValue, secretKey, 'sha256'))}`;
+/** `options` checked (the salt defaulting to `defaultSalt`), as the function that signs with them. @internal */
+export function signer(options: SignObjectOptions, defaultSalt: string): (value: unknown) => string {
+  checkObject('options', options);
+  const secretKey = checkString('options.secretKey', options.secretKey);
+  const salt = readSalt(options.salt, defaultSalt);
+  const compress = optional(options.compress, false, (v) => checkBoolean('options.compress', v));
+  const now = optional(options.now, Date.now, (v) => checkFunction<() => number>('options.now', v));
+  return (value) => {
+    const ms = now();
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+      throw new RangeError(`options.now() should return non-negative epoch milliseconds, got ${String(ms)}`);
+    }
+    const data = Buffer.from(dumpPythonJson(value), 'latin1');
+    let payload: string;
+    // pako 2 compresses exactly as CPython's zlib (level 6, window 15, memLevel 8); node:zlib does not.
+    const deflated = compress ? deflate(data) : undefined;
+    if (deflated !== undefined && deflated.length < data.length - 1)
+      payload = `.${encodeBase64Url(deflated)}`;
+    else payload = encodeBase64Url(data);
+    const signedValue = `${payload}:${encodeBase62(Math.floor(ms / 1000))}`;
+    return `${signedValue}:${encodeBase64Url(saltedHmac(`${salt}signer`, signedValue, secretKey, 'sha256'))}`;
+  };
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   withTimeout,
 } from '@sluice/kit';
 import pg from 'pg';
+import type { MonitorOptions } from './monitor.js';
 import { Repeater, type Scheduled } from './repeater.js';
 
 /** What {@link detectPgBouncer} found. */
@@ -103,18 +104,14 @@ export interface PgBouncerSample {
   maxWaitMs: number;
 }
 
-/** Options of {@link monitorPgBouncer}. */
-export interface PgBouncerMonitorOptions {
+/** Options of {@link monitorPgBouncer}: `intervalMs` and `now` as the connection monitor's. */
+export interface PgBouncerMonitorOptions extends Pick<MonitorOptions, 'intervalMs' | 'now'> {
   /** The admin console (`detectPgBouncer(...).adminUrl`, or `postgres://user@host:port/pgbouncer`). */
   adminUrl: string;
   /** The upstream's database as clients name it. @default every database but `pgbouncer` */
   database?: string | undefined;
-  /** Time between the end of one sample and the start of the next, ms. */
-  intervalMs: number;
   /** Longest one sample (with a reconnect) may take, ms. @default 2000 */
   timeoutMs?: number | undefined;
-  /** Clock for `sample.at`. @default Date.now */
-  now?: (() => number) | undefined;
 }
 
 /** Events of a {@link PgBouncerMonitor}. */

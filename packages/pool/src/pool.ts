@@ -40,37 +40,41 @@ export function createPool(options: PoolOptions): SluicePool {
 }
 
 /** A stack captured where a client was checked out (for leak reports). */
-interface AcquireSite {
-  name: string;
-  message: string;
-  stack?: string;
-}
+type AcquireSite = Pick<Error, 'name' | 'message' | 'stack'>;
 
 type AcquireDone = (error: Error | undefined, checkout: Checkout | undefined) => void;
 
 /** One acquire handed to `pg.Pool#connect`; once `settled`, a client it still gets goes straight back. */
-interface Acquire {
-  readonly site: AcquireSite | undefined;
-  readonly started: number;
-  readonly timeoutMs: number;
-  /** It came while all `max` connections were busy: it counts as waiting. */
-  readonly queued: boolean;
-  readonly done: AcquireDone;
-  settled: boolean;
-  retried: boolean;
-  disarm: (() => void) | undefined;
+type Acquire = ReturnType<typeof newAcquire>;
+
+function newAcquire(site: AcquireSite | undefined, timeoutMs: number, queued: boolean, done: AcquireDone) {
+  return {
+    site,
+    started: performance.now(),
+    timeoutMs,
+    /** It came while all `max` connections were busy: it counts as waiting. */
+    queued,
+    done,
+    settled: false,
+    retried: false,
+    disarm: undefined as (() => void) | undefined,
+  };
 }
 
 /** One checked-out client. */
-interface Checkout {
-  readonly client: pg.PoolClient;
-  readonly acquiredAt: number;
-  readonly site: AcquireSite | undefined;
-  /** The SQL of a `pool.query()` checkout. */
-  query: string | undefined;
-  broken: Error | undefined;
-  released: boolean;
-  leaked: boolean;
+type Checkout = ReturnType<typeof newCheckout>;
+
+function newCheckout(client: pg.PoolClient, acquiredAt: number, site: AcquireSite | undefined) {
+  return {
+    client,
+    acquiredAt,
+    site,
+    /** The SQL of a `pool.query()` checkout. */
+    query: undefined as string | undefined,
+    broken: undefined as Error | undefined,
+    released: false,
+    leaked: false,
+  };
 }
 
 const inTransaction = (client: pg.ClientBase): boolean => {
@@ -261,13 +265,12 @@ class BoundedPool implements SluicePool {
   async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, options?: AcquireOptions): Promise<T> {
     const co = await this.#acquire(this.#captureSite(this.withClient), options);
     try {
-      const result = await fn(co.client);
-      this.#release(co);
-      return result;
+      return await fn(co.client);
     } catch (error) {
       if (isConnectionError(error)) this.#markBroken(co, toError(error));
-      this.#release(co);
       throw error;
+    } finally {
+      this.#release(co);
     }
   }
 
@@ -282,7 +285,6 @@ class BoundedPool implements SluicePool {
       await client.query(begin + this.#localTimeouts());
       const result = await fn(client);
       await client.query('COMMIT');
-      this.#release(co);
       return result;
     } catch (error) {
       if (isConnectionError(error)) this.#markBroken(co, toError(error));
@@ -291,8 +293,9 @@ class BoundedPool implements SluicePool {
           this.#markBroken(co, toError(rollbackError));
         });
       }
-      this.#release(co);
       throw error;
+    } finally {
+      this.#release(co);
     }
   }
 
@@ -366,16 +369,11 @@ class BoundedPool implements SluicePool {
       a.done(this.#failure('E_POOL_CLOSED', 'the pool closed while the acquire waited'), undefined);
     }
     const ended = this.#pg.end();
-    const force = setTimeout(() => {
+    await withTimeout(() => ended, this.#o.closeTimeoutMs).catch(() => {
       const error = new PoolError('E_POOL_CLOSED', 'the pool closed while this client was checked out');
       for (const co of [...this.#checkouts.values()]) co.client.release(error);
-    }, this.#o.closeTimeoutMs);
-    force.unref();
-    try {
-      await ended;
-    } finally {
-      clearTimeout(force);
-    }
+      return ended;
+    });
     // pg.end() resolves once no client is left in the pool; their sockets close a moment later.
     if (this.#clients.size > 0) {
       const removed = new Promise<void>((resolve) => {
@@ -428,16 +426,7 @@ class BoundedPool implements SluicePool {
       done(this.#failure('E_POOL_EXHAUSTED', message), undefined);
       return;
     }
-    const a: Acquire = {
-      site,
-      started: performance.now(),
-      timeoutMs,
-      queued,
-      done,
-      settled: false,
-      retried: false,
-      disarm: undefined,
-    };
+    const a = newAcquire(site, timeoutMs, queued, done);
     if (queued) this.#queued += 1;
     this.#pending.add(a);
     if (signal !== undefined || timeoutMs < this.#o.acquireTimeoutMs) {
@@ -491,15 +480,7 @@ class BoundedPool implements SluicePool {
   }
 
   #checkout(client: pg.PoolClient, a: Acquire): Checkout {
-    const co: Checkout = {
-      client,
-      acquiredAt: this.#sweepTimer ? this.#o.now() : 0,
-      site: a.site,
-      query: undefined,
-      broken: undefined,
-      released: false,
-      leaked: false,
-    };
+    const co = newCheckout(client, this.#sweepTimer ? this.#o.now() : 0, a.site);
     this.#checkouts.set(client, co);
     this.#counts.acquired += 1;
     const waitMs = performance.now() - a.started;

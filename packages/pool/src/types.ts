@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { LatencySummary } from './latency-window.js';
+import type { ConnectionSample } from './monitor.js';
 
 /** Per-acquire options of `connect`, `withClient`, `withTransaction` and `query`. */
 export interface AcquireOptions {
@@ -93,12 +94,9 @@ export interface PoolStats {
   readonly acquireWaitMs: LatencySummary;
 }
 
-/** What `verify()` found. */
-export interface VerifyResult {
-  /** `SHOW max_connections`. */
-  readonly maxConnections: number;
-  /** `superuser_reserved_connections` (+ `reserved_connections` on PostgreSQL 16+). */
-  readonly reservedConnections: number;
+/** What `verify()` found: the server's connection settings, as a monitor sample reports them, and the fit. */
+export interface VerifyResult
+  extends Readonly<Pick<ConnectionSample, 'maxConnections' | 'reservedConnections'>> {
   /** Connections ordinary roles may open: `maxConnections - reservedConnections`. */
   readonly budget: number;
   /** The pool's `max`. */

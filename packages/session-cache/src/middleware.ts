@@ -68,11 +68,12 @@ export interface SessionCacheMiddleware {
 }
 
 type Next = (error?: unknown) => void;
-/** One request being authenticated. */
+/** One request being authenticated, and the credentials it carries. */
 interface Call {
   readonly req: RequestState;
   readonly res: ServerResponse;
   readonly next: Next;
+  readonly candidates: CredentialCandidates;
 }
 
 /** The cache's options: with `cache`, they belong on `createSessionCache()` (`env` aside). */
@@ -185,66 +186,54 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
     else send(call.res, 503, JSON.stringify({ code, message: UNAVAILABLE }), retryAfter);
   }
 
-  function settle(call: Call, result: LookupResult, kind: CredentialKind, key: string): void {
-    if (result.status !== 'valid') {
-      unauthenticated(call, outcome(result.tier, 'invalid', result.reason, kind, key));
-      return;
-    }
-    counters.authenticated += 1;
-    const ctx = contextOf(call.req);
-    ctx.cache = outcome(result.tier, 'valid', undefined, kind, key);
-    ctx.identity = result.identity;
-    call.next();
+  /**
+   * The answer for the `i`th candidate: the first valid one authenticates; a refused one ends the
+   * request unless another follows it (only a session can be followed, by Basic), tried next.
+   */
+  function settle(call: Call, i: number, result: LookupResult, kind: CredentialKind, key: string): void {
+    if (result.status === 'valid') {
+      counters.authenticated += 1;
+      const ctx = contextOf(call.req);
+      ctx.cache = outcome(result.tier, 'valid', undefined, kind, key);
+      ctx.identity = result.identity;
+      call.next();
+    } else if (i < call.candidates.length - 1) {
+      counters.sessionFallbacks += 1;
+      authenticate(call, i + 1);
+    } else unauthenticated(call, outcome(result.tier, 'invalid', result.reason, kind, key));
   }
 
-  /**
-   * Tries `candidates` from `from` on, in DRF's order: the first valid one authenticates; a refused
-   * one ends the request unless another follows it (only a session can be followed, by Basic).
-   */
-  function authenticate(call: Call, candidates: CredentialCandidates, from: number): void {
-    for (let i = from; i < candidates.length; i += 1) {
-      const credential = candidates[i];
-      if (credential === undefined) break;
-      if (credential.kind === 'malformed') {
-        counters.malformed += 1;
-        unauthenticated(call, MALFORMED_OUTCOME);
-        return;
-      }
-      const kind = credential.kind;
-      if (!kinds.has(kind)) {
-        unauthenticated(call, outcome('none', 'invalid', 'unsupported-credential', kind));
-        return;
-      }
-      const last = i === candidates.length - 1;
-      let key: string | undefined;
-      let hit: LookupResult | undefined;
-      try {
-        key = cache.keyOf(credential);
-        call.req[kCacheKey] = key;
-        hit = cache.peek(credential, { key });
-      } catch (error) {
-        failed(call, error, kind, key);
-        return;
-      }
-      const looked: string = key;
-      if (hit === undefined) {
-        cache.lookup(credential, { key }).then(
-          (result) => {
-            if (result.status === 'valid' || last) settle(call, result, kind, looked);
-            else {
-              counters.sessionFallbacks += 1;
-              authenticate(call, candidates, i + 1);
-            }
-          },
-          (error: unknown) => failed(call, error, kind, looked),
-        );
-        return;
-      }
-      if (hit.status === 'valid' || last) {
-        settle(call, hit, kind, looked);
-        return;
-      }
-      counters.sessionFallbacks += 1;
+  /** Looks the `i`th candidate up (they come in DRF's order). */
+  function authenticate(call: Call, i: number): void {
+    const credential = call.candidates[i];
+    if (credential === undefined) return;
+    if (credential.kind === 'malformed') {
+      counters.malformed += 1;
+      unauthenticated(call, MALFORMED_OUTCOME);
+      return;
+    }
+    const kind = credential.kind;
+    if (!kinds.has(kind)) {
+      unauthenticated(call, outcome('none', 'invalid', 'unsupported-credential', kind));
+      return;
+    }
+    let key: string | undefined;
+    let hit: LookupResult | undefined;
+    try {
+      key = cache.keyOf(credential);
+      call.req[kCacheKey] = key;
+      hit = cache.peek(credential, { key });
+    } catch (error) {
+      failed(call, error, kind, key);
+      return;
+    }
+    const looked: string = key;
+    if (hit) settle(call, i, hit, kind, looked);
+    else {
+      cache.lookup(credential, { key }).then(
+        (result) => settle(call, i, result, kind, looked),
+        (error: unknown) => failed(call, error, kind, looked),
+      );
     }
   }
 
@@ -261,10 +250,9 @@ export function sessionCache(options: SessionCacheMiddlewareOptions = {}): Sessi
       next();
       return;
     }
-    const candidates = extractCredentials(req.headers);
-    const call = { req: r, res, next };
-    if (candidates.length === 0) unauthenticated(call, NO_CREDENTIAL_OUTCOME);
-    else authenticate(call, candidates, 0);
+    const call = { req: r, res, next, candidates: extractCredentials(req.headers) };
+    if (call.candidates.length === 0) unauthenticated(call, NO_CREDENTIAL_OUTCOME);
+    else authenticate(call, 0);
   };
 
   const close = (): Promise<void> => (owned ? cache.close() : Promise.resolve()); // cache.close() is idempotent
