@@ -65,16 +65,7 @@ export interface RequestObservation {
 }
 
 /** The gateway's Prometheus metrics. */
-export interface GatewayMetrics {
-  /** The gateway's own registry (never the global one). */
-  readonly registry: Registry;
-  /** Records a finished request. */
-  observe(observation: RequestObservation): void;
-  /** Records an admission rejection. */
-  rejected(reason: string): void;
-  /** `text/plain; version=0.0.4` exposition. */
-  render(): Promise<string>;
-}
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
 const BUCKETS_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -100,7 +91,7 @@ const byClass = (s: StatusSnapshot, pick: (c: ClassStatus) => number): Reading =
  * app.get('/metrics', async (_req, res) => res.type('text/plain').send(await metrics.render()));
  * ```
  */
-export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics {
+export function createGatewayMetrics(read: () => StatusSnapshot) {
   // Every collect() of one scrape reads the same snapshot.
   let cached: { at: number; value: StatusSnapshot } | undefined;
   const snapshot = (): StatusSnapshot => {
@@ -199,8 +190,10 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
   mirrored('sluice_connections_refused_total', refused, ['cap']);
 
   return {
+    /** The gateway's own registry (never the global one). */
     registry,
-    observe(o) {
+    /** Records a finished request. */
+    observe(o: RequestObservation): void {
       const klass = o.requestClass;
       requests.inc({ class: klass, status: String(o.status) });
       duration.observe({ class: klass }, o.durationMs / 1000);
@@ -211,10 +204,12 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
       const reason = o.requestClass === 'gateway' ? undefined : shedReason(o.errorCode);
       if (reason) shed.inc({ reason });
     },
-    rejected(reason) {
+    /** Records an admission rejection. */
+    rejected(reason: string): void {
       rejections.inc({ reason });
     },
-    render() {
+    /** `text/plain; version=0.0.4` exposition. */
+    render(): Promise<string> {
       cached = { at: performance.now(), value: read() };
       return registry.metrics();
     },

@@ -6,10 +6,10 @@
 // per-request figures the status page and metrics read.
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { type AdmissionMiddleware, admission } from '@sluice/admission';
+import { admission } from '@sluice/admission';
 import { extractCredentials } from '@sluice/django';
 import { pathMatcher, type TypedEvents } from '@sluice/kit';
-import { type SessionCacheMiddleware, type SluiceContext, sessionCache } from '@sluice/session-cache';
+import { type SluiceContext, sessionCache } from '@sluice/session-cache';
 import type { Activity, Seat } from './activity/activity.js';
 import type { GatewayConfig } from './config/settings.js';
 import { type RequestContext, requestContext } from './context.js';
@@ -28,7 +28,6 @@ import type { GatewayEvents, GatewayParts } from './parts.js';
 import { createProxy, type ProxyReplacement } from './proxy/forward.js';
 import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
 import type { Spool } from './proxy/spool.js';
-import type { AdmissionStatus, RequestStatus } from './status.js';
 
 /** One line of the access log (what `request` events carry). Never holds a credential. */
 export interface AccessLogEntry {
@@ -64,26 +63,8 @@ type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
 
-/** Live per-request figures since start: the status's request counters, per-class gauges and rejections. */
-export type PipelineCounts = Omit<RequestStatus, 'shed'> & {
-  readonly byClassNow: AdmissionStatus['byClass'];
-  readonly rejected: number;
-};
-
 /** The request pipeline of a gateway. */
-export interface Pipeline {
-  /** Handles one request (a Node `request` listener). */
-  handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Requests being handled now (not the gateway's own endpoints). */
-  readonly active: number;
-  readonly admission: AdmissionMiddleware;
-  readonly cacheMiddleware: SessionCacheMiddleware;
-  counts(): PipelineCounts;
-  /** Resolves true when no request is active, false after `graceMs`. */
-  waitForIdle(graceMs: number): Promise<boolean>;
-  /** Stops admitting: queued requests are answered at once. */
-  close(): Promise<void>;
-}
+export type Pipeline = ReturnType<typeof createPipeline>;
 
 /** What the pipeline needs from the gateway around it. */
 export interface PipelineOptions {
@@ -148,7 +129,7 @@ function detailOf(body: Buffer | undefined): string | undefined {
 }
 
 /** Builds the pipeline. */
-export function createPipeline(o: PipelineOptions): Pipeline {
+export function createPipeline(o: PipelineOptions) {
   const { config, parts, logger, metrics, events } = o;
   const { cache, databaseHealth } = parts;
   const publicPaths = pathMatcher(config.publicPaths, 'publicPaths');
@@ -186,7 +167,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     rejected: 0,
   };
   let active = 0;
-  const idleWaiters = new Set<() => void>();
+  const idleWaiters = new Set<(idle: boolean) => void>();
 
   // The gateway answers 401 itself (DRF's shape), so the middleware only records what it found.
   const cacheMiddleware = sessionCache({
@@ -341,7 +322,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     events.emit('request', entry);
     if (tracked) {
       active -= 1;
-      if (active === 0) for (const wake of [...idleWaiters]) wake();
+      if (active === 0) for (const wake of [...idleWaiters]) wake(true);
       if (!o.running()) o.onIdleWhileDraining();
     }
   }
@@ -558,7 +539,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
   }
 
   return {
-    handle(req, res) {
+    /** Handles one request (a Node `request` listener). */
+    handle(req: IncomingMessage, res: ServerResponse): void {
       try {
         pipeline(req, res, (error?: unknown) => {
           if (error !== undefined) gatewayError(error, req, res);
@@ -567,27 +549,27 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         gatewayError(error, req, res);
       }
     },
+    /** Requests being handled now (not the gateway's own endpoints). */
     get active() {
       return active;
     },
     admission: admissionMiddleware,
-    cacheMiddleware,
+    /** Live per-request figures since start: request counters, per-class gauges and rejections. */
     counts: () => structuredClone({ byClassNow, ...tally }),
-    waitForIdle(graceMs) {
+    /** Resolves true when no request is active, false after `graceMs`. */
+    waitForIdle(graceMs: number): Promise<boolean> {
       if (active === 0) return Promise.resolve(true);
       return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          idleWaiters.delete(wake);
-          resolve(false);
-        }, graceMs);
-        const wake = (): void => {
+        const wake = (idle: boolean): void => {
           clearTimeout(timer);
           idleWaiters.delete(wake);
-          resolve(true);
+          resolve(idle);
         };
+        const timer = setTimeout(wake, graceMs, false);
         idleWaiters.add(wake);
       });
     },
+    /** Stops admitting: queued requests are answered at once. */
     async close() {
       await Promise.allSettled([admissionMiddleware.close(), cacheMiddleware.close()]);
     },
