@@ -28,8 +28,8 @@ import { Pool } from 'undici';
 import type { GatewayConfig } from './config/settings.js';
 import { admissionLimit, DEFAULT_LIMIT } from './limits.js';
 import type { GatewayLogger } from './logger.js';
-import { createRedisClient, type RedisMode } from './redis-client.js';
-import type { AdmissionStatus, BreakerState, CacheStatus } from './status.js';
+import { createRedisClient } from './redis-client.js';
+import type { AdmissionStatus, BreakerState, CacheStatus, RedisStatus } from './status.js';
 
 /** `application_name` of the gateway's own database connections. */
 export const GATEWAY_APPLICATION_NAME = 'sluice-gateway';
@@ -91,7 +91,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
         });
   pool?.on('error', ({ error }) => logger.warn({ err: error }, 'database pool error'));
 
-  const redisMode: RedisMode | undefined =
+  const redisMode: RedisStatus['mode'] | undefined =
     config.redisUrl === undefined ? undefined : config.redisCluster ? 'cluster' : 'single';
   // One client shared by the L2 cache and the semaphore; each duplicates it for its subscriber.
   const redis =

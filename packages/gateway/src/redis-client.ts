@@ -20,9 +20,6 @@ export interface RedisTarget {
   readonly hasQuery: boolean;
 }
 
-/** How the gateway reaches Redis: one server, or a Redis Cluster. */
-export type RedisMode = 'single' | 'cluster';
-
 const REDIS_URL = /^(rediss?):\/\/(?:([^@/?#]*)@)?([^@/?#]+)(\/[^?#]*)?(\?[^#]*)?$/;
 
 function decode(part: string): string | undefined {

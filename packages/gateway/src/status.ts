@@ -1,3 +1,6 @@
+import type { CircuitState } from '@sluice/admission';
+import type { PoolStats } from '@sluice/pool';
+import type { SessionCacheStats } from '@sluice/session-cache';
 import { Cluster } from 'ioredis';
 import type { Activity, ActivityStatus } from './activity/activity.js';
 import type { ShedReason } from './activity/shed-reason.js';
@@ -11,7 +14,7 @@ import { describeError } from './readiness.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
-export type BreakerState = 'closed' | 'open' | 'half-open';
+export type BreakerState = CircuitState;
 
 /** Admission figures of one class. */
 export interface ClassStatus {
@@ -41,19 +44,15 @@ export interface AdmissionStatus {
   readonly rejected: number;
 }
 
-/** Live session cache figures (counters since start). */
-export interface CacheStatus {
-  readonly l1Hits: number;
-  readonly l2Hits: number;
-  readonly misses: number;
-  readonly validatorCalls: number;
-  readonly validatorErrors: number;
+/** Live session cache figures (counters since start; see `SessionCacheStats`). */
+export interface CacheStatus
+  extends Pick<
+    SessionCacheStats,
+    'l1Hits' | 'l2Hits' | 'misses' | 'validatorCalls' | 'validatorErrors' | 'l1Size' | 'l2State'
+  > {
   /** `(l1Hits + l2Hits) / (l1Hits + l2Hits + misses)`, or `null` before the first lookup. */
   readonly hitRatio: number | null;
-  readonly l1Size: number;
-  /** `disabled` without Redis. */
-  readonly l2State: string;
-  /** `database` or `introspection`. */
+  /** `database`, `introspection`, or `custom` (the `validator` option). */
   readonly validator: 'database' | 'introspection' | 'custom';
 }
 
@@ -69,12 +68,7 @@ export interface DatabaseStatus {
   /** When the last sample was taken, epoch ms. */
   readonly sampledAt: number | null;
   /** The gateway's own pool. */
-  readonly pool: {
-    readonly max: number;
-    readonly total: number;
-    readonly idle: number;
-    readonly waiting: number;
-  };
+  readonly pool: Pick<PoolStats, 'max' | 'total' | 'idle' | 'waiting'>;
   /** Reachability (`databaseGuard`): `up`, `down` (requests that need it get 503), or `unguarded`. */
   readonly health: {
     readonly state: 'up' | 'down' | 'unguarded';
