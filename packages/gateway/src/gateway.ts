@@ -7,6 +7,7 @@ import type { AdmissionMiddleware } from '@sluice/admission';
 import { checkFunction, TypedEvents } from '@sluice/kit';
 import type { SessionCache, Validator } from '@sluice/session-cache';
 import { createActivity } from './activity/activity.js';
+import { listen as listenAddress } from './config/kinds.js';
 import { resolveConfig } from './config/load.js';
 import type { GatewayConfig, GatewayConfigInput } from './config/settings.js';
 import { type ConnectionFigures, defaultMaxConnections, guardConnections } from './connections.js';
@@ -82,10 +83,6 @@ export interface Gateway {
   close(graceMs?: number): Promise<DrainResult>;
   on<E extends keyof GatewayEvents>(event: E, listener: (payload: GatewayEvents[E]) => void): () => void;
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-function formatAddress(host: string, port: number): GatewayAddress {
-  return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
 }
 
 /** `CONNECT`: the gateway is no forward proxy. Answered 405, then the connection is closed. */
@@ -187,8 +184,8 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         throw error;
       }),
     ]);
-    const a = s.address() as AddressInfo;
-    return formatAddress(a.address, a.port);
+    const { address: host, port } = s.address() as AddressInfo;
+    return { host, port, url: `http://${listenAddress.show({ host, port })}` };
   }
 
   async function start(): Promise<GatewayAddress> {
