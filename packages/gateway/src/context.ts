@@ -34,8 +34,6 @@ export interface RequestContext {
   releaseSlot: (() => void) | undefined;
   /** What the edge decided (path, host, client, forwarding chain), once it did. */
   edge: EdgeView | undefined;
-  /** The canonical path, once decided (what public paths, classes and the guard act on). */
-  path: string;
   /** Whether the upstream needs its database for this request (`/api/*` but public paths). */
   needsDatabase: boolean;
   /** The upstream's own request id, from its answer. */
@@ -64,7 +62,6 @@ export function requestContext(req: IncomingMessage): RequestContext {
       client: '',
       releaseSlot: undefined,
       edge: undefined,
-      path: '',
       needsDatabase: false,
       upstreamRequestId: undefined,
     };

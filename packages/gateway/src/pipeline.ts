@@ -267,8 +267,9 @@ export function createPipeline(o: PipelineOptions) {
           logger.warn({ err: error }, 'could not evict a credential the upstream refused');
         });
       }
+      const path = ctx.edge?.path ?? '';
       const credentialsChanged =
-        isEndpoint(ctx.path, CVAT_LOGOUT_PATH) || isEndpoint(ctx.path, CVAT_PASSWORD_CHANGE_PATH);
+        isEndpoint(path, CVAT_LOGOUT_PATH) || isEndpoint(path, CVAT_PASSWORD_CHANGE_PATH);
       if (statusCode >= 200 && statusCode < 300 && req.method === 'POST' && credentialsChanged)
         return forgetUser(r);
       return undefined;
@@ -327,22 +328,6 @@ export function createPipeline(o: PipelineOptions) {
     }
   }
 
-  /** Answers at the edge, for a request no slot was involved in, and closes the connection. */
-  function refuse(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    status: number,
-    code: string,
-    message: string,
-  ): void {
-    ctx.requestClass = 'gateway';
-    ctx.errorCode = code;
-    res.once('close', () => finishRequest(req, res, ctx, false));
-    res.shouldKeepAlive = false;
-    sendJsonError(res, status, code, message, CLOSE);
-  }
-
   /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
   function refuseBody(res: ServerResponse, ctx: RequestContext, error: BodyError): void {
     ctx.errorCode = error.code;
@@ -361,22 +346,21 @@ export function createPipeline(o: PipelineOptions) {
     sendJsonError(res, 401, 'E_UNAUTHENTICATED', detail, UNAUTHENTICATED_HEADERS);
   }
 
-  /** Whether a request without any credential is answered 401 here rather than by the upstream. */
-  function anonymousRefused(path: string): boolean {
-    return protectedPaths.matches(path) || config.anonymous === 'reject';
-  }
-
   function pipeline(req: IncomingMessage, res: ServerResponse, next: Next): void {
     const ctx = requestContext(req);
     const view = inspectRequest(req, trust, trusted);
     if ('refused' in view) {
+      // Answered at the edge, with no slot involved, and the connection closed.
       ctx.client = ctx.client || (req.socket?.remoteAddress ?? '');
-      refuse(req, res, ctx, 400, 'E_BAD_REQUEST', view.refused);
+      ctx.requestClass = 'gateway';
+      ctx.errorCode = 'E_BAD_REQUEST';
+      res.once('close', () => finishRequest(req, res, ctx, false));
+      res.shouldKeepAlive = false;
+      sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, CLOSE);
       return;
     }
     ctx.client = view.client;
     ctx.edge = view;
-    ctx.path = view.path;
     if (o.serveOwn(view.path, req, res, next)) {
       ctx.requestClass = 'gateway';
       res.once('close', () => finishRequest(req, res, ctx, false));
@@ -502,7 +486,7 @@ export function createPipeline(o: PipelineOptions) {
     }
     if (refuseWhileDatabaseDown(res, ctx)) return;
     if (extractCredentials(headers, credentialOptions).length === 0) {
-      if (anonymousRefused(path)) {
+      if (protectedPaths.matches(path) || config.anonymous === 'reject') {
         ctx.cacheTier = 'none';
         unauthenticated(res, ctx, NOT_PROVIDED);
         return;
