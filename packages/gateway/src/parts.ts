@@ -368,9 +368,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
     },
     purger,
     limit,
-    get pgbouncer() {
-      return pgbouncer;
-    },
     get limitSource() {
       return limitSource;
     },
