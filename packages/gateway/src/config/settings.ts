@@ -30,17 +30,19 @@ import {
   url,
 } from './kinds.js';
 
-/** Sections of `--help` and the README table. */
-export type SettingGroup =
-  | 'basics'
-  | 'database'
-  | 'redis'
-  | 'admission'
-  | 'cache'
-  | 'upstream'
-  | 'clients'
-  | 'buffering'
-  | 'operations';
+/** The sections of `--help` and the README table, with their titles, in the order they are listed. */
+export const SETTING_GROUPS = {
+  basics: 'Basics',
+  database: 'Database',
+  redis: 'Redis',
+  admission: 'Admission',
+  cache: 'Session cache',
+  upstream: 'Upstream',
+  clients: 'Clients',
+  buffering: 'Buffering',
+  operations: 'Operations',
+} as const;
+export type SettingGroup = keyof typeof SETTING_GROUPS;
 
 /** One setting. `flag` and `env` are derived from its key unless given. */
 export interface Setting<T> {
