@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { SHED_REASONS, shedReason } from './activity/shed-reason.js';
 import type { WhoEntry } from './activity/top-table.js';
+import type { RequestContext } from './context.js';
 import type { ClassStatus, StatusSnapshot } from './status.js';
 
 /** Every metric the gateway exports (each name starts with `sluice_`) and its help text. */
@@ -52,17 +53,6 @@ type MetricName = keyof typeof HELP;
 
 /** Names of the metrics the gateway exports (every one starts with `sluice_`). */
 export const METRIC_NAMES = Object.keys(HELP) as readonly MetricName[];
-
-/** One finished request, as the metrics see it. */
-export interface RequestObservation {
-  readonly requestClass: string;
-  readonly status: number;
-  readonly durationMs: number;
-  readonly queueWaitMs: number | undefined;
-  readonly upstreamMs: number | undefined;
-  readonly errorCode: string | undefined;
-  readonly strippedIdentityHeaders: number;
-}
 
 /** The gateway's Prometheus metrics. */
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
@@ -193,15 +183,15 @@ export function createGatewayMetrics(read: () => StatusSnapshot) {
     /** The gateway's own registry (never the global one). */
     registry,
     /** Records a finished request. */
-    observe(o: RequestObservation): void {
-      const klass = o.requestClass;
-      requests.inc({ class: klass, status: String(o.status) });
-      duration.observe({ class: klass }, o.durationMs / 1000);
-      if (o.queueWaitMs !== undefined) queueWait.observe({ class: klass }, o.queueWaitMs / 1000);
-      if (o.upstreamMs !== undefined) upstream.observe({ class: klass }, o.upstreamMs / 1000);
-      if (o.errorCode?.startsWith('E_UPSTREAM_')) upstreamErrors.inc({ code: o.errorCode });
-      if (o.strippedIdentityHeaders > 0) stripped.inc(o.strippedIdentityHeaders);
-      const reason = o.requestClass === 'gateway' ? undefined : shedReason(o.errorCode);
+    observe(ctx: RequestContext, status: number, durationMs: number): void {
+      const klass = ctx.requestClass;
+      requests.inc({ class: klass, status: String(status) });
+      duration.observe({ class: klass }, durationMs / 1000);
+      if (ctx.queueWaitMs !== undefined) queueWait.observe({ class: klass }, ctx.queueWaitMs / 1000);
+      if (ctx.upstreamMs !== undefined) upstream.observe({ class: klass }, ctx.upstreamMs / 1000);
+      if (ctx.errorCode?.startsWith('E_UPSTREAM_')) upstreamErrors.inc({ code: ctx.errorCode });
+      if (ctx.strippedIdentityHeaders > 0) stripped.inc(ctx.strippedIdentityHeaders);
+      const reason = klass === 'gateway' ? undefined : shedReason(ctx.errorCode);
       if (reason) shed.inc({ reason });
     },
     /** Records an admission rejection. */

@@ -307,15 +307,7 @@ export function createPipeline(o: PipelineOptions) {
     const sc = statusClass(status);
     tally.byStatus[sc] = (tally.byStatus[sc] ?? 0) + 1;
     if (ctx.errorCode?.startsWith('E_UPSTREAM_')) tally.upstreamErrors += 1;
-    metrics.observe({
-      requestClass: ctx.requestClass,
-      status,
-      durationMs,
-      queueWaitMs: ctx.queueWaitMs,
-      upstreamMs: ctx.upstreamMs,
-      errorCode: ctx.errorCode,
-      strippedIdentityHeaders: ctx.strippedIdentityHeaders,
-    });
+    metrics.observe(ctx, status, durationMs);
     if (ctx.requestClass !== 'gateway' || logger.isLevelEnabled('debug')) {
       logger[status >= 500 ? 'warn' : ctx.requestClass === 'gateway' ? 'debug' : 'info'](entry, 'request');
     }

@@ -81,12 +81,7 @@ export function createActivity({ events, gauges, now }: ActivityOptions) {
     if (entry.class === 'gateway') return;
     const reason = shedReason(entry.error);
     if (reason) shed[reason] += 1;
-    ring.request({
-      shed: reason,
-      upstreamError: entry.error?.startsWith('E_UPSTREAM_') === true,
-      queueWaitMs: entry.queueWaitMs,
-      upstreamMs: entry.upstreamMs,
-    });
+    ring.request(entry, reason);
     if (entry.userId !== undefined) users.add(users.entry(String(entry.userId)), reason);
     clients.add(clients.entry(entry.client), reason);
   }

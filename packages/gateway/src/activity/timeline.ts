@@ -2,6 +2,7 @@
 // upstream errors, queue-wait and upstream-latency histograms, and gauges sampled every second
 // (in flight, queued, the limit and its ceiling, database connections, breaker and database
 // state). Memory is fixed at creation; a bucket is reused once it falls out of the window.
+import type { AccessLogEntry } from '../pipeline.js';
 import type { BreakerState } from '../status.js';
 import { SHED_REASONS, type ShedReason } from './shed-reason.js';
 
@@ -18,14 +19,6 @@ export interface TimelineGauges {
   readonly breaker: BreakerState;
   /** `null` without a database guard. */
   readonly database: 'up' | 'down' | null;
-}
-
-/** One finished request, as the timeline counts it. */
-export interface TimelineRequest {
-  readonly shed: ShedReason | undefined;
-  readonly upstreamError: boolean;
-  readonly queueWaitMs: number | undefined;
-  readonly upstreamMs: number | undefined;
 }
 
 /** Latency percentiles, ms (`null` without a sample). */
@@ -143,11 +136,12 @@ export function timeline(bucketMs: number, buckets: number, now: () => number) {
   }
 
   return {
-    request(r: TimelineRequest): void {
+    /** Counts one finished request, shed for `shed` if given. */
+    request(r: AccessLogEntry, shed: ShedReason | undefined): void {
       const b = current();
       b.requests += 1;
-      if (r.shed) b.shed[r.shed] += 1;
-      if (r.upstreamError) b.upstreamErrors += 1;
+      if (shed) b.shed[shed] += 1;
+      if (r.error?.startsWith('E_UPSTREAM_')) b.upstreamErrors += 1;
       if (r.queueWaitMs !== undefined) count(b.wait, r.queueWaitMs);
       if (r.upstreamMs !== undefined) count(b.upstream, r.upstreamMs);
     },
