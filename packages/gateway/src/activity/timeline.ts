@@ -93,15 +93,17 @@ function quantile(h: Uint32Array, q: number): number | null {
 }
 const SEVERITY: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 };
 
-interface Bucket {
-  readonly index: number;
-  requests: number;
-  upstreamErrors: number;
-  readonly shed: Record<ShedReason, number>;
-  readonly wait: Uint32Array;
-  readonly upstream: Uint32Array;
-  gauges: Partial<TimelineGauges>;
-}
+/** A bucket: requests, sheds and upstream errors counted, latencies binned, gauges sampled. */
+const newBucket = (index: number) => ({
+  index,
+  requests: 0,
+  upstreamErrors: 0,
+  shed: Object.fromEntries(SHED_REASONS.map((r) => [r, 0])) as Record<ShedReason, number>,
+  wait: new Uint32Array(BINS),
+  upstream: new Uint32Array(BINS),
+  gauges: {} as Partial<TimelineGauges>,
+});
+type Bucket = ReturnType<typeof newBucket>;
 
 /** Builds a ring of `buckets` buckets of `bucketMs` each, starting now. */
 export function timeline(bucketMs: number, buckets: number, now: () => number) {
@@ -114,16 +116,7 @@ export function timeline(bucketMs: number, buckets: number, now: () => number) {
     const index = Math.floor(now() / bucketMs);
     let b = held(index);
     if (b === undefined) {
-      const shed = Object.fromEntries(SHED_REASONS.map((r) => [r, 0])) as Record<ShedReason, number>;
-      b = {
-        index,
-        requests: 0,
-        upstreamErrors: 0,
-        shed,
-        wait: new Uint32Array(BINS),
-        upstream: new Uint32Array(BINS),
-        gauges: {},
-      };
+      b = newBucket(index);
       ring[index % buckets] = b;
     }
     return b;
