@@ -276,12 +276,9 @@ export function createPipeline(o: PipelineOptions) {
     },
   });
 
-  function finishRequest(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    tracked: boolean,
-  ): void {
+  /** Counts, logs and publishes a request that ended; `tracked`: it counted as active. */
+  function finishRequest(req: IncomingMessage, res: ServerResponse, tracked: boolean): void {
+    const ctx = requestContext(req);
     const durationMs = performance.now() - ctx.startedAt;
     const aborted = !res.writableFinished;
     const status = aborted && !res.headersSent ? 499 : res.statusCode;
@@ -346,7 +343,7 @@ export function createPipeline(o: PipelineOptions) {
       ctx.client = ctx.client || (req.socket?.remoteAddress ?? '');
       ctx.requestClass = 'gateway';
       ctx.errorCode = 'E_BAD_REQUEST';
-      res.once('close', () => finishRequest(req, res, ctx, false));
+      res.once('close', () => finishRequest(req, res, false));
       res.shouldKeepAlive = false;
       sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, CLOSE);
       return;
@@ -355,7 +352,7 @@ export function createPipeline(o: PipelineOptions) {
     ctx.edge = view;
     if (o.serveOwn(view.path, req, res, next)) {
       ctx.requestClass = 'gateway';
-      res.once('close', () => finishRequest(req, res, ctx, false));
+      res.once('close', () => finishRequest(req, res, false));
       return;
     }
     const headers: IncomingHttpHeaders = req.headers;
@@ -380,7 +377,7 @@ export function createPipeline(o: PipelineOptions) {
       if (phase === 'queued') counts.queued -= 1;
       else if (phase === 'admitted') counts.inFlight -= 1;
       ctx.releaseSlot = undefined;
-      finishRequest(req, res, ctx, true);
+      finishRequest(req, res, true);
     });
     if (!o.running()) {
       ctx.errorCode = 'E_SHUTTING_DOWN';
