@@ -69,14 +69,11 @@ export interface Setting<T> {
 type Declared<T> = Omit<Setting<T>, 'group'>;
 const setting = <T>(s: Declared<T>): Declared<T> => s;
 
+type Grouped<S> = { [K in keyof S]: S[K] & { readonly group: SettingGroup } };
+
 /** `settings`, each in `group`. */
-function inGroup<S extends Record<string, Declared<unknown>>>(
-  group: SettingGroup,
-  settings: S,
-): { [K in keyof S]: S[K] & { readonly group: SettingGroup } } {
-  return Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, { ...s, group }])) as {
-    [K in keyof S]: S[K] & { readonly group: SettingGroup };
-  };
+function inGroup<S extends Record<string, Declared<unknown>>>(group: SettingGroup, settings: S): Grouped<S> {
+  return Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, { ...s, group }])) as Grouped<S>;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
