@@ -11,21 +11,16 @@ import { TypedEvents } from '@sluice/kit';
 import { activityOf, type ConnectionSample, type PgBouncerSample } from '@sluice/pool';
 import type { GatewayConfig } from './config/settings.js';
 
-/** A limit whose value the gateway sets (the ceiling). */
-export interface SettableLimit extends LimitSource {
-  set(value: number): void;
-}
-
-/** A {@link LimitSource} holding one number, changed with `set()`. */
-export function settableLimit(initial: number): SettableLimit {
+/** A {@link LimitSource} holding one number, changed with `set()` (the ceiling). */
+export function settableLimit(initial: number) {
   const events = new TypedEvents<{ change: number }>();
   let current = initial;
   return {
     get current() {
       return current;
     },
-    onChange: (listener) => events.on('change', listener),
-    set(value) {
+    onChange: (listener: (limit: number) => void) => events.on('change', listener),
+    set(value: number): void {
       if (value === current) return;
       current = value;
       events.emit('change', value);
