@@ -21,7 +21,7 @@ import { buildParts, type GatewayEvents } from './parts.js';
 import { createPipeline } from './pipeline.js';
 import { checkReadiness, type ReadinessReport } from './readiness.js';
 import { createClassifier } from './request-class.js';
-import { activityGauges, type StatusSnapshot, statusSnapshot } from './status.js';
+import { activityGauges, redisStatus, type StatusSnapshot, statusSnapshot } from './status.js';
 
 /** Options of {@link createGateway}: configuration fields plus objects to share or replace. */
 export interface GatewayOptions extends GatewayConfigInput {
@@ -239,7 +239,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         semaphore: parts.redis ? 'redis' : 'local',
         validator: parts.validatorKind,
         l2: parts.redis ? 'redis' : 'disabled',
-        redis: parts.redisMode ?? 'disabled',
+        redis: redisStatus(parts)?.mode ?? 'disabled',
       },
       'sluice-gateway listening',
     );

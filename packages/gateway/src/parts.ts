@@ -29,7 +29,7 @@ import type { GatewayConfig } from './config/settings.js';
 import { admissionLimit, DEFAULT_LIMIT } from './limits.js';
 import type { GatewayLogger } from './logger.js';
 import { createRedisClient } from './redis-client.js';
-import type { AdmissionStatus, BreakerState, CacheStatus, RedisStatus } from './status.js';
+import type { AdmissionStatus, BreakerState, CacheStatus } from './status.js';
 
 /** `application_name` of the gateway's own database connections. */
 export const GATEWAY_APPLICATION_NAME = 'sluice-gateway';
@@ -91,8 +91,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
         });
   pool?.on('error', ({ error }) => logger.warn({ err: error }, 'database pool error'));
 
-  const redisMode: RedisStatus['mode'] | undefined =
-    config.redisUrl === undefined ? undefined : config.redisCluster ? 'cluster' : 'single';
   // One client shared by the L2 cache and the semaphore; each duplicates it for its subscriber.
   const redis =
     config.redisUrl === undefined
@@ -356,7 +354,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
     dispatcher,
     pool,
     redis,
-    redisMode,
     gate,
     breaker,
     cache,

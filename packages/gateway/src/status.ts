@@ -126,13 +126,8 @@ export interface StatusSnapshot extends Omit<ActivityStatus, 'shed'> {
 }
 
 /** The gauges the activity samples every second. */
-export function activityGauges({
-  gate,
-  limit,
-  monitor,
-  breaker,
-  databaseHealth,
-}: GatewayParts): TimelineGauges {
+export function activityGauges(parts: GatewayParts): TimelineGauges {
+  const { gate, limit, monitor, breaker, databaseHealth } = parts;
   const sample = monitor?.lastSample;
   return {
     inFlight: gate.inFlight,
@@ -147,12 +142,13 @@ export function activityGauges({
 }
 
 /** The Redis figures of the status page and readiness (`null` without Redis). */
-export function redisStatus({ redis, redisMode }: GatewayParts): RedisStatus | null {
-  if (redis === undefined || redisMode === undefined) return null;
+export function redisStatus({ redis }: GatewayParts): RedisStatus | null {
+  if (redis === undefined) return null;
+  const cluster = redis instanceof Cluster;
   return {
-    mode: redisMode,
+    mode: cluster ? 'cluster' : 'single',
     status: redis.status,
-    nodes: redis instanceof Cluster ? redis.nodes('master').length : 1,
+    nodes: cluster ? redis.nodes('master').length : 1,
   };
 }
 
