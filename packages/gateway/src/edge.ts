@@ -112,11 +112,8 @@ export function inspectRequest(
   if (path === undefined) {
     return { refused: 'The request path must decode cleanly, without encoded slashes or dot segments.' };
   }
-  for (const token of splitList(req.headers.connection)) {
-    if (PROTECTED.has(token.toLowerCase())) {
-      return { refused: `Connection must not name the ${token.toLowerCase()} header.` };
-    }
-  }
+  const named = splitList(req.headers.connection).find((token) => PROTECTED.has(token.toLowerCase()));
+  if (named) return { refused: `Connection must not name the ${named.toLowerCase()} header.` };
   const host = req.headers.host;
   if ((req.headersDistinct.host?.length ?? 0) > 1 || (host !== undefined && !HOST.test(host))) {
     return { refused: 'The Host header must be one host[:port].' };

@@ -232,10 +232,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       : null,
     redis: redisStatus(parts),
     connections: s.connections ?? null,
-    requests: {
-      ...requests,
-      shed,
-    },
+    requests: { ...requests, shed },
     ...who,
   };
 }

@@ -144,14 +144,8 @@ export function loadConfig(
       }
       raw = flagged.join(',');
     } else {
-      for (const name of envOf(key)) {
-        const value = env[name];
-        if (value !== undefined && value !== '') {
-          raw = value;
-          source = name;
-          break;
-        }
-      }
+      source = envOf(key).find((name) => env[name] !== undefined && env[name] !== '');
+      raw = source === undefined ? undefined : env[source];
     }
     if (raw === undefined || source === undefined) continue;
     sources.set(key, source);
