@@ -167,11 +167,11 @@ export interface StatusSources {
 /** The live figures of a gateway: what `/sluice/status.json` answers and the metrics read. */
 export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const { parts, config } = s;
-  const { gate, cache, monitor, pool, databaseHealth: health, redis } = parts;
+  const { gate, cache, monitor, databaseHealth: health, redis } = parts;
   const sample = monitor?.lastSample;
   const stats = cache.stats();
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
-  const poolStats = pool?.stats();
+  const poolStats = parts.pool?.stats();
   const { byClassNow, rejected, ...requests } = s.pipeline.counts();
   const { shed, ...who } = s.activity.status();
   return {
@@ -204,7 +204,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       l2State: stats.l2State,
       validator: parts.validatorKind,
     },
-    database: pool
+    database: poolStats
       ? {
           connections: sample?.total ?? null,
           maxConnections: sample?.maxConnections ?? null,
@@ -213,10 +213,10 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
           level: monitor?.level ?? 'ok',
           sampledAt: sample?.at ?? null,
           pool: {
-            max: poolStats?.max ?? config.poolMax,
-            total: poolStats?.total ?? 0,
-            idle: poolStats?.idle ?? 0,
-            waiting: poolStats?.waiting ?? 0,
+            max: poolStats.max,
+            total: poolStats.total,
+            idle: poolStats.idle,
+            waiting: poolStats.waiting,
           },
           health: health
             ? {
