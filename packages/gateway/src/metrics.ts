@@ -74,12 +74,6 @@ const byClass = (s: StatusSnapshot, pick: (c: ClassStatus) => number): Reading =
  * Builds the metrics on a fresh prom-client `Registry`. Gauges and mirrored counters read
  * `snapshot()` at scrape time; request counters and histograms are fed by `observe()`.
  * Process metrics (`process_*`, `nodejs_*`) are included.
- *
- * @example
- * ```ts
- * const metrics = createGatewayMetrics(() => gateway.status());
- * app.get('/metrics', async (_req, res) => res.type('text/plain').send(await metrics.render()));
- * ```
  */
 export function createGatewayMetrics(read: () => StatusSnapshot) {
   // Every collect() of one scrape reads the same snapshot.

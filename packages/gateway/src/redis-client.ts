@@ -107,10 +107,6 @@ export interface RedisClientOptions {
  * Redis is unreachable (no offline queue, one retry) and reconnection backs off up to 2 s.
  *
  * @throws {TypeError} when `url` is not a Redis URL
- * @example
- * ```ts
- * const redis = createRedisClient({ url: 'redis://h1:7000,h2:7000', cluster: true, connectionName: 'sluice-gateway', connectTimeoutMs: 2000 });
- * ```
  */
 export function createRedisClient(options: RedisClientOptions): Redis | Cluster {
   const retry = (times: number): number => Math.min(2_000, 50 * times);
