@@ -188,13 +188,9 @@ export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
     }
     return ok(Object.freeze(out));
   };
-  return {
-    label,
-    list: true,
-    parse: (raw) => check(splitList(raw)),
-    check,
-    show: (v) => (v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ')),
-  };
+  const show = (v: readonly T[]): string =>
+    v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ');
+  return { ...kind(label, (raw) => ok(splitList(raw)), check, show), list: true };
 }
 
 /** A URL with one of `protocols`; with `originOnly`, no path, query or credentials (normalised to the origin). */
@@ -294,12 +290,9 @@ function parseTrust(value: unknown): Parsed<TrustProxySetting> {
 }
 
 /** The trusted proxies in front of the gateway. */
-export const trustProxy: Kind<TrustProxySetting> = {
-  label: '<hops|cidrs>',
-  parse: parseTrust,
-  check: parseTrust,
-  show: (v) => (v === false ? 'false' : 'hops' in v ? String(v.hops) : v.addresses.join(', ')),
-};
+export const trustProxy: Kind<TrustProxySetting> = kind('<hops|cidrs>', ok, parseTrust, (v) =>
+  v === false ? 'false' : 'hops' in v ? String(v.hops) : v.addresses.join(', '),
+);
 
 /** A listen address, or `off`. */
 export const listenOrOff: Kind<ListenAddress | false | undefined> = {
