@@ -178,12 +178,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   /** Listens `s` on `address`; resolves where it listens, rejects with the server's error (EADDRINUSE). */
   async function bind(s: Server, address: { host: string; port: number }): Promise<GatewayAddress> {
     s.listen(address.port, address.host);
-    await Promise.race([
-      once(s, 'listening'),
-      once(s, 'error').then(([error]) => {
-        throw error;
-      }),
-    ]);
+    await once(s, 'listening'); // rejects with the server's 'error' while it waits
     const { address: host, port } = s.address() as AddressInfo;
     return { host, port, url: `http://${listenAddress.show({ host, port })}` };
   }
