@@ -4,7 +4,6 @@ import type { SessionCacheStats } from '@sluice/session-cache';
 import { Cluster } from 'ioredis';
 import type { Activity, ActivityStatus } from './activity/activity.js';
 import type { ShedReason } from './activity/shed-reason.js';
-import type { TimelineGauges } from './activity/timeline.js';
 import type { GatewayConfig } from './config/settings.js';
 import type { ConnectionFigures } from './connections.js';
 import type { RequestClass } from './cvat-profile.js';
@@ -126,7 +125,7 @@ export interface StatusSnapshot extends Omit<ActivityStatus, 'shed'> {
 }
 
 /** The gauges the activity samples every second. */
-export function activityGauges(parts: GatewayParts): TimelineGauges {
+export function activityGauges(parts: GatewayParts) {
   const { gate, limit, monitor, breaker, databaseHealth } = parts;
   const sample = monitor?.lastSample;
   return {
@@ -134,11 +133,14 @@ export function activityGauges(parts: GatewayParts): TimelineGauges {
     queued: gate.queued,
     limit: gate.limit,
     ceiling: limit.ceiling.current,
+    /** Client connections on the database server (`null` without a database or sample). */
     dbConnections: sample?.total ?? null,
+    /** `max_connections` minus reserved (`null` without a database or sample). */
     dbMax: sample ? sample.maxConnections - sample.reservedConnections : null,
     breaker: breaker.state,
+    /** `null` without a database guard. */
     database: databaseHealth ? (databaseHealth.state === 'down' ? 'down' : 'up') : null,
-  };
+  } as const;
 }
 
 /** The Redis figures of the status page and readiness (`null` without Redis). */

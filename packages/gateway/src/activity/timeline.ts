@@ -3,23 +3,11 @@
 // (in flight, queued, the limit and its ceiling, database connections, breaker and database
 // state). Memory is fixed at creation; a bucket is reused once it falls out of the window.
 import type { AccessLogEntry } from '../pipeline.js';
-import type { BreakerState } from '../status.js';
+import type { activityGauges, BreakerState } from '../status.js';
 import { SHED_REASONS, type ShedReason } from './shed-reason.js';
 
 /** Gauges sampled into the current bucket. */
-export interface TimelineGauges {
-  readonly inFlight: number;
-  readonly queued: number;
-  readonly limit: number;
-  readonly ceiling: number;
-  /** Client connections on the database server (`null` without a database or sample). */
-  readonly dbConnections: number | null;
-  /** `max_connections` minus reserved (`null` without a database or sample). */
-  readonly dbMax: number | null;
-  readonly breaker: BreakerState;
-  /** `null` without a database guard. */
-  readonly database: 'up' | 'down' | null;
-}
+export type TimelineGauges = ReturnType<typeof activityGauges>;
 
 /** Latency percentiles, ms (`null` without a sample). */
 export interface Percentiles<T = number | null> {
