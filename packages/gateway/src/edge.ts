@@ -74,25 +74,23 @@ export function splitList(value: string | string[] | undefined): string[] {
     .filter((s) => s !== '');
 }
 
-/** Parses `--trust-proxy`'s addresses (IPs and CIDRs, v4 and v6) into a test of an address. */
-export function trustedAddresses(addresses: readonly string[]): (address: string) => boolean {
+/**
+ * The peers that are trusted proxies, from `--trust-proxy`: every peer when trusting a number of
+ * hops, else those its addresses and CIDRs (v4 and v6) cover. The edge skips them in
+ * `X-Forwarded-For`; the per-address connection cap exempts them (one proxy carries many clients,
+ * whose own caps are its business).
+ */
+export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
+  if (trust === false) return undefined;
+  if ('hops' in trust) return () => true;
   const list = new BlockList();
-  for (const entry of addresses) {
+  for (const entry of trust.addresses) {
     const [ip, bits] = entry.split('/');
     const family = isIP(ip ?? '') === 6 ? 'ipv6' : 'ipv4';
     if (bits === undefined) list.addAddress(ip ?? '', family);
     else list.addSubnet(ip ?? '', Number(bits), family);
   }
   return (address) => list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
-}
-
-/**
- * The peers that are trusted proxies (every peer when trusting a number of hops), for the
- * per-address connection cap: one proxy carries many clients, whose own caps are its business.
- */
-export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
-  if (trust === false) return undefined;
-  return 'hops' in trust ? () => true : trustedAddresses(trust.addresses);
 }
 
 /** Reads the decision inputs of `req`, or says why it cannot be forwarded (then answered 400). */

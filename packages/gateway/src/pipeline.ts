@@ -19,7 +19,7 @@ import {
   type RequestClass,
   type RequestClassifier,
 } from './cvat-profile.js';
-import { inspectRequest, trustedAddresses } from './edge.js';
+import { inspectRequest, proxyAddresses } from './edge.js';
 import { isIdentityHeader } from './headers.js';
 import { CLOSE, sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
@@ -135,7 +135,7 @@ export function createPipeline(o: PipelineOptions) {
   const publicPaths = pathMatcher(config.publicPaths, 'publicPaths');
   const protectedPaths = pathMatcher(config.protectedPaths, 'protectedPaths');
   const trust = config.trustProxy;
-  const trusted = trust !== false && 'addresses' in trust ? trustedAddresses(trust.addresses) : undefined;
+  const trusted = proxyAddresses(trust);
   const credentialOptions = { cookieName: config.sessionCookieName, maxHeaderBytes: 32 * 1024 };
   /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
   const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
