@@ -171,9 +171,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     classify,
     running,
     onIdleWhileDraining: () => server?.closeIdleConnections(),
-    serveOwn: healthEndpoint({ running, state: () => state }),
+    serveOwn: healthEndpoint(() => state),
   });
-  const admin = adminHandler({ metrics, running, state: () => state, status, readiness });
+  const admin = adminHandler({ metrics, state: () => state, status, readiness });
 
   /** Listens `s` on `address`; resolves where it listens, rejects with the server's error (EADDRINUSE). */
   async function bind(s: Server, address: { host: string; port: number }): Promise<GatewayAddress> {

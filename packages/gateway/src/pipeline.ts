@@ -81,7 +81,7 @@ export interface PipelineOptions {
   /** Called when a request ends while the gateway drains. */
   readonly onIdleWhileDraining: () => void;
   /** The public port's own endpoints (`/healthz`): true when it answered. */
-  readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse, next: Next) => boolean;
+  readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** DRF's answer when no credential was accepted, and the header it sends with it (CVAT's first authenticator is `Token`). */
@@ -350,7 +350,7 @@ export function createPipeline(o: PipelineOptions) {
     }
     ctx.client = view.client;
     ctx.edge = view;
-    if (o.serveOwn(view.path, req, res, next)) {
+    if (o.serveOwn(view.path, req, res)) {
       ctx.requestClass = 'gateway';
       res.once('close', () => finishRequest(req, res, false));
       return;
