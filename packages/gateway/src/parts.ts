@@ -62,10 +62,6 @@ export interface PartsOptions {
 /** The components of a gateway. */
 export type GatewayParts = ReturnType<typeof buildParts>;
 
-function deriveSecret(label: string, secretKey: string): string {
-  return createHmac('sha256', secretKey).update(`sluice-gateway:${label}`).digest('base64url');
-}
-
 /** Builds every component from the configuration (what each mode has: see `createGateway`). */
 export function buildParts(config: GatewayConfig, o: PartsOptions) {
   const { logger, events } = o;
@@ -149,12 +145,14 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
 
   // --- validators and the session cache -------------------------------------------------------
   let validations = 0;
+  const upstreamHost = new URL(config.upstream).host;
   const introspection = (): Validator => {
     const remote = introspectionValidator({
       url: new URL(config.introspectionPath, config.upstream),
       timeoutMs: Math.min(config.upstreamHeadersTimeoutMs, 10_000),
       cookieName: config.sessionCookieName,
-      host: introspectionHost(config),
+      // Django refuses a Host with an underscore (compose's `cvat_server`): then `localhost`.
+      host: upstreamHost.includes('_') ? 'localhost' : upstreamHost,
       // CVAT re-saves a session on every answer unless this cookie says it is fresh.
       cookies: { sessionfresh: '1' },
     });
@@ -192,9 +190,12 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
     : pool
       ? 'database'
       : 'introspection';
+  // Without a pepper of its own, every gateway derives the same one from Django's SECRET_KEY.
   const pepper =
     config.cachePepper ??
-    (config.secretKey === undefined ? undefined : deriveSecret('cache-pepper', config.secretKey));
+    (config.secretKey === undefined
+      ? undefined
+      : createHmac('sha256', config.secretKey).update('sluice-gateway:cache-pepper').digest('base64url'));
   const cache = createSessionCache({
     validator,
     ttlMs: config.cacheTtlMs,
@@ -372,13 +373,4 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
     start,
     close,
   };
-}
-
-/**
- * The `Host` introspection requests present: the upstream's own host, unless Django would refuse
- * it (an underscore, as in compose's `cvat_server`), then `localhost`.
- */
-function introspectionHost(config: GatewayConfig): string {
-  const host = new URL(config.upstream).host;
-  return host.includes('_') ? 'localhost' : host;
 }
