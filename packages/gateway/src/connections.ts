@@ -13,11 +13,8 @@ export type ConnectionFigures = ReturnType<ReturnType<typeof guardConnections>>;
 /** The soft open-file limit of this process (Node raises it to the hard limit at start). */
 export function openFileLimit(): number {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Max open files'));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isFinite(soft) && soft > 0 ? soft : 1024;
+    const soft = Number(/^Max open files +(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+    return soft > 0 ? soft : 1024;
   } catch {
     return 1024;
   }
