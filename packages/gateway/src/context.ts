@@ -60,10 +60,6 @@ export function requestContext(req: IncomingMessage): RequestContext {
 
 const ID_SEGMENT = /^(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
-function isIdSegment(segment: string): boolean {
-  return ID_SEGMENT.test(segment) || segment.length >= 24 || /[=&%@:]/.test(segment);
-}
-
 /**
  * The path of `url` for logs and labels: query string dropped, numeric ids, UUIDs, long
  * tokens and segments with `=`, `&`, `%`, `@` or `:` (CVAT's request ids) replaced by `:id`, at most 200 characters.
@@ -79,7 +75,7 @@ export function routeOf(url: string): string {
   if (path.length <= 200 && !/[0-9=&%@:]/.test(path) && !/[^/]{24}/.test(path)) return path;
   return path
     .split('/')
-    .map((segment) => (isIdSegment(segment) ? ':id' : segment))
+    .map((s) => (ID_SEGMENT.test(s) || s.length >= 24 || /[=&%@:]/.test(s) ? ':id' : s))
     .join('/')
     .slice(0, 200);
 }

@@ -93,11 +93,6 @@ const INVALID_DETAIL: Readonly<Record<string, string>> = {
   basic: 'Invalid username/password.',
 };
 
-/** Classifies the status for counters: '2xx' ... '5xx' (499 counts as '4xx'). */
-function statusClass(status: number): string {
-  return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
-}
-
 /** Sends `100 Continue` when the client waits for it (the server leaves that to the gateway). */
 function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
   const expect = req.headers.expect;
@@ -301,7 +296,7 @@ export function createPipeline(o: PipelineOptions) {
     };
     tally.total += 1;
     tally.byClass[ctx.requestClass] += 1;
-    const sc = statusClass(status);
+    const sc = `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`; // 499 counts as 4xx
     tally.byStatus[sc] = (tally.byStatus[sc] ?? 0) + 1;
     if (ctx.errorCode?.startsWith('E_UPSTREAM_')) tally.upstreamErrors += 1;
     metrics.observe(ctx, status, durationMs);

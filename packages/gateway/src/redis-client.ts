@@ -1,15 +1,9 @@
 import { Cluster, Redis } from 'ioredis';
 
-/** One Redis host of a {@link RedisTarget}. */
-export interface RedisNode {
-  readonly host: string;
-  readonly port: number;
-}
-
 /** A `redis://` / `rediss://` URL taken apart; several hosts are Redis Cluster seed nodes. */
 export interface RedisTarget {
   /** Every host of the URL, in order (one for a plain URL). */
-  readonly nodes: readonly RedisNode[];
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
   readonly username: string | undefined;
   readonly password: string | undefined;
   /** `rediss://`. */
@@ -47,7 +41,7 @@ export function parseRedisUrl(raw: string): { value: RedisTarget } | { reason: s
     return { reason: 'is not a Redis URL (expected redis://host:port or redis://h1:port,h2:port,...)' };
   }
   const [, scheme, auth, hosts = '', path, query] = match;
-  const nodes: RedisNode[] = [];
+  const nodes: { host: string; port: number }[] = [];
   for (const entry of hosts.split(',')) {
     if (entry === '') return { reason: 'has an empty host in its comma-separated host list' };
     let url: URL;
