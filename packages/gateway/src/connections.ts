@@ -8,22 +8,13 @@ import type { Socket } from 'node:net';
 import { peerAddress } from './edge.js';
 
 /** Figures of the connection guard. */
-export interface ConnectionFigures {
-  readonly open: number;
-  readonly max: number;
-  readonly perClientMax: number;
-  /** Connections refused since start, by cap. */
-  readonly refused: { readonly total: number; readonly perClient: number };
-}
+export type ConnectionFigures = ReturnType<ReturnType<typeof guardConnections>>;
 
 /** The soft open-file limit of this process (Node raises it to the hard limit at start). */
 export function openFileLimit(): number {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Max open files'));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isFinite(soft) && soft > 0 ? soft : 1024;
+    const soft = Number(/^Max open files +(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+    return soft > 0 ? soft : 1024;
   } catch {
     return 1024;
   }
@@ -56,8 +47,9 @@ export function guardConnections(
     /** Addresses the per-address cap does not apply to: trusted proxies, which carry many clients. */
     readonly exempt?: ((address: string) => boolean) | undefined;
   },
-): () => ConnectionFigures {
+) {
   const byClient = new Map<string, number>();
+  /** Connections refused since start, by cap. */
   const refused = { total: 0, perClient: 0 };
   let open = 0;
   let lastSweep = 0;

@@ -19,8 +19,6 @@ export function parseDuration(raw: string): number | undefined {
 
 /** Formats milliseconds the way {@link parseDuration} reads them back (`30s`, `250ms`, `5m`). */
 export function formatDuration(ms: number): string {
-  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms >= 1_000 && ms % 1_000 === 0) return `${ms / 1_000}s`;
-  return `${ms}ms`;
+  const [unit, size] = Object.entries(UNIT_MS).findLast(([, s]) => ms >= s && ms % s === 0) ?? ['ms', 1];
+  return `${ms / size}${unit}`;
 }

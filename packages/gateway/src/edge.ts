@@ -24,11 +24,6 @@ export interface EdgeView {
   readonly forwardedHost: string | undefined;
 }
 
-/** Why a request is refused at the edge (always 400). */
-export interface EdgeRefusal {
-  readonly refused: string;
-}
-
 /** Headers `Connection` may never name: the gateway decided on them, so the upstream must get them. */
 const PROTECTED = new Set(['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding']);
 
@@ -70,13 +65,6 @@ export function isOriginFormTarget(target: string | undefined): boolean {
   return typeof target === 'string' && target.startsWith('/') && TARGET_BYTES.test(target);
 }
 
-function headerCount(req: IncomingMessage, name: string): number {
-  let n = 0;
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === name) n += 1;
-  return n;
-}
-
 /** The non-empty, trimmed entries of a comma-separated list (a header's values joined). */
 export function splitList(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
@@ -86,35 +74,31 @@ export function splitList(value: string | string[] | undefined): string[] {
     .filter((s) => s !== '');
 }
 
-/** Parses `--trust-proxy`'s addresses into a block list (IPs and CIDRs, v4 and v6). */
-export function trustedAddresses(addresses: readonly string[]): BlockList {
+/**
+ * The peers that are trusted proxies, from `--trust-proxy`: every peer when trusting a number of
+ * hops, else those its addresses and CIDRs (v4 and v6) cover. The edge skips them in
+ * `X-Forwarded-For`; the per-address connection cap exempts them (one proxy carries many clients,
+ * whose own caps are its business).
+ */
+export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
+  if (trust === false) return undefined;
+  if ('hops' in trust) return () => true;
   const list = new BlockList();
-  for (const entry of addresses) {
+  for (const entry of trust.addresses) {
     const [ip, bits] = entry.split('/');
     const family = isIP(ip ?? '') === 6 ? 'ipv6' : 'ipv4';
     if (bits === undefined) list.addAddress(ip ?? '', family);
     else list.addSubnet(ip ?? '', Number(bits), family);
   }
-  return list;
-}
-
-/**
- * The peers that are trusted proxies (every peer when trusting a number of hops), for the
- * per-address connection cap: one proxy carries many clients, whose own caps are its business.
- */
-export function proxyAddresses(trust: TrustProxySetting): ((address: string) => boolean) | undefined {
-  if (trust === false) return undefined;
-  if ('hops' in trust) return () => true;
-  const list = trustedAddresses(trust.addresses);
   return (address) => list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
-/** Reads the decision inputs of `req`, or says why it cannot be forwarded. */
+/** Reads the decision inputs of `req`, or says why it cannot be forwarded (then answered 400). */
 export function inspectRequest(
   req: IncomingMessage,
   trust: TrustProxySetting,
-  trusted: BlockList | undefined,
-): EdgeView | EdgeRefusal {
+  trusted: ((address: string) => boolean) | undefined,
+): EdgeView | { readonly refused: string } {
   const url = req.url ?? '/';
   if (!isOriginFormTarget(url)) return { refused: 'The request target must be a path.' };
   const q = url.indexOf('?');
@@ -126,14 +110,10 @@ export function inspectRequest(
   if (path === undefined) {
     return { refused: 'The request path must decode cleanly, without encoded slashes or dot segments.' };
   }
-  for (const token of splitList(req.headers.connection)) {
-    if (PROTECTED.has(token.toLowerCase())) {
-      return { refused: `Connection must not name the ${token.toLowerCase()} header.` };
-    }
-  }
-  const hosts = headerCount(req, 'host');
+  const named = splitList(req.headers.connection).find((token) => PROTECTED.has(token.toLowerCase()));
+  if (named) return { refused: `Connection must not name the ${named.toLowerCase()} header.` };
   const host = req.headers.host;
-  if (hosts > 1 || (host !== undefined && !HOST.test(host))) {
+  if ((req.headersDistinct.host?.length ?? 0) > 1 || (host !== undefined && !HOST.test(host))) {
     return { refused: 'The Host header must be one host[:port].' };
   }
   const peer = peerAddress(req.socket as Socket | null);
@@ -148,8 +128,7 @@ export function inspectRequest(
     index = Math.max(0, chain.length - 1 - trust.hops);
   } else {
     index = chain.length - 1;
-    while (index > 0 && trusted?.check(chain[index] ?? '', isIP(chain[index] ?? '') === 6 ? 'ipv6' : 'ipv4'))
-      index -= 1;
+    while (index > 0 && trusted?.(chain[index] ?? '')) index -= 1;
   }
   const client = chain[index] ?? peer;
   if (isIP(client) === 0) return { refused: 'X-Forwarded-For must hold IP addresses.' };

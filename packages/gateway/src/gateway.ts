@@ -7,6 +7,7 @@ import type { AdmissionMiddleware } from '@sluice/admission';
 import { checkFunction, TypedEvents } from '@sluice/kit';
 import type { SessionCache, Validator } from '@sluice/session-cache';
 import { createActivity } from './activity/activity.js';
+import { listen as listenAddress } from './config/kinds.js';
 import { resolveConfig } from './config/load.js';
 import type { GatewayConfig, GatewayConfigInput } from './config/settings.js';
 import { type ConnectionFigures, defaultMaxConnections, guardConnections } from './connections.js';
@@ -20,7 +21,7 @@ import { buildParts, type GatewayEvents } from './parts.js';
 import { createPipeline } from './pipeline.js';
 import { checkReadiness, type ReadinessReport } from './readiness.js';
 import { createClassifier } from './request-class.js';
-import { activityGauges, type StatusSnapshot, statusSnapshot } from './status.js';
+import { activityGauges, redisStatus, type StatusSnapshot, statusSnapshot } from './status.js';
 
 /** Options of {@link createGateway}: configuration fields plus objects to share or replace. */
 export interface GatewayOptions extends GatewayConfigInput {
@@ -82,10 +83,6 @@ export interface Gateway {
   close(graceMs?: number): Promise<DrainResult>;
   on<E extends keyof GatewayEvents>(event: E, listener: (payload: GatewayEvents[E]) => void): () => void;
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-function formatAddress(host: string, port: number): GatewayAddress {
-  return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
 }
 
 /** `CONNECT`: the gateway is no forward proxy. Answered 405, then the connection is closed. */
@@ -174,21 +171,16 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     classify,
     running,
     onIdleWhileDraining: () => server?.closeIdleConnections(),
-    serveOwn: healthEndpoint({ running, state: () => state }),
+    serveOwn: healthEndpoint(() => state),
   });
-  const admin = adminHandler({ metrics, running, state: () => state, status, readiness });
+  const admin = adminHandler({ metrics, state: () => state, status, readiness });
 
   /** Listens `s` on `address`; resolves where it listens, rejects with the server's error (EADDRINUSE). */
   async function bind(s: Server, address: { host: string; port: number }): Promise<GatewayAddress> {
     s.listen(address.port, address.host);
-    await Promise.race([
-      once(s, 'listening'),
-      once(s, 'error').then(([error]) => {
-        throw error;
-      }),
-    ]);
-    const a = s.address() as AddressInfo;
-    return formatAddress(a.address, a.port);
+    await once(s, 'listening'); // rejects with the server's 'error' while it waits
+    const { address: host, port } = s.address() as AddressInfo;
+    return { host, port, url: `http://${listenAddress.show({ host, port })}` };
   }
 
   async function start(): Promise<GatewayAddress> {
@@ -242,7 +234,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         semaphore: parts.redis ? 'redis' : 'local',
         validator: parts.validatorKind,
         l2: parts.redis ? 'redis' : 'disabled',
-        redis: parts.redisMode ?? 'disabled',
+        redis: redisStatus(parts)?.mode ?? 'disabled',
       },
       'sluice-gateway listening',
     );

@@ -83,11 +83,6 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
  * identity headers, every header name containing `_`, and the client's own forwarding headers
  * removed; `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` set from what the edge decided, so
  * Django sees the client and builds absolute URLs that point at the gateway.
- *
- * @example
- * ```ts
- * const headers = upstreamRequestHeaders(req, view, true);
- * ```
  */
 export function upstreamRequestHeaders(
   req: IncomingMessage,

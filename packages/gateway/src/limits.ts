@@ -6,26 +6,21 @@
 // (leaks, at their worst of the last second, and room for a burst of them), or behind PgBouncer
 // the configured budget; the load is the upstream's busy backends in `pg_stat_activity`, or
 // PgBouncer's `SHOW POOLS`.
-import { type LimitSource, type LoadLimit, loadLimit } from '@sluice/admission';
+import { type LimitSource, loadLimit } from '@sluice/admission';
 import { TypedEvents } from '@sluice/kit';
 import { activityOf, type ConnectionSample, type PgBouncerSample } from '@sluice/pool';
 import type { GatewayConfig } from './config/settings.js';
 
-/** A limit whose value the gateway sets (the ceiling). */
-export interface SettableLimit extends LimitSource {
-  set(value: number): void;
-}
-
-/** A {@link LimitSource} holding one number, changed with `set()`. */
-export function settableLimit(initial: number): SettableLimit {
+/** A {@link LimitSource} holding one number, changed with `set()` (the ceiling). */
+export function settableLimit(initial: number) {
   const events = new TypedEvents<{ change: number }>();
   let current = initial;
   return {
     get current() {
       return current;
     },
-    onChange: (listener) => events.on('change', listener),
-    set(value) {
+    onChange: (listener: (limit: number) => void) => events.on('change', listener),
+    set(value: number): void {
       if (value === current) return;
       current = value;
       events.emit('change', value);
@@ -59,21 +54,6 @@ export function postgresCeiling(room: number, leaked: number, margin: number, re
   return room <= 0 ? 1 : Math.max(reaper ? 0 : 1, room - leaked - margin);
 }
 
-/** What the admission limit needs to be fed. */
-export interface AdmissionLimit {
-  /** The gate's limit. */
-  readonly source: LimitSource;
-  /** The ceiling (its `current`); set from database samples. */
-  readonly ceiling: SettableLimit;
-  /** The load-following limit, when load control is on. */
-  readonly load: LoadLimit | undefined;
-  /** Feeds one PostgreSQL sample (ceiling and, when not behind PgBouncer, the load). */
-  onPostgresSample(sample: ConnectionSample, inFlight: number, behindPgBouncer: boolean): void;
-  /** Feeds one PgBouncer sample (the load). */
-  onPgBouncerSample(sample: PgBouncerSample): void;
-  close(): void;
-}
-
 /** The initial (and without a database, the only) limit. */
 export const DEFAULT_LIMIT = 20;
 
@@ -86,7 +66,7 @@ export function admissionLimit(
     Parameters<typeof postgresRoom>[1],
   withDatabase: boolean,
   gatewayApplication: string,
-): AdmissionLimit {
+) {
   const cap = config.dbBudget ?? config.upstreamConnections;
   const ceiling = settableLimit(config.dbBudget ?? DEFAULT_LIMIT);
   const load =
@@ -110,10 +90,14 @@ export function admissionLimit(
     return true;
   };
   return {
+    /** The gate's limit. */
     source: load ?? ceiling,
+    /** The ceiling (its `current`); set from database samples. */
     ceiling,
+    /** The load-following limit, when load control is on. */
     load,
-    onPostgresSample(sample, inFlight, behindPgBouncer) {
+    /** Feeds one PostgreSQL sample (ceiling and, when not behind PgBouncer, the load). */
+    onPostgresSample(sample: ConnectionSample, inFlight: number, behindPgBouncer: boolean): void {
       if (behindPgBouncer) return;
       const { room, leaked } = postgresRoom(sample, config, gatewayApplication, inFlight);
       // A leak frees its slot at once and the next request takes it; the ceiling learns of it at
@@ -129,7 +113,8 @@ export function admissionLimit(
       const a = activityOf(sample, config.upstreamApplicationName);
       load.sample({ busy: a.busy, capacity: ceiling.current, waiting: a.waiting });
     },
-    onPgBouncerSample(sample) {
+    /** Feeds one PgBouncer sample (the load). */
+    onPgBouncerSample(sample: PgBouncerSample): void {
       ceiling.set(cap);
       if (!due(sample.at)) return;
       load?.sample({
@@ -139,7 +124,7 @@ export function admissionLimit(
         maxWaitMs: sample.maxWaitMs,
       });
     },
-    close() {
+    close(): void {
       load?.close();
     },
   };

@@ -8,13 +8,8 @@ export type GatewayLogger = pino.Logger;
  * The gateway's default logger: pino JSON lines on stdout (asynchronous, flushed on close), with
  * `service: 'sluice-gateway'`. Authorization, cookie and secret fields are redacted should any
  * caller ever log them; the gateway itself never does.
- *
- * @example
- * ```ts
- * const logger = createLogger('debug');
- * ```
  */
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): GatewayLogger {
+export function createLogger(level: LogLevel): GatewayLogger {
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'sluice-gateway', pid: process.pid },
@@ -33,5 +28,5 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
       censor: '<redacted>',
     },
   };
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  return pino(options, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
 }

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { SHED_REASONS, shedReason } from './activity/shed-reason.js';
 import type { WhoEntry } from './activity/top-table.js';
+import type { RequestContext } from './context.js';
 import type { ClassStatus, StatusSnapshot } from './status.js';
 
 /** Every metric the gateway exports (each name starts with `sluice_`) and its help text. */
@@ -53,28 +54,8 @@ type MetricName = keyof typeof HELP;
 /** Names of the metrics the gateway exports (every one starts with `sluice_`). */
 export const METRIC_NAMES = Object.keys(HELP) as readonly MetricName[];
 
-/** One finished request, as the metrics see it. */
-export interface RequestObservation {
-  readonly requestClass: string;
-  readonly status: number;
-  readonly durationMs: number;
-  readonly queueWaitMs: number | undefined;
-  readonly upstreamMs: number | undefined;
-  readonly errorCode: string | undefined;
-  readonly strippedIdentityHeaders: number;
-}
-
 /** The gateway's Prometheus metrics. */
-export interface GatewayMetrics {
-  /** The gateway's own registry (never the global one). */
-  readonly registry: Registry;
-  /** Records a finished request. */
-  observe(observation: RequestObservation): void;
-  /** Records an admission rejection. */
-  rejected(reason: string): void;
-  /** `text/plain; version=0.0.4` exposition. */
-  render(): Promise<string>;
-}
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
 const BUCKETS_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -93,14 +74,8 @@ const byClass = (s: StatusSnapshot, pick: (c: ClassStatus) => number): Reading =
  * Builds the metrics on a fresh prom-client `Registry`. Gauges and mirrored counters read
  * `snapshot()` at scrape time; request counters and histograms are fed by `observe()`.
  * Process metrics (`process_*`, `nodejs_*`) are included.
- *
- * @example
- * ```ts
- * const metrics = createGatewayMetrics(() => gateway.status());
- * app.get('/metrics', async (_req, res) => res.type('text/plain').send(await metrics.render()));
- * ```
  */
-export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics {
+export function createGatewayMetrics(read: () => StatusSnapshot) {
   // Every collect() of one scrape reads the same snapshot.
   let cached: { at: number; value: StatusSnapshot } | undefined;
   const snapshot = (): StatusSnapshot => {
@@ -199,22 +174,26 @@ export function createGatewayMetrics(read: () => StatusSnapshot): GatewayMetrics
   mirrored('sluice_connections_refused_total', refused, ['cap']);
 
   return {
+    /** The gateway's own registry (never the global one). */
     registry,
-    observe(o) {
-      const klass = o.requestClass;
-      requests.inc({ class: klass, status: String(o.status) });
-      duration.observe({ class: klass }, o.durationMs / 1000);
-      if (o.queueWaitMs !== undefined) queueWait.observe({ class: klass }, o.queueWaitMs / 1000);
-      if (o.upstreamMs !== undefined) upstream.observe({ class: klass }, o.upstreamMs / 1000);
-      if (o.errorCode?.startsWith('E_UPSTREAM_')) upstreamErrors.inc({ code: o.errorCode });
-      if (o.strippedIdentityHeaders > 0) stripped.inc(o.strippedIdentityHeaders);
-      const reason = o.requestClass === 'gateway' ? undefined : shedReason(o.errorCode);
+    /** Records a finished request. */
+    observe(ctx: RequestContext, status: number, durationMs: number): void {
+      const klass = ctx.requestClass;
+      requests.inc({ class: klass, status: String(status) });
+      duration.observe({ class: klass }, durationMs / 1000);
+      if (ctx.queueWaitMs !== undefined) queueWait.observe({ class: klass }, ctx.queueWaitMs / 1000);
+      if (ctx.upstreamMs !== undefined) upstream.observe({ class: klass }, ctx.upstreamMs / 1000);
+      if (ctx.errorCode?.startsWith('E_UPSTREAM_')) upstreamErrors.inc({ code: ctx.errorCode });
+      if (ctx.strippedIdentityHeaders > 0) stripped.inc(ctx.strippedIdentityHeaders);
+      const reason = klass === 'gateway' ? undefined : shedReason(ctx.errorCode);
       if (reason) shed.inc({ reason });
     },
-    rejected(reason) {
+    /** Records an admission rejection. */
+    rejected(reason: string): void {
       rejections.inc({ reason });
     },
-    render() {
+    /** `text/plain; version=0.0.4` exposition. */
+    render(): Promise<string> {
       cached = { at: performance.now(), value: read() };
       return registry.metrics();
     },

@@ -54,19 +54,17 @@ export function readinessChecks(config: GatewayConfig, parts: GatewayParts): Rea
 /** What the own endpoints read. */
 export interface OwnEndpointSources {
   readonly metrics: GatewayMetrics;
-  readonly running: () => boolean;
   readonly state: () => StatusSnapshot['state'];
   readonly status: () => StatusSnapshot;
   readonly readiness: () => Promise<ReadinessReport>;
 }
 
 /** The public port's own endpoint, `/healthz` (no internal detail); true when it answered. */
-export function healthEndpoint(
-  s: Pick<OwnEndpointSources, 'running' | 'state'>,
-): (pathname: string, req: IncomingMessage, res: ServerResponse) => boolean {
-  return function serveHealth(pathname, req, res) {
+export function healthEndpoint(state: OwnEndpointSources['state']) {
+  return function serveHealth(pathname: string, req: IncomingMessage, res: ServerResponse): boolean {
     if (pathname !== '/healthz' || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
-    sendJson(res, s.running() ? 200 : 503, { status: s.running() ? 'ok' : s.state() });
+    const now = state();
+    sendJson(res, now === 'running' ? 200 : 503, { status: now === 'running' ? 'ok' : now });
     return true;
   };
 }
@@ -76,7 +74,7 @@ export function healthEndpoint(
  * `/metrics`, the status page and its JSON. Anything else is 404.
  */
 export function adminHandler(s: OwnEndpointSources): (req: IncomingMessage, res: ServerResponse) => void {
-  const health = healthEndpoint(s);
+  const health = healthEndpoint(s.state);
   const fail = (res: ServerResponse) => (error: unknown) => {
     if (!res.headersSent)
       sendJson(res, 500, { detail: 'failed', code: 'E_INTERNAL', message: String(error) });
@@ -95,11 +93,12 @@ export function adminHandler(s: OwnEndpointSources): (req: IncomingMessage, res:
     switch (pathname) {
       case '/readyz':
         s.readiness().then((report) => {
-          const ready = report.status !== 'unready' && s.running();
+          const state = s.state();
+          const ready = report.status !== 'unready' && state === 'running';
           sendJson(
             res,
             ready ? 200 : 503,
-            s.running() ? report : { ...report, status: 'unready', state: s.state() },
+            state === 'running' ? report : { ...report, status: 'unready', state },
           );
         }, fail(res));
         return;

@@ -22,22 +22,17 @@ import {
   createSessionCache,
   djangoDatabaseValidator,
   introspectionValidator,
-  type SessionCache,
   type Validator,
 } from '@sluice/session-cache';
-import type { Cluster, Redis } from 'ioredis';
 import { Pool } from 'undici';
 import type { GatewayConfig } from './config/settings.js';
-import { type AdmissionLimit, admissionLimit, DEFAULT_LIMIT } from './limits.js';
+import { admissionLimit, DEFAULT_LIMIT } from './limits.js';
 import type { GatewayLogger } from './logger.js';
-import { createRedisClient, type RedisMode } from './redis-client.js';
-import type { BreakerState } from './status.js';
+import { createRedisClient } from './redis-client.js';
+import type { AdmissionStatus, BreakerState, CacheStatus } from './status.js';
 
 /** `application_name` of the gateway's own database connections. */
 export const GATEWAY_APPLICATION_NAME = 'sluice-gateway';
-
-/** The database's reachability and the gateway's view of it (`databaseGuard`). */
-export type DatabaseState = 'up' | 'down';
 
 /** Events of a gateway; `on()` returns the unsubscribe function. */
 export interface GatewayEvents {
@@ -52,7 +47,7 @@ export interface GatewayEvents {
   /** The upstream circuit breaker changed state. */
   breaker: { readonly from: BreakerState; readonly to: BreakerState };
   /** The database stopped answering (`down`) or answers again (`up`); only with `databaseGuard`. */
-  database: { readonly state: DatabaseState; readonly downForMs: number | undefined };
+  database: { readonly state: 'up' | 'down'; readonly downForMs: number | undefined };
 }
 
 /** What {@link buildParts} takes besides the configuration. */
@@ -65,40 +60,10 @@ export interface PartsOptions {
 }
 
 /** The components of a gateway. */
-export interface GatewayParts {
-  readonly dispatcher: Pool;
-  readonly pool: SluicePool | undefined;
-  readonly redis: Redis | Cluster | undefined;
-  readonly redisMode: RedisMode | undefined;
-  readonly gate: AdmissionGate;
-  readonly breaker: CircuitBreaker;
-  readonly cache: SessionCache;
-  readonly validatorKind: 'database' | 'introspection' | 'custom';
-  readonly monitor: ConnectionMonitor | undefined;
-  /** The database guard (`databaseGuard` with a database). */
-  readonly databaseHealth: Health | undefined;
-  readonly reaper: Reaper | undefined;
-  readonly purger: SessionPurger | undefined;
-  /** The admission limit (ceiling and load control). */
-  readonly limit: AdmissionLimit;
-  /** PgBouncer's monitor, once `start()` found it in front of the database. */
-  readonly pgbouncer: PgBouncerMonitor | undefined;
-  /** Where the admission limit comes from. */
-  readonly limitSource: 'configured' | 'default' | 'database' | 'pgbouncer';
-  /** Totals since start: connections reaped, sessions purged. */
-  readonly tallies: { reaped: number; purged: number };
-  /** With a database: finds out whether it is PgBouncer, takes the first samples, starts the reaper. */
-  start(): Promise<void>;
-  /** Closes everything but the upstream connections (the lifecycle drains those). */
-  close(): Promise<void>;
-}
-
-function deriveSecret(label: string, secretKey: string): string {
-  return createHmac('sha256', secretKey).update(`sluice-gateway:${label}`).digest('base64url');
-}
+export type GatewayParts = ReturnType<typeof buildParts>;
 
 /** Builds every component from the configuration (what each mode has: see `createGateway`). */
-export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts {
+export function buildParts(config: GatewayConfig, o: PartsOptions) {
   const { logger, events } = o;
   const dispatcher = new Pool(config.upstream, {
     connections: config.upstreamConnections,
@@ -122,8 +87,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
         });
   pool?.on('error', ({ error }) => logger.warn({ err: error }, 'database pool error'));
 
-  const redisMode: RedisMode | undefined =
-    config.redisUrl === undefined ? undefined : config.redisCluster ? 'cluster' : 'single';
   // One client shared by the L2 cache and the semaphore; each duplicates it for its subscriber.
   const redis =
     config.redisUrl === undefined
@@ -182,12 +145,14 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
 
   // --- validators and the session cache -------------------------------------------------------
   let validations = 0;
+  const upstreamHost = new URL(config.upstream).host;
   const introspection = (): Validator => {
     const remote = introspectionValidator({
       url: new URL(config.introspectionPath, config.upstream),
       timeoutMs: Math.min(config.upstreamHeadersTimeoutMs, 10_000),
       cookieName: config.sessionCookieName,
-      host: introspectionHost(config),
+      // Django refuses a Host with an underscore (compose's `cvat_server`): then `localhost`.
+      host: upstreamHost.includes('_') ? 'localhost' : upstreamHost,
       // CVAT re-saves a session on every answer unless this cookie says it is fresh.
       cookies: { sessionfresh: '1' },
     });
@@ -210,26 +175,27 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       },
     };
   };
-  let validator: Validator;
-  let validatorKind: GatewayParts['validatorKind'];
-  if (o.validator) {
-    validator = o.validator;
-    validatorKind = 'custom';
-  } else if (pool) {
-    const database = djangoDatabaseValidator({
-      pool,
+  /** With a database: sessions and DRF tokens from Django's tables, Bearer and Basic through the upstream. */
+  const databaseValidator = (database: SluicePool): Validator => {
+    const tables = djangoDatabaseValidator({
+      pool: database,
       ...(config.secretKey === undefined ? {} : { secretKey: config.secretKey }),
     });
     const remote = introspection();
-    validator = compositeValidator({ session: database, token: database, bearer: remote, basic: remote });
-    validatorKind = 'database';
-  } else {
-    validator = introspection();
-    validatorKind = 'introspection';
-  }
+    return compositeValidator({ session: tables, token: tables, bearer: remote, basic: remote });
+  };
+  const validator = o.validator ?? (pool ? databaseValidator(pool) : introspection());
+  const validatorKind: CacheStatus['validator'] = o.validator
+    ? 'custom'
+    : pool
+      ? 'database'
+      : 'introspection';
+  // Without a pepper of its own, every gateway derives the same one from Django's SECRET_KEY.
   const pepper =
     config.cachePepper ??
-    (config.secretKey === undefined ? undefined : deriveSecret('cache-pepper', config.secretKey));
+    (config.secretKey === undefined
+      ? undefined
+      : createHmac('sha256', config.secretKey).update('sluice-gateway:cache-pepper').digest('base64url'));
   const cache = createSessionCache({
     validator,
     ttlMs: config.cacheTtlMs,
@@ -251,56 +217,51 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
 
   // --- database background work ---------------------------------------------------------------
   const tallies = { reaped: 0, purged: 0 };
-  let monitor: ConnectionMonitor | undefined;
   let pgbouncer: PgBouncerMonitor | undefined;
-  let databaseHealth: Health | undefined;
   let reaper: Reaper | undefined;
-  let purger: SessionPurger | undefined;
-  let limitSource: GatewayParts['limitSource'] = config.dbBudget !== undefined ? 'configured' : 'default';
-  if (pool) {
-    const m = monitorConnections({
-      pool,
-      intervalMs: config.monitorIntervalMs,
-      warnAt: 0.8,
-      criticalAt: 0.95,
+  let limitSource: AdmissionStatus['limitSource'] = config.dbBudget !== undefined ? 'configured' : 'default';
+  const monitor =
+    pool && monitorConnections({ pool, intervalMs: config.monitorIntervalMs, warnAt: 0.8, criticalAt: 0.95 });
+  monitor?.on('threshold', ({ level, previous, usage }) =>
+    logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
+  );
+  monitor?.on('error', (error) => logger.warn({ err: error }, 'connection monitor sample failed'));
+  monitor?.on('sample', (sample) => limit.onPostgresSample(sample, gate.inFlight, pgbouncer !== undefined));
+  /** The database guard (`databaseGuard` with a database). */
+  const databaseHealth = pool && monitor && config.databaseGuard ? guardDatabase(pool, monitor) : undefined;
+  const purger = pool && config.sessionPurge ? purgeSessions(pool) : undefined;
+
+  function guardDatabase(database: SluicePool, m: ConnectionMonitor): Health {
+    const guard = new Health({
+      name: 'database',
+      probe: (signal) => database.query('SELECT 1', [], { signal, timeoutMs: config.readyTimeoutMs }),
+      probeIntervalMs: config.databaseProbeIntervalMs,
+      probeTimeoutMs: config.readyTimeoutMs,
+      now: o.now,
     });
-    monitor = m;
-    m.on('threshold', ({ level, previous, usage }) =>
-      logger.warn({ level, previous, usage }, 'database connections crossed a threshold'),
-    );
-    m.on('error', (error) => logger.warn({ err: error }, 'connection monitor sample failed'));
-    m.on('sample', (sample) => limit.onPostgresSample(sample, gate.inFlight, pgbouncer !== undefined));
-    if (config.databaseGuard) {
-      const guard = new Health({
-        name: 'database',
-        probe: (signal) => pool.query('SELECT 1', [], { signal, timeoutMs: config.readyTimeoutMs }),
-        probeIntervalMs: config.databaseProbeIntervalMs,
-        probeTimeoutMs: config.readyTimeoutMs,
-        now: o.now,
-      });
-      m.on('sample', () => guard.success());
-      m.on('error', (error) => guard.suspect(error));
-      pool.on('error', ({ error }) => guard.suspect(error));
-      guard.on('down', ({ error }) => {
-        logger.error({ err: error }, 'database unreachable: requests that need it are answered 503');
-        events.emit('database', { state: 'down', downForMs: undefined });
-      });
-      guard.on('up', ({ downForMs }) => {
-        if (downForMs === undefined) return;
-        logger.info({ downForMs }, 'database reachable again');
-        events.emit('database', { state: 'up', downForMs });
-      });
-      databaseHealth = guard;
-    }
-    if (config.sessionPurge) {
-      const p = schedulePurge({ pool, intervalMs: config.sessionPurgeIntervalMs });
-      p.on('purge', ({ deleted, ms }) => {
-        tallies.purged += deleted;
-        if (deleted > 0) logger.info({ deleted, ms }, 'purged expired sessions');
-      });
-      p.on('error', (error) => logger.warn({ err: error }, 'session purge failed'));
-      purger = p;
-    }
+    m.on('sample', () => guard.success());
+    m.on('error', (error) => guard.suspect(error));
+    database.on('error', ({ error }) => guard.suspect(error));
+    guard.on('down', ({ error }) => {
+      logger.error({ err: error }, 'database unreachable: requests that need it are answered 503');
+      events.emit('database', { state: 'down', downForMs: undefined });
+    });
+    guard.on('up', ({ downForMs }) => {
+      if (downForMs === undefined) return;
+      logger.info({ downForMs }, 'database reachable again');
+      events.emit('database', { state: 'up', downForMs });
+    });
+    return guard;
+  }
+
+  function purgeSessions(database: SluicePool): SessionPurger {
+    const p = schedulePurge({ pool: database, intervalMs: config.sessionPurgeIntervalMs });
+    p.on('purge', ({ deleted, ms }) => {
+      tallies.purged += deleted;
+      if (deleted > 0) logger.info({ deleted, ms }, 'purged expired sessions');
+    });
+    p.on('error', (error) => logger.warn({ err: error }, 'session purge failed'));
+    return p;
   }
 
   /** The reaper, for a database the gateway reaches directly (behind PgBouncer it sees no leaks). */
@@ -334,7 +295,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
 
   async function start(): Promise<void> {
     if (!pool || !monitor) return;
-    const m = monitor;
     const bounded = config.readyTimeoutMs * 2;
     const adminUrl =
       config.pgbouncerAdminUrl ??
@@ -358,11 +318,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
       return;
     }
     // 'database' once a sample came in: until then the limit is the default.
-    m.on('sample', () => {
+    monitor.on('sample', () => {
       if (limitSource !== 'pgbouncer') limitSource = 'database';
     });
     try {
-      await withTimeout(() => m.sampleNow(), bounded, { message: 'first sample timed out' });
+      await withTimeout(() => monitor.sampleNow(), bounded, { message: 'first sample timed out' });
     } catch (error) {
       logger.warn(
         { error: error instanceof Error ? error.message : String(error), limit: DEFAULT_LIMIT },
@@ -395,7 +355,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     dispatcher,
     pool,
     redis,
-    redisMode,
     gate,
     breaker,
     cache,
@@ -407,9 +366,6 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     },
     purger,
     limit,
-    get pgbouncer() {
-      return pgbouncer;
-    },
     get limitSource() {
       return limitSource;
     },
@@ -417,13 +373,4 @@ export function buildParts(config: GatewayConfig, o: PartsOptions): GatewayParts
     start,
     close,
   };
-}
-
-/**
- * The `Host` introspection requests present: the upstream's own host, unless Django would refuse
- * it (an underscore, as in compose's `cvat_server`), then `localhost`.
- */
-function introspectionHost(config: GatewayConfig): string {
-  const host = new URL(config.upstream).host;
-  return host.includes('_') ? 'localhost' : host;
 }

@@ -6,10 +6,10 @@
 // per-request figures the status page and metrics read.
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { type AdmissionMiddleware, admission } from '@sluice/admission';
+import { admission } from '@sluice/admission';
 import { extractCredentials } from '@sluice/django';
 import { pathMatcher, type TypedEvents } from '@sluice/kit';
-import { type SessionCacheMiddleware, type SluiceContext, sessionCache } from '@sluice/session-cache';
+import { type SluiceContext, sessionCache } from '@sluice/session-cache';
 import type { Activity, Seat } from './activity/activity.js';
 import type { GatewayConfig } from './config/settings.js';
 import { type RequestContext, requestContext } from './context.js';
@@ -19,7 +19,7 @@ import {
   type RequestClass,
   type RequestClassifier,
 } from './cvat-profile.js';
-import { inspectRequest, trustedAddresses } from './edge.js';
+import { inspectRequest, proxyAddresses } from './edge.js';
 import { isIdentityHeader } from './headers.js';
 import { CLOSE, sendJsonError } from './json-error.js';
 import type { GatewayLogger } from './logger.js';
@@ -28,7 +28,6 @@ import type { GatewayEvents, GatewayParts } from './parts.js';
 import { createProxy, type ProxyReplacement } from './proxy/forward.js';
 import { BodyError, declaredTooLarge, hasBody, receiveBody } from './proxy/request-body.js';
 import type { Spool } from './proxy/spool.js';
-import type { AdmissionStatus, RequestStatus } from './status.js';
 
 /** One line of the access log (what `request` events carry). Never holds a credential. */
 export interface AccessLogEntry {
@@ -64,26 +63,8 @@ type SluiceRequest = IncomingMessage & { sluice?: SluiceContext };
 /** A continuation: called with an error, or with nothing to go on. */
 type Next = (error?: unknown) => void;
 
-/** Live per-request figures since start: the status's request counters, per-class gauges and rejections. */
-export type PipelineCounts = Omit<RequestStatus, 'shed'> & {
-  readonly byClassNow: AdmissionStatus['byClass'];
-  readonly rejected: number;
-};
-
 /** The request pipeline of a gateway. */
-export interface Pipeline {
-  /** Handles one request (a Node `request` listener). */
-  handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Requests being handled now (not the gateway's own endpoints). */
-  readonly active: number;
-  readonly admission: AdmissionMiddleware;
-  readonly cacheMiddleware: SessionCacheMiddleware;
-  counts(): PipelineCounts;
-  /** Resolves true when no request is active, false after `graceMs`. */
-  waitForIdle(graceMs: number): Promise<boolean>;
-  /** Stops admitting: queued requests are answered at once. */
-  close(): Promise<void>;
-}
+export type Pipeline = ReturnType<typeof createPipeline>;
 
 /** What the pipeline needs from the gateway around it. */
 export interface PipelineOptions {
@@ -100,7 +81,7 @@ export interface PipelineOptions {
   /** Called when a request ends while the gateway drains. */
   readonly onIdleWhileDraining: () => void;
   /** The public port's own endpoints (`/healthz`): true when it answered. */
-  readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse, next: Next) => boolean;
+  readonly serveOwn: (pathname: string, req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** DRF's answer when no credential was accepted, and the header it sends with it (CVAT's first authenticator is `Token`). */
@@ -111,11 +92,6 @@ const INVALID_DETAIL: Readonly<Record<string, string>> = {
   bearer: 'Invalid token.',
   basic: 'Invalid username/password.',
 };
-
-/** Classifies the status for counters: '2xx' ... '5xx' (499 counts as '4xx'). */
-function statusClass(status: number): string {
-  return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`;
-}
 
 /** Sends `100 Continue` when the client waits for it (the server leaves that to the gateway). */
 function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
@@ -148,13 +124,13 @@ function detailOf(body: Buffer | undefined): string | undefined {
 }
 
 /** Builds the pipeline. */
-export function createPipeline(o: PipelineOptions): Pipeline {
+export function createPipeline(o: PipelineOptions) {
   const { config, parts, logger, metrics, events } = o;
   const { cache, databaseHealth } = parts;
   const publicPaths = pathMatcher(config.publicPaths, 'publicPaths');
   const protectedPaths = pathMatcher(config.protectedPaths, 'protectedPaths');
   const trust = config.trustProxy;
-  const trusted = trust !== false && 'addresses' in trust ? trustedAddresses(trust.addresses) : undefined;
+  const trusted = proxyAddresses(trust);
   const credentialOptions = { cookieName: config.sessionCookieName, maxHeaderBytes: 32 * 1024 };
   /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
   const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
@@ -186,7 +162,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     rejected: 0,
   };
   let active = 0;
-  const idleWaiters = new Set<() => void>();
+  const idleWaiters = new Set<(idle: boolean) => void>();
 
   // The gateway answers 401 itself (DRF's shape), so the middleware only records what it found.
   const cacheMiddleware = sessionCache({
@@ -286,20 +262,18 @@ export function createPipeline(o: PipelineOptions): Pipeline {
           logger.warn({ err: error }, 'could not evict a credential the upstream refused');
         });
       }
+      const path = ctx.edge?.path ?? '';
       const credentialsChanged =
-        isEndpoint(ctx.path, CVAT_LOGOUT_PATH) || isEndpoint(ctx.path, CVAT_PASSWORD_CHANGE_PATH);
+        isEndpoint(path, CVAT_LOGOUT_PATH) || isEndpoint(path, CVAT_PASSWORD_CHANGE_PATH);
       if (statusCode >= 200 && statusCode < 300 && req.method === 'POST' && credentialsChanged)
         return forgetUser(r);
       return undefined;
     },
   });
 
-  function finishRequest(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    tracked: boolean,
-  ): void {
+  /** Counts, logs and publishes a request that ended; `tracked`: it counted as active. */
+  function finishRequest(req: IncomingMessage, res: ServerResponse, tracked: boolean): void {
+    const ctx = requestContext(req);
     const durationMs = performance.now() - ctx.startedAt;
     const aborted = !res.writableFinished;
     const status = aborted && !res.headersSent ? 499 : res.statusCode;
@@ -322,18 +296,10 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     };
     tally.total += 1;
     tally.byClass[ctx.requestClass] += 1;
-    const sc = statusClass(status);
+    const sc = `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx`; // 499 counts as 4xx
     tally.byStatus[sc] = (tally.byStatus[sc] ?? 0) + 1;
     if (ctx.errorCode?.startsWith('E_UPSTREAM_')) tally.upstreamErrors += 1;
-    metrics.observe({
-      requestClass: ctx.requestClass,
-      status,
-      durationMs,
-      queueWaitMs: ctx.queueWaitMs,
-      upstreamMs: ctx.upstreamMs,
-      errorCode: ctx.errorCode,
-      strippedIdentityHeaders: ctx.strippedIdentityHeaders,
-    });
+    metrics.observe(ctx, status, durationMs);
     if (ctx.requestClass !== 'gateway' || logger.isLevelEnabled('debug')) {
       logger[status >= 500 ? 'warn' : ctx.requestClass === 'gateway' ? 'debug' : 'info'](entry, 'request');
     }
@@ -341,25 +307,9 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     events.emit('request', entry);
     if (tracked) {
       active -= 1;
-      if (active === 0) for (const wake of [...idleWaiters]) wake();
+      if (active === 0) for (const wake of [...idleWaiters]) wake(true);
       if (!o.running()) o.onIdleWhileDraining();
     }
-  }
-
-  /** Answers at the edge, for a request no slot was involved in, and closes the connection. */
-  function refuse(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    status: number,
-    code: string,
-    message: string,
-  ): void {
-    ctx.requestClass = 'gateway';
-    ctx.errorCode = code;
-    res.once('close', () => finishRequest(req, res, ctx, false));
-    res.shouldKeepAlive = false;
-    sendJsonError(res, status, code, message, CLOSE);
   }
 
   /** Answers a body the gateway would not take (413, 408) and closes the connection; nothing for a client gone. */
@@ -380,25 +330,24 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     sendJsonError(res, 401, 'E_UNAUTHENTICATED', detail, UNAUTHENTICATED_HEADERS);
   }
 
-  /** Whether a request without any credential is answered 401 here rather than by the upstream. */
-  function anonymousRefused(path: string): boolean {
-    return protectedPaths.matches(path) || config.anonymous === 'reject';
-  }
-
   function pipeline(req: IncomingMessage, res: ServerResponse, next: Next): void {
     const ctx = requestContext(req);
     const view = inspectRequest(req, trust, trusted);
     if ('refused' in view) {
+      // Answered at the edge, with no slot involved, and the connection closed.
       ctx.client = ctx.client || (req.socket?.remoteAddress ?? '');
-      refuse(req, res, ctx, 400, 'E_BAD_REQUEST', view.refused);
+      ctx.requestClass = 'gateway';
+      ctx.errorCode = 'E_BAD_REQUEST';
+      res.once('close', () => finishRequest(req, res, false));
+      res.shouldKeepAlive = false;
+      sendJsonError(res, 400, 'E_BAD_REQUEST', view.refused, CLOSE);
       return;
     }
     ctx.client = view.client;
     ctx.edge = view;
-    ctx.path = view.path;
-    if (o.serveOwn(view.path, req, res, next)) {
+    if (o.serveOwn(view.path, req, res)) {
       ctx.requestClass = 'gateway';
-      res.once('close', () => finishRequest(req, res, ctx, false));
+      res.once('close', () => finishRequest(req, res, false));
       return;
     }
     const headers: IncomingHttpHeaders = req.headers;
@@ -423,7 +372,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
       if (phase === 'queued') counts.queued -= 1;
       else if (phase === 'admitted') counts.inFlight -= 1;
       ctx.releaseSlot = undefined;
-      finishRequest(req, res, ctx, true);
+      finishRequest(req, res, true);
     });
     if (!o.running()) {
       ctx.errorCode = 'E_SHUTTING_DOWN';
@@ -521,7 +470,7 @@ export function createPipeline(o: PipelineOptions): Pipeline {
     }
     if (refuseWhileDatabaseDown(res, ctx)) return;
     if (extractCredentials(headers, credentialOptions).length === 0) {
-      if (anonymousRefused(path)) {
+      if (protectedPaths.matches(path) || config.anonymous === 'reject') {
         ctx.cacheTier = 'none';
         unauthenticated(res, ctx, NOT_PROVIDED);
         return;
@@ -558,7 +507,8 @@ export function createPipeline(o: PipelineOptions): Pipeline {
   }
 
   return {
-    handle(req, res) {
+    /** Handles one request (a Node `request` listener). */
+    handle(req: IncomingMessage, res: ServerResponse): void {
       try {
         pipeline(req, res, (error?: unknown) => {
           if (error !== undefined) gatewayError(error, req, res);
@@ -567,27 +517,27 @@ export function createPipeline(o: PipelineOptions): Pipeline {
         gatewayError(error, req, res);
       }
     },
+    /** Requests being handled now (not the gateway's own endpoints). */
     get active() {
       return active;
     },
     admission: admissionMiddleware,
-    cacheMiddleware,
+    /** Live per-request figures since start: request counters, per-class gauges and rejections. */
     counts: () => structuredClone({ byClassNow, ...tally }),
-    waitForIdle(graceMs) {
+    /** Resolves true when no request is active, false after `graceMs`. */
+    waitForIdle(graceMs: number): Promise<boolean> {
       if (active === 0) return Promise.resolve(true);
       return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          idleWaiters.delete(wake);
-          resolve(false);
-        }, graceMs);
-        const wake = (): void => {
+        const wake = (idle: boolean): void => {
           clearTimeout(timer);
           idleWaiters.delete(wake);
-          resolve(true);
+          resolve(idle);
         };
+        const timer = setTimeout(wake, graceMs, false);
         idleWaiters.add(wake);
       });
     },
+    /** Stops admitting: queued requests are answered at once. */
     async close() {
       await Promise.allSettled([admissionMiddleware.close(), cacheMiddleware.close()]);
     },

@@ -38,11 +38,6 @@ export function describeError(error: unknown): string {
 
 /**
  * Runs every check at once, each bounded by `timeoutMs`, and folds them into a report.
- *
- * @example
- * ```ts
- * const report = await checkReadiness([upstreamCheck(pool, origin, '/api/server/about')], 2000);
- * ```
  */
 export async function checkReadiness(
   checks: readonly ReadinessCheck[],

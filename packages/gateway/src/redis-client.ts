@@ -1,15 +1,9 @@
 import { Cluster, Redis } from 'ioredis';
 
-/** One Redis host of a {@link RedisTarget}. */
-export interface RedisNode {
-  readonly host: string;
-  readonly port: number;
-}
-
 /** A `redis://` / `rediss://` URL taken apart; several hosts are Redis Cluster seed nodes. */
 export interface RedisTarget {
   /** Every host of the URL, in order (one for a plain URL). */
-  readonly nodes: readonly RedisNode[];
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
   readonly username: string | undefined;
   readonly password: string | undefined;
   /** `rediss://`. */
@@ -19,9 +13,6 @@ export interface RedisTarget {
   /** Whether the URL carries a `?query`. */
   readonly hasQuery: boolean;
 }
-
-/** How the gateway reaches Redis: one server, or a Redis Cluster. */
-export type RedisMode = 'single' | 'cluster';
 
 const REDIS_URL = /^(rediss?):\/\/(?:([^@/?#]*)@)?([^@/?#]+)(\/[^?#]*)?(\?[^#]*)?$/;
 
@@ -50,7 +41,7 @@ export function parseRedisUrl(raw: string): { value: RedisTarget } | { reason: s
     return { reason: 'is not a Redis URL (expected redis://host:port or redis://h1:port,h2:port,...)' };
   }
   const [, scheme, auth, hosts = '', path, query] = match;
-  const nodes: RedisNode[] = [];
+  const nodes: { host: string; port: number }[] = [];
   for (const entry of hosts.split(',')) {
     if (entry === '') return { reason: 'has an empty host in its comma-separated host list' };
     let url: URL;
@@ -110,10 +101,6 @@ export interface RedisClientOptions {
  * Redis is unreachable (no offline queue, one retry) and reconnection backs off up to 2 s.
  *
  * @throws {TypeError} when `url` is not a Redis URL
- * @example
- * ```ts
- * const redis = createRedisClient({ url: 'redis://h1:7000,h2:7000', cluster: true, connectionName: 'sluice-gateway', connectTimeoutMs: 2000 });
- * ```
  */
 export function createRedisClient(options: RedisClientOptions): Redis | Cluster {
   const retry = (times: number): number => Math.min(2_000, 50 * times);

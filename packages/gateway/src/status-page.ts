@@ -3,6 +3,7 @@
 // who holds the slots and who waits, and the last five minutes as SVG charts with legends.
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { SHED_REASONS } from './activity/shed-reason.js';
 
 /** Where the status page lives; its JSON is at `${STATUS_PATH}.json`. */
 export const STATUS_PATH = '/sluice/status';
@@ -60,8 +61,7 @@ path, line { fill: none; stroke-width: 1.6; } path.area { stroke-width: 1.6; }
 
 const SCRIPT = `
 const $ = (id) => document.getElementById(id);
-const REASONS = { queue_full: 'queue full', queue_timeout: 'queue timeout', circuit_open: 'circuit open',
-  database_down: 'database down', unauthenticated: 'unauthenticated', shutting_down: 'shutting down' };
+const REASONS = ${JSON.stringify(Object.fromEntries(SHED_REASONS.map((r) => [r, r.replace('_', ' ')])))};
 const dash = '\\u2013';
 const fmt = (n, digits) => n === null || n === undefined ? dash : n.toLocaleString('en-US', { maximumFractionDigits: digits || 0 });
 const rate = (x) => x === null || x === undefined ? dash : fmt(x, x < 10 ? 1 : 0);

@@ -1,7 +1,9 @@
+import type { CircuitState } from '@sluice/admission';
+import type { PoolStats } from '@sluice/pool';
+import type { SessionCacheStats } from '@sluice/session-cache';
 import { Cluster } from 'ioredis';
 import type { Activity, ActivityStatus } from './activity/activity.js';
 import type { ShedReason } from './activity/shed-reason.js';
-import type { TimelineGauges } from './activity/timeline.js';
 import type { GatewayConfig } from './config/settings.js';
 import type { ConnectionFigures } from './connections.js';
 import type { RequestClass } from './cvat-profile.js';
@@ -11,7 +13,7 @@ import { describeError } from './readiness.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Circuit breaker state, as `@sluice/admission` reports it. */
-export type BreakerState = 'closed' | 'open' | 'half-open';
+export type BreakerState = CircuitState;
 
 /** Admission figures of one class. */
 export interface ClassStatus {
@@ -41,19 +43,15 @@ export interface AdmissionStatus {
   readonly rejected: number;
 }
 
-/** Live session cache figures (counters since start). */
-export interface CacheStatus {
-  readonly l1Hits: number;
-  readonly l2Hits: number;
-  readonly misses: number;
-  readonly validatorCalls: number;
-  readonly validatorErrors: number;
+/** Live session cache figures (counters since start; see `SessionCacheStats`). */
+export interface CacheStatus
+  extends Pick<
+    SessionCacheStats,
+    'l1Hits' | 'l2Hits' | 'misses' | 'validatorCalls' | 'validatorErrors' | 'l1Size' | 'l2State'
+  > {
   /** `(l1Hits + l2Hits) / (l1Hits + l2Hits + misses)`, or `null` before the first lookup. */
   readonly hitRatio: number | null;
-  readonly l1Size: number;
-  /** `disabled` without Redis. */
-  readonly l2State: string;
-  /** `database` or `introspection`. */
+  /** `database`, `introspection`, or `custom` (the `validator` option). */
   readonly validator: 'database' | 'introspection' | 'custom';
 }
 
@@ -69,12 +67,7 @@ export interface DatabaseStatus {
   /** When the last sample was taken, epoch ms. */
   readonly sampledAt: number | null;
   /** The gateway's own pool. */
-  readonly pool: {
-    readonly max: number;
-    readonly total: number;
-    readonly idle: number;
-    readonly waiting: number;
-  };
+  readonly pool: Pick<PoolStats, 'max' | 'total' | 'idle' | 'waiting'>;
   /** Reachability (`databaseGuard`): `up`, `down` (requests that need it get 503), or `unguarded`. */
   readonly health: {
     readonly state: 'up' | 'down' | 'unguarded';
@@ -132,33 +125,32 @@ export interface StatusSnapshot extends Omit<ActivityStatus, 'shed'> {
 }
 
 /** The gauges the activity samples every second. */
-export function activityGauges({
-  gate,
-  limit,
-  monitor,
-  breaker,
-  databaseHealth,
-}: GatewayParts): TimelineGauges {
+export function activityGauges(parts: GatewayParts) {
+  const { gate, limit, monitor, breaker, databaseHealth } = parts;
   const sample = monitor?.lastSample;
   return {
     inFlight: gate.inFlight,
     queued: gate.queued,
     limit: gate.limit,
     ceiling: limit.ceiling.current,
+    /** Client connections on the database server (`null` without a database or sample). */
     dbConnections: sample?.total ?? null,
+    /** `max_connections` minus reserved (`null` without a database or sample). */
     dbMax: sample ? sample.maxConnections - sample.reservedConnections : null,
     breaker: breaker.state,
+    /** `null` without a database guard. */
     database: databaseHealth ? (databaseHealth.state === 'down' ? 'down' : 'up') : null,
-  };
+  } as const;
 }
 
 /** The Redis figures of the status page and readiness (`null` without Redis). */
-export function redisStatus({ redis, redisMode }: GatewayParts): RedisStatus | null {
-  if (redis === undefined || redisMode === undefined) return null;
+export function redisStatus({ redis }: GatewayParts): RedisStatus | null {
+  if (redis === undefined) return null;
+  const cluster = redis instanceof Cluster;
   return {
-    mode: redisMode,
+    mode: cluster ? 'cluster' : 'single',
     status: redis.status,
-    nodes: redis instanceof Cluster ? redis.nodes('master').length : 1,
+    nodes: cluster ? redis.nodes('master').length : 1,
   };
 }
 
@@ -177,11 +169,11 @@ export interface StatusSources {
 /** The live figures of a gateway: what `/sluice/status.json` answers and the metrics read. */
 export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const { parts, config } = s;
-  const { gate, cache, monitor, pool, databaseHealth: health, redis } = parts;
+  const { gate, cache, monitor, databaseHealth: health, redis } = parts;
   const sample = monitor?.lastSample;
   const stats = cache.stats();
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
-  const poolStats = pool?.stats();
+  const poolStats = parts.pool?.stats();
   const { byClassNow, rejected, ...requests } = s.pipeline.counts();
   const { shed, ...who } = s.activity.status();
   return {
@@ -214,7 +206,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       l2State: stats.l2State,
       validator: parts.validatorKind,
     },
-    database: pool
+    database: poolStats
       ? {
           connections: sample?.total ?? null,
           maxConnections: sample?.maxConnections ?? null,
@@ -223,10 +215,10 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
           level: monitor?.level ?? 'ok',
           sampledAt: sample?.at ?? null,
           pool: {
-            max: poolStats?.max ?? config.poolMax,
-            total: poolStats?.total ?? 0,
-            idle: poolStats?.idle ?? 0,
-            waiting: poolStats?.waiting ?? 0,
+            max: poolStats.max,
+            total: poolStats.total,
+            idle: poolStats.idle,
+            waiting: poolStats.waiting,
           },
           health: health
             ? {
@@ -242,10 +234,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       : null,
     redis: redisStatus(parts),
     connections: s.connections ?? null,
-    requests: {
-      ...requests,
-      shed,
-    },
+    requests: { ...requests, shed },
     ...who,
   };
 }

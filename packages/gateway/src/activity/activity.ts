@@ -39,22 +39,10 @@ export interface ActivityStatus {
   readonly shed: Readonly<Record<ShedReason, number>>;
 }
 
-/** One request's way through admission: queued when created, then admitted, then gone. */
-export interface Seat {
-  /** The request got its slot. */
-  admitted(): void;
-  /** The request gave its slot back, or left the queue (idempotent). */
-  left(): void;
-}
-
 /** What the gateway tells its activity. */
-export interface Activity {
-  /** A request enters admission (it counts as queued) for `userId` (if validated) from `client`. */
-  seat(userId: number | undefined, username: string | undefined, client: string): Seat;
-  status(): ActivityStatus;
-  /** Stops the sampling timer and the event subscriptions. Idempotent. */
-  close(): void;
-}
+export type Activity = ReturnType<typeof createActivity>;
+/** One request's way through admission: queued when created, then admitted, then gone. */
+export type Seat = ReturnType<Activity['seat']>;
 
 /** Options of {@link createActivity}. */
 export interface ActivityOptions {
@@ -77,7 +65,7 @@ const BUCKETS = 150;
 const CHANGES = 20;
 
 /** Builds the activity of a gateway; it samples the gauges every second until `close()`. */
-export function createActivity({ events, gauges, now }: ActivityOptions): Activity {
+export function createActivity({ events, gauges, now }: ActivityOptions) {
   const users = topTable(CAPACITY, WINDOW_MS, now);
   const clients = topTable(CAPACITY, WINDOW_MS, now);
   const ring = timeline(BUCKET_MS, BUCKETS, now);
@@ -93,12 +81,7 @@ export function createActivity({ events, gauges, now }: ActivityOptions): Activi
     if (entry.class === 'gateway') return;
     const reason = shedReason(entry.error);
     if (reason) shed[reason] += 1;
-    ring.request({
-      shed: reason,
-      upstreamError: entry.error?.startsWith('E_UPSTREAM_') === true,
-      queueWaitMs: entry.queueWaitMs,
-      upstreamMs: entry.upstreamMs,
-    });
+    ring.request(entry, reason);
     if (entry.userId !== undefined) users.add(users.entry(String(entry.userId)), reason);
     clients.add(clients.entry(entry.client), reason);
   }
@@ -117,7 +100,8 @@ export function createActivity({ events, gauges, now }: ActivityOptions): Activi
   timer.unref();
 
   return {
-    seat(userId, username, client) {
+    /** A request enters admission (it counts as queued) for `userId` (if validated) from `client`. */
+    seat(userId: number | undefined, username: string | undefined, client: string) {
       const c = clients.entry(client);
       const u = userId === undefined ? undefined : users.entry(String(userId));
       if (u) u.name = username;
@@ -128,11 +112,13 @@ export function createActivity({ events, gauges, now }: ActivityOptions): Activi
       move(1, 0);
       let state: 'queued' | 'admitted' | 'gone' = 'queued';
       return {
+        /** The request got its slot. */
         admitted() {
           if (state !== 'queued') return;
           state = 'admitted';
           move(-1, 1);
         },
+        /** The request gave its slot back, or left the queue (idempotent). */
         left() {
           if (state === 'gone') return;
           move(state === 'queued' ? -1 : 0, state === 'admitted' ? -1 : 0);
@@ -140,7 +126,7 @@ export function createActivity({ events, gauges, now }: ActivityOptions): Activi
         },
       };
     },
-    status() {
+    status(): ActivityStatus {
       ring.sample(gauges());
       return {
         users: users.view(TOP),
@@ -151,6 +137,7 @@ export function createActivity({ events, gauges, now }: ActivityOptions): Activi
         shed: { ...shed },
       };
     },
+    /** Stops the sampling timer and the event subscriptions. Idempotent. */
     close() {
       clearInterval(timer);
       for (const off of unsubscribe.splice(0)) off();

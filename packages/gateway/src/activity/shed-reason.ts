@@ -3,23 +3,17 @@
  * admission queue was full or the wait timed out, the circuit breaker was open, the database was
  * down, no valid credential came, or the gateway was shutting down.
  */
-export type ShedReason =
-  | 'queue_full'
-  | 'queue_timeout'
-  | 'circuit_open'
-  | 'database_down'
-  | 'unauthenticated'
-  | 'shutting_down';
+export type ShedReason = (typeof SHED_REASONS)[number];
 
 /** Every {@link ShedReason}, in the order the status page lists them. */
-export const SHED_REASONS: readonly ShedReason[] = Object.freeze([
+export const SHED_REASONS = Object.freeze([
   'queue_full',
   'queue_timeout',
   'circuit_open',
   'database_down',
   'unauthenticated',
   'shutting_down',
-]);
+] as const);
 
 const BY_CODE: Readonly<Record<string, ShedReason>> = {
   E_QUEUE_FULL: 'queue_full',

@@ -2,31 +2,12 @@
 // upstream errors, queue-wait and upstream-latency histograms, and gauges sampled every second
 // (in flight, queued, the limit and its ceiling, database connections, breaker and database
 // state). Memory is fixed at creation; a bucket is reused once it falls out of the window.
-import type { BreakerState } from '../status.js';
+import type { AccessLogEntry } from '../pipeline.js';
+import type { activityGauges, BreakerState } from '../status.js';
 import { SHED_REASONS, type ShedReason } from './shed-reason.js';
 
 /** Gauges sampled into the current bucket. */
-export interface TimelineGauges {
-  readonly inFlight: number;
-  readonly queued: number;
-  readonly limit: number;
-  readonly ceiling: number;
-  /** Client connections on the database server (`null` without a database or sample). */
-  readonly dbConnections: number | null;
-  /** `max_connections` minus reserved (`null` without a database or sample). */
-  readonly dbMax: number | null;
-  readonly breaker: BreakerState;
-  /** `null` without a database guard. */
-  readonly database: 'up' | 'down' | null;
-}
-
-/** One finished request, as the timeline counts it. */
-export interface TimelineRequest {
-  readonly shed: ShedReason | undefined;
-  readonly upstreamError: boolean;
-  readonly queueWaitMs: number | undefined;
-  readonly upstreamMs: number | undefined;
-}
+export type TimelineGauges = ReturnType<typeof activityGauges>;
 
 /** Latency percentiles, ms (`null` without a sample). */
 export interface Percentiles<T = number | null> {
@@ -100,15 +81,17 @@ function quantile(h: Uint32Array, q: number): number | null {
 }
 const SEVERITY: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 };
 
-interface Bucket {
-  readonly index: number;
-  requests: number;
-  upstreamErrors: number;
-  readonly shed: Record<ShedReason, number>;
-  readonly wait: Uint32Array;
-  readonly upstream: Uint32Array;
-  gauges: Partial<TimelineGauges>;
-}
+/** A bucket: requests, sheds and upstream errors counted, latencies binned, gauges sampled. */
+const newBucket = (index: number) => ({
+  index,
+  requests: 0,
+  upstreamErrors: 0,
+  shed: Object.fromEntries(SHED_REASONS.map((r) => [r, 0])) as Record<ShedReason, number>,
+  wait: new Uint32Array(BINS),
+  upstream: new Uint32Array(BINS),
+  gauges: {} as Partial<TimelineGauges>,
+});
+type Bucket = ReturnType<typeof newBucket>;
 
 /** Builds a ring of `buckets` buckets of `bucketMs` each, starting now. */
 export function timeline(bucketMs: number, buckets: number, now: () => number) {
@@ -121,16 +104,7 @@ export function timeline(bucketMs: number, buckets: number, now: () => number) {
     const index = Math.floor(now() / bucketMs);
     let b = held(index);
     if (b === undefined) {
-      const shed = Object.fromEntries(SHED_REASONS.map((r) => [r, 0])) as Record<ShedReason, number>;
-      b = {
-        index,
-        requests: 0,
-        upstreamErrors: 0,
-        shed,
-        wait: new Uint32Array(BINS),
-        upstream: new Uint32Array(BINS),
-        gauges: {},
-      };
+      b = newBucket(index);
       ring[index % buckets] = b;
     }
     return b;
@@ -143,11 +117,12 @@ export function timeline(bucketMs: number, buckets: number, now: () => number) {
   }
 
   return {
-    request(r: TimelineRequest): void {
+    /** Counts one finished request, shed for `shed` if given. */
+    request(r: AccessLogEntry, shed: ShedReason | undefined): void {
       const b = current();
       b.requests += 1;
-      if (r.shed) b.shed[r.shed] += 1;
-      if (r.upstreamError) b.upstreamErrors += 1;
+      if (shed) b.shed[shed] += 1;
+      if (r.error?.startsWith('E_UPSTREAM_')) b.upstreamErrors += 1;
       if (r.queueWaitMs !== undefined) count(b.wait, r.queueWaitMs);
       if (r.upstreamMs !== undefined) count(b.upstream, r.upstreamMs);
     },

@@ -5,22 +5,23 @@
 // evicted, so the table holds at most `capacity` entries plus those live requests' owners.
 import type { ShedReason } from './shed-reason.js';
 
-/** One user or client address: live counts and weighted sums (as of `at`). */
-export interface TopEntry {
-  readonly id: string;
+/** One user or client address, first seen at `t`: live counts and weighted sums (as of `at`). */
+const newEntry = (id: string, t: number) => ({
+  id,
   /** A display name (the username), once known. */
-  name: string | undefined;
+  name: undefined as string | undefined,
   /** When the table first saw it, epoch ms. */
-  readonly since: number;
-  inFlight: number;
-  queued: number;
-  requests: number;
-  shed: number;
-  shedBy: Partial<Record<ShedReason, number>>;
+  since: t,
+  inFlight: 0,
+  queued: 0,
+  requests: 0,
+  shed: 0,
+  shedBy: {} as Partial<Record<ShedReason, number>>,
   /** The weighted integral of `inFlight` over time, ms. */
-  slotMs: number;
-  at: number;
-}
+  slotMs: 0,
+  at: t,
+});
+type TopEntry = ReturnType<typeof newEntry>;
 
 /** One entry as the status reports it. */
 export interface WhoEntry {
@@ -103,18 +104,7 @@ export function topTable(capacity: number, windowMs: number, now: () => number) 
       if (e === undefined) {
         const t = now();
         if (entries.size >= capacity) makeRoom(t);
-        e = {
-          id,
-          name: undefined,
-          since: t,
-          inFlight: 0,
-          queued: 0,
-          requests: 0,
-          shed: 0,
-          shedBy: {},
-          slotMs: 0,
-          at: t,
-        };
+        e = newEntry(id, t);
         entries.set(id, e);
       }
       return e;

@@ -1,17 +1,5 @@
 // What the settings say about themselves: `--help` and the README's table, both from SETTINGS.
-import { envOf, flagOf, SETTING_KEYS, type SettingGroup, type SettingKey, spec } from './settings.js';
-
-const GROUP_TITLES: Record<SettingGroup, string> = {
-  basics: 'Basics',
-  database: 'Database',
-  redis: 'Redis',
-  admission: 'Admission',
-  cache: 'Session cache',
-  upstream: 'Upstream',
-  clients: 'Clients',
-  buffering: 'Buffering',
-  operations: 'Operations',
-};
+import { envOf, flagOf, SETTING_GROUPS, SETTING_KEYS, type SettingKey, spec } from './settings.js';
 
 function usage(key: SettingKey): string {
   const s = spec(key);
@@ -27,10 +15,12 @@ function defaultOf(key: SettingKey): string {
 
 const plain = (markdown: string): string => markdown.replaceAll('`', '');
 
-function byGroup(): [SettingGroup, SettingKey[]][] {
-  const groups = new Map<SettingGroup, SettingKey[]>();
-  for (const key of SETTING_KEYS) groups.set(spec(key).group, [...(groups.get(spec(key).group) ?? []), key]);
-  return [...groups];
+/** Each group's title and settings, in the order of {@link SETTING_GROUPS}. */
+function byGroup(): [string, SettingKey[]][] {
+  return Object.entries(SETTING_GROUPS).map(([group, title]) => [
+    title,
+    SETTING_KEYS.filter((key) => spec(key).group === group),
+  ]);
 }
 
 /** `sluice-gateway --help`: every flag with its environment variables and default, by group. */
@@ -42,8 +32,8 @@ export function configHelp(): string {
     'what the database can serve. Flags win over environment variables, which win over defaults.',
     'Durations: 500ms, 30s, 5m, 1h or ms. Sizes: 64k, 10m, 1g or bytes.',
   ];
-  for (const [group, keys] of byGroup()) {
-    lines.push('', `${GROUP_TITLES[group]}:`);
+  for (const [title, keys] of byGroup()) {
+    lines.push('', `${title}:`);
     for (const key of keys) {
       lines.push(`  ${usage(key)}`);
       lines.push(`      ${plain(spec(key).doc)}`);
@@ -70,7 +60,7 @@ function markdownTable(header: readonly string[], rows: readonly (readonly strin
 export function configTable(): string {
   const out: string[] = [];
   const cell = (s: string): string => s.replaceAll('|', '\\|');
-  for (const [group, keys] of byGroup()) {
+  for (const [title, keys] of byGroup()) {
     const rows = keys.map((key) => [
       `\`${cell(usage(key))}\``,
       envOf(key)
@@ -81,7 +71,7 @@ export function configTable(): string {
       cell(spec(key).doc),
     ]);
     out.push(
-      `#### ${GROUP_TITLES[group]}`,
+      `#### ${title}`,
       '',
       ...markdownTable(['flag', 'environment', 'option', 'default', 'meaning'], rows),
       '',

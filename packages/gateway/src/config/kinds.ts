@@ -92,15 +92,16 @@ export function duration(minMs: number, maxMs: number): Kind<number> {
   );
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
 /** Bytes in `[min, max]`; strings like `64k`, `10m`, `1g` (binary units) or a number of bytes. */
 export function bytes(min: number, max: number): Kind<number> {
-  const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
   return kind(
     '<size>',
     (raw) => {
       const m = /^(\d+)\s*([kmg]?)i?b?$/i.exec(raw.trim());
       return m
-        ? ok(Number(m[1]) * (units[(m[2] ?? '').toLowerCase()] ?? 1))
+        ? ok(Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toLowerCase()] ?? 1))
         : refuse('expected a size like 64k, 10m, 1g or a number of bytes');
     },
     (v) =>
@@ -113,15 +114,10 @@ export function bytes(min: number, max: number): Kind<number> {
   );
 }
 
+/** `n` in the largest binary unit that divides it (`64k`, `1g`). */
 function showBytes(n: number): string {
-  for (const [unit, size] of [
-    ['g', 1024 ** 3],
-    ['m', 1024 ** 2],
-    ['k', 1024],
-  ] as const) {
-    if (n >= size && n % size === 0) return `${n / size}${unit}`;
-  }
-  return String(n);
+  const [unit, size] = Object.entries(SIZE_UNITS).findLast(([, s]) => n >= s && n % s === 0) ?? ['', 1];
+  return `${n / size}${unit}`;
 }
 
 /** A boolean: `true/false`, `yes/no`, `on/off`, `1/0`; a flag alone means true, `--no-x` false. */
@@ -188,13 +184,9 @@ export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
     }
     return ok(Object.freeze(out));
   };
-  return {
-    label,
-    list: true,
-    parse: (raw) => check(splitList(raw)),
-    check,
-    show: (v) => (v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ')),
-  };
+  const show = (v: readonly T[]): string =>
+    v.length === 0 ? '(none)' : v.map((x) => item.show(x)).join(', ');
+  return { ...kind(label, (raw) => ok(splitList(raw)), check, show), list: true };
 }
 
 /** A URL with one of `protocols`; with `originOnly`, no path, query or credentials (normalised to the origin). */
@@ -294,12 +286,9 @@ function parseTrust(value: unknown): Parsed<TrustProxySetting> {
 }
 
 /** The trusted proxies in front of the gateway. */
-export const trustProxy: Kind<TrustProxySetting> = {
-  label: '<hops|cidrs>',
-  parse: parseTrust,
-  check: parseTrust,
-  show: (v) => (v === false ? 'false' : 'hops' in v ? String(v.hops) : v.addresses.join(', ')),
-};
+export const trustProxy: Kind<TrustProxySetting> = kind('<hops|cidrs>', ok, parseTrust, (v) =>
+  v === false ? 'false' : 'hops' in v ? String(v.hops) : v.addresses.join(', '),
+);
 
 /** A listen address, or `off`. */
 export const listenOrOff: Kind<ListenAddress | false | undefined> = {

@@ -93,16 +93,13 @@ function scanFlags(argv: readonly string[], issues: ConfigIssue[], into: Map<Set
       issues.push(issue('(flag)', token.rawName, token.rawName, reason));
       continue;
     }
-    let raw: string;
-    if (spec(key).kind.boolean) {
-      raw = negated ? 'false' : (token.value ?? 'true');
-    } else if (token.value === undefined || (!token.inlineValue && token.value.startsWith('--'))) {
+    const boolean = spec(key).kind.boolean;
+    const raw = boolean ? (negated ? 'false' : (token.value ?? 'true')) : token.value;
+    if (raw === undefined || (!boolean && !token.inlineValue && raw.startsWith('--'))) {
       issues.push(issue(key, token.rawName, '', 'needs a value'));
       // The flag took the next argument as its value: read that argument again as a flag.
-      if (token.value !== undefined) scanFlags(argv.slice(token.index + 1), issues, into);
+      if (raw !== undefined) scanFlags(argv.slice(token.index + 1), issues, into);
       return;
-    } else {
-      raw = token.value;
     }
     into.set(key, [...(into.get(key) ?? []), raw]);
   }
@@ -144,14 +141,8 @@ export function loadConfig(
       }
       raw = flagged.join(',');
     } else {
-      for (const name of envOf(key)) {
-        const value = env[name];
-        if (value !== undefined && value !== '') {
-          raw = value;
-          source = name;
-          break;
-        }
-      }
+      source = envOf(key).find((name) => env[name] !== undefined && env[name] !== '');
+      raw = source === undefined ? undefined : env[source];
     }
     if (raw === undefined || source === undefined) continue;
     sources.set(key, source);

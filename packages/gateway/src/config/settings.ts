@@ -30,17 +30,19 @@ import {
   url,
 } from './kinds.js';
 
-/** Sections of `--help` and the README table. */
-export type SettingGroup =
-  | 'basics'
-  | 'database'
-  | 'redis'
-  | 'admission'
-  | 'cache'
-  | 'upstream'
-  | 'clients'
-  | 'buffering'
-  | 'operations';
+/** The sections of `--help` and the README table, with their titles, in the order they are listed. */
+export const SETTING_GROUPS = {
+  basics: 'Basics',
+  database: 'Database',
+  redis: 'Redis',
+  admission: 'Admission',
+  cache: 'Session cache',
+  upstream: 'Upstream',
+  clients: 'Clients',
+  buffering: 'Buffering',
+  operations: 'Operations',
+} as const;
+export type SettingGroup = keyof typeof SETTING_GROUPS;
 
 /** One setting. `flag` and `env` are derived from its key unless given. */
 export interface Setting<T> {
@@ -67,14 +69,11 @@ export interface Setting<T> {
 type Declared<T> = Omit<Setting<T>, 'group'>;
 const setting = <T>(s: Declared<T>): Declared<T> => s;
 
+type Grouped<S> = { [K in keyof S]: S[K] & { readonly group: SettingGroup } };
+
 /** `settings`, each in `group`. */
-function inGroup<S extends Record<string, Declared<unknown>>>(
-  group: SettingGroup,
-  settings: S,
-): { [K in keyof S]: S[K] & { readonly group: SettingGroup } } {
-  return Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, { ...s, group }])) as {
-    [K in keyof S]: S[K] & { readonly group: SettingGroup };
-  };
+function inGroup<S extends Record<string, Declared<unknown>>>(group: SettingGroup, settings: S): Grouped<S> {
+  return Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, { ...s, group }])) as Grouped<S>;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

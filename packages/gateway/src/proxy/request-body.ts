@@ -3,7 +3,7 @@
 // deadline (408). The admission slot is taken only once this is done.
 import type { IncomingMessage } from 'node:http';
 import { Spool, SpoolFullError, type SpoolOptions } from './spool.js';
-import { type StallReason, watchTransfer } from './transfer-watch.js';
+import { watchTransfer } from './transfer-watch.js';
 
 /** Limits of {@link receiveBody}: the spool's, and the client's pace. */
 export interface BodyLimits extends Omit<SpoolOptions, 'whenFull'> {
@@ -17,7 +17,6 @@ export class BodyError extends Error {
   constructor(
     readonly code: 'E_BODY_TOO_LARGE' | 'E_CLIENT_TIMEOUT' | 'E_CLIENT_ABORTED',
     message: string,
-    readonly stall?: StallReason,
   ) {
     super(message);
   }
@@ -51,14 +50,8 @@ export async function receiveBody(req: IncomingMessage, limits: BodyLimits): Pro
     gatewayWaiting: () => writing,
     idleMs: limits.idleMs,
     minRate: limits.minRate,
-    onStall: (reason: StallReason) =>
-      fail(
-        new BodyError(
-          'E_CLIENT_TIMEOUT',
-          `request body ${reason === 'idle' ? 'stalled' : 'too slow'}`,
-          reason,
-        ),
-      ),
+    onStall: (reason) =>
+      fail(new BodyError('E_CLIENT_TIMEOUT', `request body ${reason === 'idle' ? 'stalled' : 'too slow'}`)),
   });
   let stored: Promise<void> = Promise.resolve();
   const onData = (chunk: Buffer): void => {

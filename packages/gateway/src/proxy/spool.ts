@@ -78,15 +78,14 @@ export class Spool {
    */
   async write(chunk: Buffer): Promise<void> {
     if (this.#destroyed) throw new Error('the spool was destroyed');
+    if (this.#o.whenFull === 'reject' && this.held + chunk.length > this.#o.maxBytes) {
+      throw new SpoolFullError(`more than ${this.#o.maxBytes} bytes`);
+    }
     while (this.held + chunk.length > this.#o.maxBytes && this.held > 0) {
-      if (this.#o.whenFull === 'reject') throw new SpoolFullError(`more than ${this.#o.maxBytes} bytes`);
       await new Promise<void>((resolve) => {
         this.#wakeWriter = resolve;
       });
       if (this.#destroyed) throw new Error('the spool was destroyed');
-    }
-    if (this.#o.whenFull === 'reject' && chunk.length > this.#o.maxBytes) {
-      throw new SpoolFullError(`more than ${this.#o.maxBytes} bytes`);
     }
     this.#written += chunk.length;
     const inFile = this.#writePos > this.#readPos || this.#pendingBytes > 0;
