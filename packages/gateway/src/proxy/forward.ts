@@ -146,40 +146,21 @@ async function readUpTo(
   return { chunks, done: false };
 }
 
-/** Maps an undici/socket error before response headers to the gateway's answer. */
-export function classifyUpstreamError(error: unknown): {
-  code: GatewayErrorCode;
-  status: number;
-  message: string;
-} {
+/** The gateway's answer to an undici/socket error before the response head: its code and message. */
+function classifyUpstreamError(
+  error: unknown,
+): [
+  code: 'E_UPSTREAM_TIMEOUT' | 'E_BAD_REQUEST' | 'E_UPSTREAM_PROTOCOL' | 'E_UPSTREAM_UNAVAILABLE',
+  message: string,
+] {
   const code = codeOf(error);
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return {
-      code: 'E_UPSTREAM_TIMEOUT',
-      status: 504,
-      message: 'The upstream server did not answer in time.',
-    };
-  }
-  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG') {
-    return { code: 'E_BAD_REQUEST', status: 400, message: 'The request cannot be forwarded as sent.' };
-  }
-  if (
-    code.startsWith('HPE_') ||
-    code.startsWith('ERR_INVALID_') ||
-    code === 'UND_ERR_HEADERS_OVERFLOW' ||
-    code === 'UND_ERR_RESPONSE'
-  ) {
-    return {
-      code: 'E_UPSTREAM_PROTOCOL',
-      status: 502,
-      message: 'The upstream server sent an invalid response.',
-    };
-  }
-  return {
-    code: 'E_UPSTREAM_UNAVAILABLE',
-    status: gatewayErrorStatus.E_UPSTREAM_UNAVAILABLE ?? 502,
-    message: 'The upstream server is unavailable.',
-  };
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return ['E_UPSTREAM_TIMEOUT', 'The upstream server did not answer in time.'];
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INVALID_ARG')
+    return ['E_BAD_REQUEST', 'The request cannot be forwarded as sent.'];
+  if (/^(HPE_|ERR_INVALID_)/.test(code) || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RESPONSE')
+    return ['E_UPSTREAM_PROTOCOL', 'The upstream server sent an invalid response.'];
+  return ['E_UPSTREAM_UNAVAILABLE', 'The upstream server is unavailable.'];
 }
 
 /**
@@ -353,10 +334,10 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
         res.destroy(e);
         return outcome(res.statusCode, 'E_UPSTREAM_UNAVAILABLE', e);
       }
-      const answer = classifyUpstreamError(e);
+      const [code, message] = classifyUpstreamError(e);
       ctx.errorCause = codeOf(e) || e.message;
-      sendJsonError(res, answer.status, answer.code, answer.message);
-      return outcome(answer.status, answer.code, e);
+      sendJsonError(res, gatewayErrorStatus[code], code, message);
+      return outcome(gatewayErrorStatus[code], code, e);
     } finally {
       upstreamFinished();
       for (const stop of stops) stop();
