@@ -139,7 +139,7 @@ describe('sluice-gateway in front of Django (embedded mode)', () => {
     const evicted = await fetch(`${base}/api/users/self`, { headers: { cookie } });
     expect(evicted.status).toBe(401);
     await evicted.arrayBuffer();
-    await waitFor(() => entries.filter((e) => e.route === '/api/users/self').length >= 2);
+    await waitFor(() => lastEntry('/api/users/self')?.error === 'E_UNAUTHENTICATED');
     // The session was checked again after Django's 401 and is known invalid now: the gateway
     // answers itself, without the upstream.
     expect(lastEntry('/api/users/self')?.upstreamMs).toBeUndefined();

@@ -92,13 +92,13 @@ describe('leak detection', () => {
     });
     const leaks: LeakEvent[] = [];
     pool.on('leak', (e) => leaks.push(e));
-    const slow = pool.query('SELECT pg_sleep(0.3) AS slow_statement');
+    const slow = pool.query('SELECT pg_sleep(2) AS slow_statement');
     await vi.waitFor(() => expect(pool.activeCount).toBe(1));
     clock += 1000;
     vi.advanceTimersByTime(250);
     await slow;
     expect(leaks).toHaveLength(1);
-    expect(leaks[0]?.query).toBe('SELECT pg_sleep(0.3) AS slow_statement');
+    expect(leaks[0]?.query).toBe('SELECT pg_sleep(2) AS slow_statement');
     expect(leaks[0]?.stack).toBeUndefined();
   });
 

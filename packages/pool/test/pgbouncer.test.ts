@@ -128,11 +128,11 @@ describe('monitorPgBouncer', () => {
       expect(idle).toMatchObject({ at: 7, database: db.name, poolSize: 2, clientWaiting: 0 });
       // Six statements of 1.5 s over two server connections: four clients must wait.
       const load = Array.from({ length: 6 }, () => pool.query('SELECT pg_sleep(1.5)'));
-      await waitFor(() => samples.some((s) => s.clientWaiting > 0), {
-        timeoutMs: 10_000,
-        what: 'cl_waiting > 0',
-      });
-      const busy = samples.find((s) => s.clientWaiting > 0) as PgBouncerSample;
+      // Waiting starts while the last clients may still be logging in: wait for all six.
+      const full = (s: PgBouncerSample): boolean =>
+        s.clientWaiting > 0 && s.clientActive + s.clientWaiting >= 6;
+      await waitFor(() => samples.some(full), { timeoutMs: 10_000, what: 'six clients, some waiting' });
+      const busy = samples.find(full) as PgBouncerSample;
       expect(busy.poolMode).toBe('transaction');
       expect(busy.serverActive).toBeLessThanOrEqual(2);
       expect(busy.clientActive + busy.clientWaiting).toBeGreaterThanOrEqual(6);

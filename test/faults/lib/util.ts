@@ -29,6 +29,8 @@ export interface GatewayStatus {
     readonly rejected: number;
   };
   readonly breaker: 'closed' | 'open' | 'half-open';
+  /** The last 20 breaker and database state changes, oldest first (epoch ms). */
+  readonly changes: readonly { at: number; what: 'breaker' | 'database'; from: string; to: string }[];
   readonly cache: {
     readonly l1Hits: number;
     readonly l2Hits: number;
