@@ -72,11 +72,26 @@ export interface AdmissionGate {
   readonly available: number;
   /** The current limit. */
   readonly limit: number;
-  /** Changes the limit at runtime; shrinking takes effect as permits return. @throws {RangeError} */
+  /**
+   * Changes the limit at runtime. Growing admits waiters at once; shrinking takes effect as
+   * permits return (nobody is interrupted).
+   *
+   * @throws {RangeError} when `limit` is not an integer >= 0.
+   */
   setLimit(limit: number): void;
-  /** Subscribes to an event; returns the unsubscribe function. */
+  /**
+   * Subscribes to an event; returns the unsubscribe function.
+   *
+   * @example
+   * ```ts
+   * const off = gate.on('reject', (e) => metrics.rejections.inc({ code: e.code }));
+   * ```
+   */
   on<E extends keyof GateEvents>(event: E, listener: (payload: GateEvents[E]) => void): () => void;
-  /** Refuses new work, rejects queued waiters with `E_CLOSED`, waits (bounded) for permits to return. Idempotent. */
+  /**
+   * Refuses new work (`E_CLOSED`), rejects every queued waiter with `E_CLOSED`, then waits (up to
+   * the gate's `drainTimeoutMs`) for held permits to be released. Idempotent.
+   */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

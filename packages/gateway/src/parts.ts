@@ -41,7 +41,7 @@ export interface GatewayEvents {
   /** `close()` began: no new connections, in-flight requests finishing. */
   draining: { readonly inFlight: number; readonly graceMs: number };
   /** Everything is closed. */
-  closed: { readonly completed: number; readonly cutOff: number };
+  closed: import('./gateway.js').DrainResult;
   /** The admission budget changed (database sample, configuration). */
   limit: { readonly limit: number; readonly previous: number };
   /** The upstream circuit breaker changed state. */
