@@ -68,3 +68,21 @@ export class TypedEvents<M extends object> {
     this.#listeners.clear();
   }
 }
+
+/**
+ * Base of a class with typed events: `on()` for its users, the protected `events` to emit on.
+ * A listener that throws goes to `listenerError` (a subclass may override it).
+ */
+export class Evented<M extends object> {
+  protected readonly events = new TypedEvents<M>((error, event) => this.listenerError(error, event));
+
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof M>(event: E, listener: Listener<M[E]>): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** Receives what a listener throws. @default {@link warnListenerError} */
+  protected listenerError(error: unknown, event: PropertyKey): void {
+    warnListenerError(error, event);
+  }
+}
