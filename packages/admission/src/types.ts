@@ -58,11 +58,16 @@ export interface GateEvents {
  */
 export interface AdmissionGate {
   /**
-   * Waits for a slot.
-   * @throws {AdmissionError} `E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
+   * Waits for a slot: at once when one is free, else in the queue until a slot returns,
+   * `queueTimeoutMs` passes, or `signal` aborts.
+   *
+   * @throws {AdmissionError} `E_QUEUE_FULL` (queue at `maxQueue`), `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
    */
   acquire(options?: AcquireOptions): Promise<Permit>;
-  /** A slot now if one is free and nobody eligible waits, else `undefined` (never queues). */
+  /**
+   * A slot now if one is free and no waiter that could use it is queued, else `undefined`. Never
+   * queues and never throws for capacity (returns `undefined` once closed).
+   */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined;
   /** Permits held now (by this process). */
   readonly inFlight: number;
