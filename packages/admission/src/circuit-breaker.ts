@@ -269,11 +269,6 @@ export class CircuitBreaker extends Evented<CircuitBreakerEvents> {
     if (this.#state.kind === 'open') clearTimeout(this.#state.timer);
   }
 
-  /** Same as `close()`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   #settle(call: Call, verdict: Verdict, error?: unknown): void {
     if (call.settled) return;
     call.settled = true;

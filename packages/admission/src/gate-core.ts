@@ -5,8 +5,8 @@ import {
   checkNumber,
   checkObject,
   checkString,
-  Evented,
   optional,
+  TypedEvents,
   withTimeout,
 } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
@@ -114,10 +114,10 @@ const defaultNow = (): number => performance.now();
  * permits, events, Retry-After estimates and closing. Subclasses decide when a waiter is granted.
  */
 export abstract class GateCore<M extends GateEvents = GateEvents>
-  extends Evented<M>
   implements Omit<AdmissionGate, 'acquire' | 'tryAcquire'>
 {
   protected readonly queue: WaitQueue;
+  protected readonly events = new TypedEvents<M>();
   protected readonly gateName: string;
   protected readonly maxQueue: Readonly<Record<Priority, number>>;
   protected readonly perKeyLimit: number;
@@ -142,7 +142,6 @@ export abstract class GateCore<M extends GateEvents = GateEvents>
     this.#release(permit, outcome);
 
   constructor(options: GateOptions) {
-    super();
     checkObject('options', options);
     const o = options;
     this.#source = isLimitSource(o.limit) ? o.limit : undefined;
@@ -228,6 +227,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents>
 
   setLimit(limit: number): void {
     this.applyLimit(checkInteger('limit', limit, 0));
+  }
+
+  on<E extends keyof M>(event: E, listener: (payload: M[E]) => void): () => void {
+    return this.events.on(event, listener);
   }
 
   protected applyLimit(limit: number): void {

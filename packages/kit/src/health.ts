@@ -183,10 +183,6 @@ export class Health extends Evented<HealthEvents> {
     await this.#probing;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
   #markDown(error: unknown): void {
     this.#lastError = error;
     if (this.#state === 'down') return;

@@ -354,10 +354,6 @@ class BoundedPool extends Evented<PoolEvents> implements SluicePool {
     return this.#closing;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   async #shutdown(): Promise<void> {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     for (const a of [...this.#pending]) {

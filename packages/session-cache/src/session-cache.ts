@@ -256,10 +256,6 @@ class TieredSessionCache extends Evented<SessionCacheEvents> implements SessionC
     return this.#closing;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   async #close(): Promise<void> {
     this.#closer.abort(new SessionCacheClosedError());
     const results = await Promise.allSettled([
