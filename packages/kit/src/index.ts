@@ -1,4 +1,5 @@
 // @sluice/kit: what several Sluice packages need once. Internal: no semver promise to users.
+export { codedErrorGuard } from './error-guard.js';
 export {
   Evented,
   type Listener,
