@@ -4,9 +4,9 @@ import {
   checkNumber,
   checkObject,
   checkString,
+  Evented,
   optional,
   TimeoutError,
-  TypedEvents,
   withTimeout,
 } from '@sluice/kit';
 import { admissionChannels } from './channels.js';
@@ -126,10 +126,10 @@ class Call implements CircuitCall {
  * const call = breaker.begin(); // throws E_CIRCUIT_OPEN while open
  * upstream.once('response', (r) => (r.statusCode >= 500 ? call.failure() : call.success()));
  * client.once('close', () => call.abandon()); // does nothing once settled
+ * breaker.on('state', ({ to }) => log.warn({ to }, 'upstream circuit'));
  * ```
  */
-export class CircuitBreaker {
-  readonly #events = new TypedEvents<CircuitBreakerEvents>();
+export class CircuitBreaker extends Evented<CircuitBreakerEvents> {
   readonly #name: string;
   readonly #threshold: number;
   readonly #volume: number;
@@ -145,6 +145,7 @@ export class CircuitBreaker {
   #closed = false;
 
   constructor(options: CircuitBreakerOptions = {}) {
+    super();
     checkObject('options', options);
     const o = options;
     this.#name = optional(o.name, 'upstream', (v) => checkString('name', v));
@@ -262,30 +263,10 @@ export class CircuitBreaker {
     }
   }
 
-  /**
-   * Subscribes to an event; returns the unsubscribe function.
-   *
-   * @example
-   * ```ts
-   * breaker.on('state', ({ to }) => log.warn({ to }, 'upstream circuit'));
-   * ```
-   */
-  on<E extends keyof CircuitBreakerEvents>(
-    event: E,
-    listener: (payload: CircuitBreakerEvents[E]) => void,
-  ): () => void {
-    return this.#events.on(event, listener);
-  }
-
   /** Stops its timer; later calls fail with `E_CLOSED`. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#state.kind === 'open') clearTimeout(this.#state.timer);
-  }
-
-  /** Same as `close()`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 
   #settle(call: Call, verdict: Verdict, error?: unknown): void {
@@ -322,7 +303,7 @@ export class CircuitBreaker {
   }
 
   #failed(error: unknown, timedOut: boolean): void {
-    if (this.#events.has('failure')) this.#events.emit('failure', { error, timedOut });
+    if (this.events.has('failure')) this.events.emit('failure', { error, timedOut });
   }
 
   #open(): void {
@@ -335,7 +316,7 @@ export class CircuitBreaker {
     const from = this.#state.kind;
     this.#state = next;
     if (from === next.kind) return;
-    this.#events.emit('state', { from, to: next.kind });
+    this.events.emit('state', { from, to: next.kind });
     if (admissionChannels.breaker.hasSubscribers)
       admissionChannels.breaker.publish({ breaker: this.#name, from, to: next.kind });
   }
@@ -344,7 +325,7 @@ export class CircuitBreaker {
     this.#bucket().rejects += 1;
     const retryAfterSeconds = this.retryAfterSeconds;
     const payload = { state: this.#state.kind, retryAfterSeconds };
-    this.#events.emit('reject', payload);
+    this.events.emit('reject', payload);
     if (admissionChannels.reject.hasSubscribers) {
       admissionChannels.reject.publish({ breaker: this.#name, code: 'E_CIRCUIT_OPEN', ...payload });
     }

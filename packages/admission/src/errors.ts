@@ -1,3 +1,5 @@
+import { codedErrorGuard } from '@sluice/kit';
+
 /** Stable codes of every error `@sluice/admission` throws on purpose. */
 export type AdmissionErrorCode =
   | 'E_QUEUE_FULL'
@@ -62,12 +64,7 @@ export class AdmissionError extends Error {
  * if (isAdmissionError(e, 'E_QUEUE_TIMEOUT')) metrics.timeouts.inc();
  * ```
  */
-export function isAdmissionError<C extends AdmissionErrorCode>(
-  e: unknown,
-  code?: C,
-): e is AdmissionError & { readonly code: C } {
-  return e instanceof AdmissionError && (code === undefined || e.code === code);
-}
+export const isAdmissionError = codedErrorGuard(AdmissionError);
 
 /**
  * True when `e` is a load-shedding rejection (queue full, queue timeout, closed, circuit open):

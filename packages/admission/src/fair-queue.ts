@@ -37,11 +37,6 @@ export class FairQueue<T extends FairQueueEntry> {
     return this.#lanes.size;
   }
 
-  /** Entries queued for one key. */
-  sizeOf(key: string): number {
-    return this.#lanes.get(key)?.entries.size ?? 0;
-  }
-
   /**
    * Queues `entry` behind its key's other entries. A key not queued yet enters the ring ahead
    * of the keys already served when `fresh` (it holds nothing now), else at the back.
@@ -91,13 +86,6 @@ export class FairQueue<T extends FairQueueEntry> {
       }
     }
     return out;
-  }
-
-  /** Takes the next eligible entry out and counts a turn for its key. */
-  shift(eligible?: (key: string) => boolean): T | undefined {
-    const entry = this.peek(eligible);
-    if (entry) this.take(entry);
-    return entry;
   }
 
   /** Takes `entry` out and counts a turn for its key (its key moves to the back of the ring). False if not queued. */

@@ -12,7 +12,7 @@ import {
 import { admissionChannels } from './channels.js';
 import { AdmissionError, type AdmissionErrorCode } from './errors.js';
 import { type GateDemand, isLimitSource, type LimitSource } from './limit-source.js';
-import type { AcquireOptions, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
+import type { AcquireOptions, AdmissionGate, GateEvents, Permit, Priority, ReleaseOutcome } from './types.js';
 import { type Waiter, WaitQueue } from './wait-queue.js';
 
 /** A value for each priority class, or one number for both. */
@@ -113,7 +113,9 @@ const defaultNow = (): number => performance.now();
  * What the local and the distributed gate share: options, the wait queue, local accounting,
  * permits, events, Retry-After estimates and closing. Subclasses decide when a waiter is granted.
  */
-export abstract class GateCore<M extends GateEvents = GateEvents> {
+export abstract class GateCore<M extends GateEvents = GateEvents>
+  implements Omit<AdmissionGate, 'acquire' | 'tryAcquire'>
+{
   protected readonly queue: WaitQueue;
   protected readonly events = new TypedEvents<M>();
   protected readonly gateName: string;
@@ -192,7 +194,6 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return { queued: this.queue.size, inFlight: this.#inFlight };
   }
 
-  /** Permits held now (by this process). */
   get inFlight(): number {
     return this.#inFlight;
   }
@@ -202,17 +203,14 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return this.#bulkInFlight;
   }
 
-  /** Waiters queued now (in this process). */
   get queued(): number {
     return this.queue.size;
   }
 
-  /** The current limit. */
   get limit(): number {
     return this.#limit;
   }
 
-  /** Slots free now: `limit - inFlight`, never below 0. */
   get available(): number {
     return Math.max(0, this.#limit - this.#inFlight);
   }
@@ -227,24 +225,10 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return this.#byKey.get(key) ?? 0;
   }
 
-  /**
-   * Changes the limit at runtime. Growing admits waiters at once; shrinking takes effect as
-   * permits return (nobody is interrupted).
-   *
-   * @throws {RangeError} when `limit` is not an integer >= 0.
-   */
   setLimit(limit: number): void {
     this.applyLimit(checkInteger('limit', limit, 0));
   }
 
-  /**
-   * Subscribes to an event; returns the unsubscribe function.
-   *
-   * @example
-   * ```ts
-   * const off = gate.on('reject', (e) => metrics.rejections.inc({ code: e.code }));
-   * ```
-   */
   on<E extends keyof M>(event: E, listener: (payload: M[E]) => void): () => void {
     return this.events.on(event, listener);
   }
@@ -417,10 +401,6 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
   /** Releases resources after the drain (timers, subscriptions, clients). */
   protected async onClosed(): Promise<void> {}
 
-  /**
-   * Refuses new work (`E_CLOSED`), rejects every queued waiter with `E_CLOSED`, then waits up to
-   * `drainTimeoutMs` for held permits to be released. Idempotent.
-   */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
@@ -439,7 +419,6 @@ export abstract class GateCore<M extends GateEvents = GateEvents> {
     return this.#closing;
   }
 
-  /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -23,10 +23,6 @@ export class Semaphore extends GateCore implements AdmissionGate {
     this.followSource();
   }
 
-  /**
-   * A permit now if one is free and no waiter that could use it is queued; otherwise
-   * `undefined`. Never queues and never throws for capacity (returns `undefined` once closed).
-   */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined {
     if (this.closed) return undefined;
     const key = options?.key ?? '';
@@ -35,12 +31,6 @@ export class Semaphore extends GateCore implements AdmissionGate {
     return this.canGrantLocal(key, priority, this.limit) ? this.grant(key, priority, 0) : undefined;
   }
 
-  /**
-   * Waits for a permit: at once when one is free, else in the queue until a permit returns,
-   * `queueTimeoutMs` passes, or `signal` aborts.
-   *
-   * @throws {AdmissionError} `E_QUEUE_FULL` (queue at `maxQueue`), `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
-   */
   acquire(options?: AcquireOptions): Promise<Permit> {
     try {
       const { key, priority } = this.precheck(options);

@@ -58,11 +58,16 @@ export interface GateEvents {
  */
 export interface AdmissionGate {
   /**
-   * Waits for a slot.
-   * @throws {AdmissionError} `E_QUEUE_FULL`, `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
+   * Waits for a slot: at once when one is free, else in the queue until a slot returns,
+   * `queueTimeoutMs` passes, or `signal` aborts.
+   *
+   * @throws {AdmissionError} `E_QUEUE_FULL` (queue at `maxQueue`), `E_QUEUE_TIMEOUT`, `E_ABORTED`, `E_CLOSED`.
    */
   acquire(options?: AcquireOptions): Promise<Permit>;
-  /** A slot now if one is free and nobody eligible waits, else `undefined` (never queues). */
+  /**
+   * A slot now if one is free and no waiter that could use it is queued, else `undefined`. Never
+   * queues and never throws for capacity (returns `undefined` once closed).
+   */
   tryAcquire(options?: Omit<AcquireOptions, 'signal'>): Permit | undefined;
   /** Permits held now (by this process). */
   readonly inFlight: number;
@@ -72,11 +77,26 @@ export interface AdmissionGate {
   readonly available: number;
   /** The current limit. */
   readonly limit: number;
-  /** Changes the limit at runtime; shrinking takes effect as permits return. @throws {RangeError} */
+  /**
+   * Changes the limit at runtime. Growing admits waiters at once; shrinking takes effect as
+   * permits return (nobody is interrupted).
+   *
+   * @throws {RangeError} when `limit` is not an integer >= 0.
+   */
   setLimit(limit: number): void;
-  /** Subscribes to an event; returns the unsubscribe function. */
+  /**
+   * Subscribes to an event; returns the unsubscribe function.
+   *
+   * @example
+   * ```ts
+   * const off = gate.on('reject', (e) => metrics.rejections.inc({ code: e.code }));
+   * ```
+   */
   on<E extends keyof GateEvents>(event: E, listener: (payload: GateEvents[E]) => void): () => void;
-  /** Refuses new work, rejects queued waiters with `E_CLOSED`, waits (bounded) for permits to return. Idempotent. */
+  /**
+   * Refuses new work (`E_CLOSED`), rejects every queued waiter with `E_CLOSED`, then waits (up to
+   * the gate's `drainTimeoutMs`) for held permits to be released. Idempotent.
+   */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

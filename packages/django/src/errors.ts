@@ -1,3 +1,5 @@
+import { codedErrorGuard } from '@sluice/kit';
+
 /** Stable codes of {@link SessionDataError}. */
 export type SessionDataErrorCode =
   | 'E_SESSION_MALFORMED'
@@ -72,12 +74,7 @@ export class SessionDataError extends Error {
  * @example
  * if (isSessionDataError(e, 'E_SESSION_BAD_SIGNATURE')) return anonymous();
  */
-export function isSessionDataError<C extends SessionDataErrorCode>(
-  e: unknown,
-  code?: C,
-): e is SessionDataError & { readonly code: C } {
-  return e instanceof SessionDataError && (code === undefined || e.code === code);
-}
+export const isSessionDataError = codedErrorGuard(SessionDataError);
 
 /** @internal */
 export function malformed(reason: SessionDataErrorReason, cause?: unknown): SessionDataError {

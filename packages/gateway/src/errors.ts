@@ -1,3 +1,5 @@
+import { codedErrorGuard } from '@sluice/kit';
+
 /**
  * The HTTP status that goes with each stable error code of `@sluice/gateway` (`undefined` when
  * the error never reaches a client). The README's Errors table says when each is raised.
@@ -90,12 +92,7 @@ export function formatIssue(issue: ConfigIssue): string {
  * if (isGatewayError(e, 'E_CONFIG_INVALID')) process.exit(2);
  * ```
  */
-export function isGatewayError<C extends GatewayErrorCode>(
-  e: unknown,
-  code?: C,
-): e is GatewayError & { readonly code: C } {
-  return e instanceof GatewayError && (code === undefined || e.code === code);
-}
+export const isGatewayError = codedErrorGuard(GatewayError);
 
 /** True when `e` is a {@link GatewayConfigError}. */
 export function isGatewayConfigError(e: unknown): e is GatewayConfigError {

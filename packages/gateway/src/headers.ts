@@ -2,9 +2,10 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { type EdgeView, splitList } from './edge.js';
 
 const words = (text: string): readonly string[] => Object.freeze(text.trim().split(/\s+/));
+const wordSet = (text: string): ReadonlySet<string> => new Set(words(text));
 
 /** Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded. */
-export const HOP_BY_HOP_HEADERS: readonly string[] = words(`
+const HOP = wordSet(`
   connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer
   transfer-encoding upgrade
 `);
@@ -33,7 +34,7 @@ export const IDENTITY_HEADERS: readonly string[] = words(`
 `);
 
 /** Prefixes of identity headers: every header starting with one of these is removed. */
-export const IDENTITY_HEADER_PREFIXES: readonly string[] = words(`
+const IDENTITY_HEADER_PREFIXES = words(`
   x-sluice- x-auth-request- x-remote- x-authenticated- x-webauth- x-amzn-oidc- cf-access-
   x-goog-authenticated- x-ms-client-principal
 `);
@@ -42,17 +43,14 @@ export const IDENTITY_HEADER_PREFIXES: readonly string[] = words(`
  * Headers that say where a request came from. Without `trustProxy` the client's values are
  * dropped and the gateway writes its own X-Forwarded-For/-Proto/-Host and X-Real-IP.
  */
-export const FORWARDING_HEADERS: readonly string[] = words(`
+const FORWARDING = wordSet(`
   forwarded x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-port x-forwarded-prefix
   x-forwarded-server x-forwarded-ssl x-forwarded-scheme x-forwarded-protocol x-url-scheme
   front-end-https x-real-ip x-client-ip true-client-ip cf-connecting-ip x-cluster-client-ip
   x-original-forwarded-for x-original-url x-rewrite-url x-original-host
 `);
 
-const HOP = new Set(HOP_BY_HOP_HEADERS);
 const IDENTITY = new Set(IDENTITY_HEADERS);
-const FORWARDING = new Set(FORWARDING_HEADERS);
-
 const PREFIX_FIRST_CHARS = new Set(IDENTITY_HEADER_PREFIXES.map((p) => p.charCodeAt(0)));
 
 /** True when a request header names an identity the client could forge. */

@@ -2,7 +2,7 @@
 // probed), `/metrics` (Prometheus) and the status page with its JSON.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from './config/settings.js';
-import { sendJson } from './json-error.js';
+import { sendJson, sendJsonError } from './json-error.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayParts } from './parts.js';
 import { type ReadinessCheck, type ReadinessReport, upstreamCheck } from './readiness.js';
@@ -75,19 +75,13 @@ export function healthEndpoint(state: OwnEndpointSources['state']) {
  */
 export function adminHandler(s: OwnEndpointSources): (req: IncomingMessage, res: ServerResponse) => void {
   const health = healthEndpoint(s.state);
-  const fail = (res: ServerResponse) => (error: unknown) => {
-    if (!res.headersSent)
-      sendJson(res, 500, { detail: 'failed', code: 'E_INTERNAL', message: String(error) });
-  };
+  const fail = (res: ServerResponse) => (error: unknown) =>
+    sendJsonError(res, 500, 'E_INTERNAL', String(error), {}, { detail: 'failed' });
   return function admin(req, res) {
     const pathname = (req.url ?? '/').split('?')[0] ?? '/';
     if (health(pathname, req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, {
-        detail: 'Method not allowed.',
-        code: 'E_METHOD_NOT_ALLOWED',
-        message: 'GET only.',
-      });
+      sendJsonError(res, 405, 'E_METHOD_NOT_ALLOWED', 'GET only.', {}, { detail: 'Method not allowed.' });
       return;
     }
     switch (pathname) {
@@ -118,12 +112,10 @@ export function adminHandler(s: OwnEndpointSources): (req: IncomingMessage, res:
       case `${STATUS_PATH}.json`:
         sendJson(res, 200, s.status());
         return;
-      default:
-        sendJson(res, 404, {
-          detail: 'Not found.',
-          code: 'E_NOT_FOUND',
-          message: `${pathname} is not an admin endpoint.`,
-        });
+      default: {
+        const message = `${pathname} is not an admin endpoint.`;
+        sendJsonError(res, 404, 'E_NOT_FOUND', message, {}, { detail: 'Not found.' });
+      }
     }
   };
 }

@@ -41,7 +41,7 @@ export interface GatewayEvents {
   /** `close()` began: no new connections, in-flight requests finishing. */
   draining: { readonly inFlight: number; readonly graceMs: number };
   /** Everything is closed. */
-  closed: { readonly completed: number; readonly cutOff: number };
+  closed: import('./gateway.js').DrainResult;
   /** The admission budget changed (database sample, configuration). */
   limit: { readonly limit: number; readonly previous: number };
   /** The upstream circuit breaker changed state. */
@@ -265,12 +265,11 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
   }
 
   /** The reaper, for a database the gateway reaches directly (behind PgBouncer it sees no leaks). */
-  function startReaper(database: SluicePool): Reaper {
-    // Only the upstream's own database: other databases on the server are someone else's.
-    const name = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
+  function startReaper(database: SluicePool, name: string): Reaper {
     const r = scheduleReaper({
       pool: database,
       applicationName: config.upstreamApplicationName,
+      // Only the upstream's own database: other databases on the server are someone else's.
       ...(name === '' ? {} : { database: name }),
       idleForMs: config.reaperIdleMs,
       intervalMs: config.reaperIntervalMs,
@@ -300,8 +299,8 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
       config.pgbouncerAdminUrl ??
       (await detectPgBouncer(config.databaseUrl ?? '', { timeoutMs: bounded }).catch(() => undefined))
         ?.adminUrl;
+    const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
     if (adminUrl !== undefined) {
-      const database = decodeURIComponent(new URL(config.databaseUrl ?? '').pathname.slice(1));
       const b = monitorPgBouncer({
         adminUrl,
         ...(database === '' ? {} : { database }),
@@ -329,7 +328,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
         'database not sampled yet; the limit starts at the default and follows it once it answers',
       );
     }
-    if (config.reaper) reaper = startReaper(pool);
+    if (config.reaper) reaper = startReaper(pool, database);
   }
 
   async function close(): Promise<void> {

@@ -150,10 +150,6 @@ export function createPipeline(o: PipelineOptions) {
     minRate: config.clientMinRate,
   };
 
-  const byClassNow: Record<RequestClass, { inFlight: number; queued: number }> = {
-    interactive: { inFlight: 0, queued: 0 },
-    bulk: { inFlight: 0, queued: 0 },
-  };
   const tally = {
     total: 0,
     byClass: { interactive: 0, bulk: 0, gateway: 0 } as Record<RequestClass | 'gateway', number>,
@@ -357,20 +353,17 @@ export function createPipeline(o: PipelineOptions) {
         ctx.strippedIdentityHeaders += 1;
       }
     }
-    ctx.requestClass = o.classify({
+    const requestClass = o.classify({
       method: req.method ?? 'GET',
       pathname: view.path,
       search: view.search,
       headers,
     });
-    const counts = byClassNow[ctx.requestClass];
-    let phase: 'before' | 'queued' | 'admitted' | 'released' = 'before';
+    ctx.requestClass = requestClass;
     let seat: Seat | undefined;
     active += 1;
     res.once('close', () => {
       seat?.left();
-      if (phase === 'queued') counts.queued -= 1;
-      else if (phase === 'admitted') counts.inFlight -= 1;
       ctx.releaseSlot = undefined;
       finishRequest(req, res, true);
     });
@@ -390,24 +383,14 @@ export function createPipeline(o: PipelineOptions) {
     let spool: Spool | undefined;
 
     const admit = (): void => {
-      phase = 'queued';
-      counts.queued += 1;
       const identity = (req as SluiceRequest).sluice?.identity;
-      seat = o.activity.seat(identity?.userId, identity?.username, ctx.client);
+      seat = o.activity.seat(requestClass, identity?.userId, identity?.username, ctx.client);
       const queuedAt = performance.now();
       admissionMiddleware(req, res, (admitError?: unknown) => {
-        if (phase === 'queued') {
-          counts.queued -= 1;
-          counts.inFlight += 1;
-          phase = 'admitted';
-          seat?.admitted();
+        if (seat?.admitted()) {
           ctx.releaseSlot = () => {
             ctx.releaseSlot = undefined;
-            if (phase !== 'admitted') return;
-            phase = 'released';
-            counts.inFlight -= 1;
-            seat?.left();
-            admissionMiddleware.release(res);
+            if (seat?.left()) admissionMiddleware.release(res);
           };
         }
         if (admitError !== undefined) {
@@ -522,8 +505,8 @@ export function createPipeline(o: PipelineOptions) {
       return active;
     },
     admission: admissionMiddleware,
-    /** Live per-request figures since start: request counters, per-class gauges and rejections. */
-    counts: () => structuredClone({ byClassNow, ...tally }),
+    /** Live per-request figures since start: request counters and rejections. */
+    counts: () => structuredClone(tally),
     /** Resolves true when no request is active, false after `graceMs`. */
     waitForIdle(graceMs: number): Promise<boolean> {
       if (active === 0) return Promise.resolve(true);

@@ -259,7 +259,7 @@ async function tick() {
     document.body.dataset.loaded = 'true';
   } catch (e) {
     $('error').textContent = 'status unavailable: ' + e.message; $('error').style.display = 'block';
-  } finally { setTimeout(tick, REFRESH_MS); }
+  } finally { setTimeout(tick, 2000); }
 }
 tick();
 `;
@@ -324,14 +324,14 @@ const BODY = `
     <dt>connections refused</dt><dd id="refused">-</dd></dl></section>
 </div>`;
 
-/** Sends the status page (see the top of this file), polling `status.json` every `refreshMs`. */
-export function sendStatusPage(res: ServerResponse, refreshMs = 2_000): void {
+/** Sends the status page (see the top of this file), polling `status.json` every 2 s. */
+export function sendStatusPage(res: ServerResponse): void {
   const nonce = randomBytes(16).toString('base64');
   const html =
     `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
     `<meta name="viewport" content="width=device-width, initial-scale=1"><title>Sluice gateway status</title>` +
     `<style nonce="${nonce}">${STYLE}</style></head><body>${BODY}` +
-    `<script nonce="${nonce}">const REFRESH_MS = ${Math.max(250, Math.floor(refreshMs))};${SCRIPT}</script></body></html>`;
+    `<script nonce="${nonce}">${SCRIPT}</script></body></html>`;
   res.writeHead(200, {
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(html),

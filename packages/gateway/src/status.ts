@@ -174,7 +174,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
   const stats = cache.stats();
   const looked = stats.l1Hits + stats.l2Hits + stats.misses;
   const poolStats = parts.pool?.stats();
-  const { byClassNow, rejected, ...requests } = s.pipeline.counts();
+  const { rejected, ...requests } = s.pipeline.counts();
   const { shed, ...who } = s.activity.status();
   return {
     at: s.now(),
@@ -191,7 +191,7 @@ export function statusSnapshot(s: StatusSources): StatusSnapshot {
       ceiling: parts.limit.ceiling.current,
       control: parts.limit.load?.reason ?? 'off',
       semaphore: redis ? 'redis' : 'local',
-      byClass: byClassNow,
+      byClass: s.activity.byClassNow(),
       rejected,
     },
     breaker: parts.breaker.state,

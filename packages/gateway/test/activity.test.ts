@@ -51,9 +51,9 @@ function finished(fields: Partial<AccessLogEntry>): void {
 describe('who holds the slots and who waits', () => {
   it('follows each request from the queue to its slot and out, per user and per client', () => {
     const a = start();
-    const first = a.seat(7, 'exporter', '10.0.0.1');
-    const second = a.seat(7, 'exporter', '10.0.0.2');
-    const other = a.seat(8, 'alice', '10.0.0.1');
+    const first = a.seat('interactive', 7, 'exporter', '10.0.0.1');
+    const second = a.seat('interactive', 7, 'exporter', '10.0.0.2');
+    const other = a.seat('interactive', 8, 'alice', '10.0.0.1');
     expect(a.status().users.top.map((u) => [u.name, u.inFlight, u.queued])).toEqual([
       ['exporter', 0, 2],
       ['alice', 0, 1],
@@ -86,10 +86,10 @@ describe('who holds the slots and who waits', () => {
 
   it('ranks the user holding and waiting for the most slots first, and weighs slot time', () => {
     const a = start();
-    const held = [a.seat(1, 'bulk', '10.0.0.1'), a.seat(1, 'bulk', '10.0.0.1')];
+    const held = [a.seat('interactive', 1, 'bulk', '10.0.0.1'), a.seat('interactive', 1, 'bulk', '10.0.0.1')];
     for (const seat of held) seat.admitted();
-    a.seat(1, 'bulk', '10.0.0.1'); // queued
-    const quick = a.seat(2, 'person', '10.0.0.9');
+    a.seat('interactive', 1, 'bulk', '10.0.0.1'); // queued
+    const quick = a.seat('interactive', 2, 'person', '10.0.0.9');
     quick.admitted();
     t += 30_000;
     quick.left();
@@ -137,7 +137,7 @@ describe('who holds the slots and who waits', () => {
 
   it('stays bounded under many clients, never evicting one with live requests, and forgets the idle', () => {
     const a = start();
-    const live = a.seat(42, 'holder', '192.0.2.1');
+    const live = a.seat('interactive', 42, 'holder', '192.0.2.1');
     live.admitted();
     for (let i = 0; i < 5_000; i++) {
       finished({ userId: 1_000 + i, client: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` });

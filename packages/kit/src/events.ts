@@ -68,3 +68,30 @@ export class TypedEvents<M extends object> {
     this.#listeners.clear();
   }
 }
+
+/**
+ * Base of a long-lived object with typed events and a `close()`: `on()` for its users, the
+ * protected `events` to emit on, and `Symbol.asyncDispose` for `await using`. A listener that
+ * throws goes to `listenerError` (a subclass may override it).
+ */
+export abstract class Evented<M extends object> {
+  protected readonly events = new TypedEvents<M>((error, event) => this.listenerError(error, event));
+
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends keyof M>(event: E, listener: Listener<M[E]>): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** Releases what the object holds. Idempotent. */
+  abstract close(): Promise<void>;
+
+  /** Same as `close()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Receives what a listener throws. @default {@link warnListenerError} */
+  protected listenerError(error: unknown, event: PropertyKey): void {
+    warnListenerError(error, event);
+  }
+}

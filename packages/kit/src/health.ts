@@ -1,4 +1,4 @@
-import { TypedEvents } from './events.js';
+import { Evented } from './events.js';
 import { checkChoice, checkFunction, checkInteger, checkObject, checkString, optional } from './options.js';
 import { withTimeout } from './timeouts.js';
 
@@ -54,14 +54,13 @@ export interface HealthEvents {
  * db.on('down', ({ error }) => log.error({ err: error }, 'database down'));
  * ```
  */
-export class Health {
+export class Health extends Evented<HealthEvents> {
   readonly name: string;
   readonly #probe: ((signal: AbortSignal) => Promise<unknown>) | undefined;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #threshold: number;
   readonly #now: () => number;
-  readonly #events = new TypedEvents<HealthEvents>();
   #state: HealthState;
   #failures = 0;
   #downSince: number | undefined;
@@ -73,6 +72,7 @@ export class Health {
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: HealthOptions) {
+    super();
     checkObject('options', options);
     this.name = checkString('name', options.name);
     this.#probe = optional(options.probe, undefined, (v) =>
@@ -131,7 +131,7 @@ export class Health {
     this.#downSince = undefined;
     this.#lastError = undefined;
     this.#clearTimer();
-    this.#events.emit('up', { downForMs });
+    this.events.emit('up', { downForMs });
   }
 
   /** Something failed: after `failureThreshold` in a row it is down. */
@@ -176,20 +176,11 @@ export class Health {
     return this.#state;
   }
 
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<E extends keyof HealthEvents>(event: E, listener: (payload: HealthEvents[E]) => void): () => void {
-    return this.#events.on(event, listener);
-  }
-
   /** Stops probing; waits for a running probe. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#clearTimer();
     await this.#probing;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
   }
 
   #markDown(error: unknown): void {
@@ -200,7 +191,7 @@ export class Health {
     this.#downSince = this.#now();
     this.#outages += 1;
     this.#clearTimer();
-    this.#events.emit('down', { error, from });
+    this.events.emit('down', { error, from });
     this.#schedule();
   }
 

@@ -1,5 +1,12 @@
 // @sluice/kit: what several Sluice packages need once. Internal: no semver promise to users.
-export { type Listener, type ListenerErrorHandler, TypedEvents, warnListenerError } from './events.js';
+export { codedErrorGuard } from './error-guard.js';
+export {
+  Evented,
+  type Listener,
+  type ListenerErrorHandler,
+  TypedEvents,
+  warnListenerError,
+} from './events.js';
 export { Health, type HealthEvents, type HealthOptions, type HealthState } from './health.js';
 export { LinkedList, type ListNode } from './list.js';
 export {

@@ -1,3 +1,5 @@
+import { codedErrorGuard } from '@sluice/kit';
+
 /** Stable codes of every error `@sluice/pool` throws on purpose. */
 export type PoolErrorCode =
   | 'E_POOL_EXHAUSTED'
@@ -54,9 +56,4 @@ export class PoolError extends Error {
  * if (isPoolError(e, 'E_POOL_TIMEOUT')) retryLater();
  * ```
  */
-export function isPoolError<C extends PoolErrorCode>(
-  e: unknown,
-  code?: C,
-): e is PoolError & { readonly code: C } {
-  return e instanceof PoolError && (code === undefined || e.code === code);
-}
+export const isPoolError = codedErrorGuard(PoolError);

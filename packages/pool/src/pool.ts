@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { armWait, checkChoice, checkInteger, optional, show, TypedEvents, withTimeout } from '@sluice/kit';
+import { armWait, checkChoice, checkInteger, Evented, optional, show, withTimeout } from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
@@ -123,10 +123,9 @@ const isStartupRefusal = (error: unknown): boolean =>
   error instanceof Error && /unsupported startup parameter/i.test(error.message);
 
 /** The {@link SluicePool} implementation behind {@link createPool}. */
-class BoundedPool implements SluicePool {
+class BoundedPool extends Evented<PoolEvents> implements SluicePool {
   readonly #o: ResolvedPoolOptions;
   readonly #pg: pg.Pool;
-  readonly #events = new TypedEvents<PoolEvents>();
   readonly #checkouts = new Map<pg.ClientBase, Checkout>();
   /** Acquires in flight, so close() can fail them; the order of service is pg.Pool's. */
   readonly #pending = new Set<Acquire>();
@@ -144,6 +143,7 @@ class BoundedPool implements SluicePool {
   readonly #counts = { leaked: 0, acquired: 0, exhausted: 0, timeouts: 0, errors: 0, destroyed: 0 };
 
   constructor(o: ResolvedPoolOptions) {
+    super();
     this.#o = o;
     if (o.serverTimeouts !== 'transaction') {
       if (o.statementTimeoutMs !== undefined) this.#startup.statement_timeout = o.statementTimeoutMs;
@@ -183,7 +183,7 @@ class BoundedPool implements SluicePool {
         const co = this.#checkouts.get(client);
         if (co) this.#markBroken(co, error);
       });
-      this.#events.emit('connect', { pid: pidOf(client) });
+      this.events.emit('connect', { pid: pidOf(client) });
     });
     this.#pg.on('release', (error, client) => {
       const co = this.#checkouts.get(client);
@@ -197,7 +197,7 @@ class BoundedPool implements SluicePool {
     });
     this.#pg.on('remove', (client) => {
       this.#clients.delete(client);
-      this.#events.emit('remove', { pid: pidOf(client) });
+      this.events.emit('remove', { pid: pidOf(client) });
       if (this.#clients.size === 0) this.#allRemoved?.();
     });
     if (o.leakDetectionMs > 0) {
@@ -349,17 +349,9 @@ class BoundedPool implements SluicePool {
     return [...this.#clients].flatMap((client) => pidOf(client) ?? []);
   }
 
-  on<E extends keyof PoolEvents>(event: E, listener: (payload: PoolEvents[E]) => void): () => void {
-    return this.#events.on(event, listener);
-  }
-
   close(): Promise<void> {
     this.#closing ??= this.#shutdown();
     return this.#closing;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 
   async #shutdown(): Promise<void> {
@@ -537,7 +529,7 @@ class BoundedPool implements SluicePool {
     this.#counts.errors += 1;
     const event = { applicationName: this.#o.applicationName, error, phase, pid };
     if (poolChannels.error.hasSubscribers) poolChannels.error.publish(event);
-    this.#events.emit('error', event);
+    this.events.emit('error', event);
   }
 
   // --- leaks ---------------------------------------------------------------------------------
@@ -566,12 +558,12 @@ class BoundedPool implements SluicePool {
         query: co.query?.slice(0, 500),
       };
       if (poolChannels.leak.hasSubscribers) poolChannels.leak.publish(event);
-      this.#events.emit('leak', event);
+      this.events.emit('leak', event);
     }
   }
 
   #warn(warning: PoolWarning): void {
-    if (this.#events.has('warning')) this.#events.emit('warning', warning);
+    if (this.events.has('warning')) this.events.emit('warning', warning);
     else process.emitWarning(warning.message, { code: `SLUICE_${warning.code}` });
   }
 }

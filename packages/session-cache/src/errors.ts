@@ -1,3 +1,5 @@
+import { codedErrorGuard } from '@sluice/kit';
+
 /**
  * Stable error codes of `@sluice/session-cache`.
  *
@@ -92,9 +94,4 @@ export class ConfigurationError extends SessionCacheError {
  * @example
  * if (isSessionCacheError(e, 'E_VALIDATOR_TIMEOUT')) log.warn('validation timed out');
  */
-export function isSessionCacheError<C extends SessionCacheErrorCode>(
-  e: unknown,
-  code?: C,
-): e is SessionCacheError & { readonly code: C } {
-  return e instanceof SessionCacheError && (code === undefined || e.code === code);
-}
+export const isSessionCacheError = codedErrorGuard(SessionCacheError);

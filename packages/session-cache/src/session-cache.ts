@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Credential } from '@sluice/django';
-import { checkInteger, TypedEvents, warnListenerError } from '@sluice/kit';
+import { checkInteger, Evented, warnListenerError } from '@sluice/kit';
 import { LRUCache } from 'lru-cache';
 import { type ResolvedOptions, resolveOptions, type SessionCacheOptions } from './cache-options.js';
 import { credentialKey, keyId } from './credential-key.js';
@@ -50,7 +50,7 @@ export function createSessionCache(options: SessionCacheOptions = {}): SessionCa
   return new TieredSessionCache(options);
 }
 
-class TieredSessionCache implements SessionCache {
+class TieredSessionCache extends Evented<SessionCacheEvents> implements SessionCache {
   readonly validator: Validator;
   readonly #o: ResolvedOptions;
   readonly #l1: L1Tier | undefined;
@@ -66,10 +66,6 @@ class TieredSessionCache implements SessionCache {
   readonly #pending = new Set<string>();
   /** Aborts every validation in flight when the cache closes. */
   readonly #closer = new AbortController();
-  /** A throwing listener is reported as an `error` event; a throwing `error` listener as a process warning. */
-  readonly #events = new TypedEvents<SessionCacheEvents>((error, event) =>
-    event === 'error' ? warnListenerError(error, event) : this.#reportError(error),
-  );
   readonly #counters = {
     l1Hits: 0,
     l2Hits: 0,
@@ -90,6 +86,7 @@ class TieredSessionCache implements SessionCache {
   #closing: Promise<void> | undefined;
 
   constructor(options: SessionCacheOptions) {
+    super();
     const o = resolveOptions(options);
     this.#o = o;
     this.validator = o.validator;
@@ -99,7 +96,7 @@ class TieredSessionCache implements SessionCache {
         ...o.l1,
         negativeTtlMs: o.negativeTtlMs,
         now: o.now,
-        onEvict: (key) => this.#events.emit('evict', { keyId: keyId(key) }),
+        onEvict: (key) => this.events.emit('evict', { keyId: keyId(key) }),
       });
     }
     this.#channel = `${o.l2?.prefix ?? ''}invalidate`;
@@ -115,18 +112,18 @@ class TieredSessionCache implements SessionCache {
       onError: (error) => {
         this.#counters.l2Errors += 1;
         if (error.code === 'E_L2_TIMEOUT') this.#counters.l2Timeouts += 1;
-        this.#events.emit('l2:error', { error });
+        this.events.emit('l2:error', { error });
       },
     });
     this.#l2 = l2;
     l2.health.on('down', ({ error }) => {
       const l2Error = toL2Error(error);
-      this.#events.emit('l2:down', { error: l2Error });
+      this.events.emit('l2:down', { error: l2Error });
       if (channels.l2.hasSubscribers) channels.l2.publish({ state: 'down', error: l2Error });
     });
     l2.health.on('up', ({ downForMs }) => {
       if (downForMs !== undefined) {
-        this.#events.emit('l2:up', { downForMs });
+        this.events.emit('l2:up', { downForMs });
         if (channels.l2.hasSubscribers) channels.l2.publish({ state: 'up', downForMs });
       }
       void this.#replay();
@@ -142,7 +139,7 @@ class TieredSessionCache implements SessionCache {
         onMessage: (body) => this.#onRemote(body),
         onResubscribed: () => {
           this.#l1?.clear();
-          this.#events.emit('bus:resubscribed', {});
+          this.events.emit('bus:resubscribed', {});
         },
         onError: (error) => this.#reportError(error),
       });
@@ -225,7 +222,7 @@ class TieredSessionCache implements SessionCache {
     this.#counters.userInvalidations += 1;
     const inL2 = await this.#propagateOrQueue(except === undefined ? `u:${userId}` : `u:${userId}:${except}`);
     const evicted = new Set([...local, ...(inL2 ?? [])]).size;
-    this.#events.emit('invalidate:user', { userId, evicted, origin: 'local' });
+    this.events.emit('invalidate:user', { userId, evicted, origin: 'local' });
     return { userId, evicted, propagated: this.#l2 !== undefined && inL2 !== undefined };
   }
 
@@ -248,20 +245,15 @@ class TieredSessionCache implements SessionCache {
     };
   }
 
-  on<K extends keyof SessionCacheEvents>(
-    event: K,
-    listener: (payload: SessionCacheEvents[K]) => void,
-  ): () => void {
-    return this.#events.on(event, listener);
+  /** A throwing listener is reported as an `error` event; a throwing `error` listener as a process warning. */
+  protected override listenerError(error: unknown, event: PropertyKey): void {
+    if (event === 'error') warnListenerError(error, event);
+    else this.#reportError(error);
   }
 
   close(): Promise<void> {
     this.#closing ??= this.#close();
     return this.#closing;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 
   async #close(): Promise<void> {
@@ -274,7 +266,7 @@ class TieredSessionCache implements SessionCache {
     this.#l1?.clear();
     this.#pending.clear();
     for (const r of results) if (r.status === 'rejected') this.#reportError(r.reason);
-    this.#events.clear();
+    this.events.clear();
   }
 
   // --- lookups ---------------------------------------------------------------------------------
@@ -390,7 +382,7 @@ class TieredSessionCache implements SessionCache {
     this.#latency.count += 1;
     this.#latency.sum += durationMs;
     this.#latency.max = Math.max(this.#latency.max, durationMs);
-    const wantEvent = this.#events.has('validate');
+    const wantEvent = this.events.has('validate');
     if (!wantEvent && !channels.validate.hasSubscribers) return;
     const payload: SessionCacheEvents['validate'] = {
       keyId: keyId(key),
@@ -400,7 +392,7 @@ class TieredSessionCache implements SessionCache {
       ...(entry && !entry.valid ? { reason: entry.reason } : {}),
       ...(error === undefined ? {} : { error }),
     };
-    if (wantEvent) this.#events.emit('validate', payload);
+    if (wantEvent) this.events.emit('validate', payload);
     if (channels.validate.hasSubscribers) channels.validate.publish(payload);
   }
 
@@ -474,7 +466,7 @@ class TieredSessionCache implements SessionCache {
     if (user) {
       const userId = Number(user[1]);
       keys = this.#dropUser(userId, user[2]);
-      this.#events.emit('invalidate:user', { userId, evicted: keys.length, origin: 'remote' });
+      this.events.emit('invalidate:user', { userId, evicted: keys.length, origin: 'remote' });
       for (const [key, writer] of this.#recentWrites.entries())
         if (writer === userId && key !== user[2]) keys.push(key);
     } else {
@@ -489,12 +481,12 @@ class TieredSessionCache implements SessionCache {
 
   #emitInvalidate(key: string, origin: 'local' | 'remote'): void {
     const payload = { keyId: keyId(key), origin };
-    this.#events.emit('invalidate', payload);
+    this.events.emit('invalidate', payload);
     if (channels.invalidate.hasSubscribers) channels.invalidate.publish(payload);
   }
 
   #reportError(error: unknown): void {
-    this.#events.emit('error', { error });
+    this.events.emit('error', { error });
   }
 }
 

@@ -3,6 +3,7 @@
 // the last breaker and database state changes. Fed by the pipeline's seats (a request's way
 // through admission) and by the gateway's events (finished requests, state changes).
 import type { TypedEvents } from '@sluice/kit';
+import type { RequestClass } from '../cvat-profile.js';
 import type { GatewayEvents } from '../parts.js';
 import type { AccessLogEntry } from '../pipeline.js';
 import { SHED_REASONS, type ShedReason, shedReason } from './shed-reason.js';
@@ -70,6 +71,10 @@ export function createActivity({ events, gauges, now }: ActivityOptions) {
   const clients = topTable(CAPACITY, WINDOW_MS, now);
   const ring = timeline(BUCKET_MS, BUCKETS, now);
   const changes: StateChange[] = [];
+  const byClassNow: Record<RequestClass, { inFlight: number; queued: number }> = {
+    interactive: { inFlight: 0, queued: 0 },
+    bulk: { inFlight: 0, queued: 0 },
+  };
   const shed = Object.fromEntries(SHED_REASONS.map((r) => [r, 0])) as Record<ShedReason, number>;
   const change = (what: StateChange['what'], from: string, to: string): void => {
     changes.push({ at: now(), what, from, to });
@@ -100,32 +105,47 @@ export function createActivity({ events, gauges, now }: ActivityOptions) {
   timer.unref();
 
   return {
-    /** A request enters admission (it counts as queued) for `userId` (if validated) from `client`. */
-    seat(userId: number | undefined, username: string | undefined, client: string) {
+    /**
+     * A request of class `requestClass` enters admission (it counts as queued) for `userId` (if
+     * validated) from `client`.
+     */
+    seat(
+      requestClass: RequestClass,
+      userId: number | undefined,
+      username: string | undefined,
+      client: string,
+    ) {
+      const counts = byClassNow[requestClass];
       const c = clients.entry(client);
       const u = userId === undefined ? undefined : users.entry(String(userId));
       if (u) u.name = username;
       const move = (queued: number, inFlight: number): void => {
+        counts.queued += queued;
+        counts.inFlight += inFlight;
         clients.move(c, queued, inFlight);
         if (u) users.move(u, queued, inFlight);
       };
       move(1, 0);
       let state: 'queued' | 'admitted' | 'gone' = 'queued';
       return {
-        /** The request got its slot. */
-        admitted() {
-          if (state !== 'queued') return;
+        /** The request got its slot; false when it had already left the queue. */
+        admitted(): boolean {
+          if (state !== 'queued') return false;
           state = 'admitted';
           move(-1, 1);
+          return true;
         },
-        /** The request gave its slot back, or left the queue (idempotent). */
-        left() {
-          if (state === 'gone') return;
-          move(state === 'queued' ? -1 : 0, state === 'admitted' ? -1 : 0);
+        /** The request gave its slot back, or left the queue (idempotent); true when it held a slot. */
+        left(): boolean {
+          const held = state === 'admitted';
+          if (state !== 'gone') move(state === 'queued' ? -1 : 0, held ? -1 : 0);
           state = 'gone';
+          return held;
         },
       };
     },
+    /** Requests in flight and queued now, by class. */
+    byClassNow: () => structuredClone(byClassNow),
     status(): ActivityStatus {
       ring.sample(gauges());
       return {
