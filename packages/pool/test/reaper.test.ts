@@ -203,6 +203,10 @@ describe('reapIdleConnections', () => {
     const first = await reapIdleConnections({ pool, applicationName: pattern, idleForMs: 200, maxPerRun: 3 });
     expect(first.reaped).toHaveLength(3);
     expect(first.deferred).toBe(1);
+    // A terminated backend stays in pg_stat_activity until it has exited: let them go first.
+    await waitFor(async () => (await alive(first.reaped.map((b) => b.pid))).length === 0, {
+      what: 'the reaped backends to exit',
+    });
     // The same as a prefix pattern (how CVAT's workers are named: 'cvat:worker:<queues>').
     const second = await reapIdleConnections({
       pool,
