@@ -1,10 +1,7 @@
 import { codedErrorGuard } from '@sluice/kit';
 
 /** Stable codes of {@link SessionDataError}. */
-export type SessionDataErrorCode =
-  | 'E_SESSION_MALFORMED'
-  | 'E_SESSION_BAD_SIGNATURE'
-  | 'E_SESSION_LEGACY_DISABLED';
+export type SessionDataErrorCode = keyof typeof MESSAGES;
 
 /**
  * Why a value was refused, finer than {@link SessionDataErrorCode} (for logs and metrics; the set
@@ -34,11 +31,11 @@ export type SessionDataErrorReason =
   /** A valid pre-3.1 (or sha1-signed) value while `allowLegacy` is off. */
   | 'legacy';
 
-const MESSAGES: Record<SessionDataErrorCode, string> = {
+const MESSAGES = {
   E_SESSION_MALFORMED: 'session data is malformed',
   E_SESSION_BAD_SIGNATURE: 'session data signature does not match',
   E_SESSION_LEGACY_DISABLED: 'session data is in the legacy (pre-Django 3.1) format and allowLegacy is off',
-};
+} as const;
 
 /**
  * Session data (or another Django-signed value) could not be decoded or verified.

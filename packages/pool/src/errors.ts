@@ -1,17 +1,7 @@
 import { codedErrorGuard } from '@sluice/kit';
 
-/** Stable codes of every error `@sluice/pool` throws on purpose. */
-export type PoolErrorCode =
-  | 'E_POOL_EXHAUSTED'
-  | 'E_POOL_TIMEOUT'
-  | 'E_POOL_CLOSED'
-  | 'E_POOL_ABORTED'
-  | 'E_POOL_CONNECT'
-  | 'E_POOL_MISFIT'
-  | 'E_REAP_PRIVILEGE';
-
-/** HTTP status that fits each code. */
-const poolErrorStatus: Readonly<Record<PoolErrorCode, number>> = {
+/** The code of every error `@sluice/pool` throws on purpose, with the HTTP status that fits it. */
+const poolErrorStatus = {
   E_POOL_EXHAUSTED: 503,
   E_POOL_TIMEOUT: 503,
   E_POOL_CLOSED: 503,
@@ -19,7 +9,10 @@ const poolErrorStatus: Readonly<Record<PoolErrorCode, number>> = {
   E_POOL_CONNECT: 503,
   E_POOL_MISFIT: 500,
   E_REAP_PRIVILEGE: 500,
-};
+} as const;
+
+/** Stable codes of every error `@sluice/pool` throws on purpose. */
+export type PoolErrorCode = keyof typeof poolErrorStatus;
 
 /**
  * The error `@sluice/pool` throws: a stable `code`, the HTTP `status` that fits it, and the

@@ -1,30 +1,23 @@
 import { codedErrorGuard } from '@sluice/kit';
 
 /**
- * Stable error codes of `@sluice/session-cache`.
- *
- * | code | status | meaning |
- * | --- | --- | --- |
- * | `E_UNAUTHENTICATED` | 401 | the middleware's 401 body: no credential, a malformed one, or one the validator refused |
- * | `E_VALIDATOR_UNAVAILABLE` | 503 | the validator failed (database or introspection endpoint down) |
- * | `E_VALIDATOR_TIMEOUT` | 503 | the validator did not answer within `validatorTimeoutMs` |
- * | `E_VALIDATOR_BUSY` | 503 | more than `maxPendingValidations` distinct credentials are being validated |
- * | `E_CLOSED` | 503 | the cache was closed |
- * | `E_L2_ERROR` | - | a Redis command failed |
- * | `E_L2_TIMEOUT` | - | a Redis command took longer than `l2.timeoutMs` |
- * | `E_L2_UNAVAILABLE` | - | Redis is not connected or L2 is down |
- * | `E_CONFIGURATION` | - | the cache cannot be built from the options and the environment |
+ * Every code of `@sluice/session-cache` with the HTTP status a server answers it with (none for
+ * those that only reach events or construction).
  */
-export type SessionCacheErrorCode =
-  | 'E_UNAUTHENTICATED'
-  | 'E_VALIDATOR_UNAVAILABLE'
-  | 'E_VALIDATOR_TIMEOUT'
-  | 'E_VALIDATOR_BUSY'
-  | 'E_CLOSED'
-  | 'E_L2_ERROR'
-  | 'E_L2_TIMEOUT'
-  | 'E_L2_UNAVAILABLE'
-  | 'E_CONFIGURATION';
+const sessionCacheErrorStatus = {
+  E_UNAUTHENTICATED: 401, // the middleware's 401 body: no credential, a malformed one, or one the validator refused
+  E_VALIDATOR_UNAVAILABLE: 503, // the validator failed (database or introspection endpoint down)
+  E_VALIDATOR_TIMEOUT: 503, // the validator did not answer within `validatorTimeoutMs`
+  E_VALIDATOR_BUSY: 503, // more than `maxPendingValidations` distinct credentials are being validated
+  E_CLOSED: 503, // the cache was closed
+  E_L2_ERROR: undefined, // a Redis command failed
+  E_L2_TIMEOUT: undefined, // a Redis command took longer than `l2.timeoutMs`
+  E_L2_UNAVAILABLE: undefined, // Redis is not connected or L2 is down
+  E_CONFIGURATION: undefined, // the cache cannot be built from the options and the environment
+} as const satisfies Record<string, number | undefined>;
+
+/** Stable error codes of `@sluice/session-cache` (each one's meaning: above). */
+export type SessionCacheErrorCode = keyof typeof sessionCacheErrorStatus;
 
 /** Base class of every error this package throws (option validation aside, which throws TypeError/RangeError). */
 export class SessionCacheError extends Error {
@@ -34,14 +27,10 @@ export class SessionCacheError extends Error {
   /** HTTP status a server should answer with, when one applies. */
   readonly status: number | undefined;
 
-  constructor(
-    code: SessionCacheErrorCode,
-    message: string,
-    options: { status?: number | undefined; cause?: unknown } = {},
-  ) {
+  constructor(code: SessionCacheErrorCode, message: string, options: { cause?: unknown } = {}) {
     super(message, options);
     this.code = code;
-    this.status = options.status;
+    this.status = sessionCacheErrorStatus[code];
   }
 }
 
@@ -53,7 +42,7 @@ export class ValidatorError extends SessionCacheError {
     message: string,
     options: { cause?: unknown } = {},
   ) {
-    super(code, message, { status: 503, ...options });
+    super(code, message, options);
   }
 }
 
@@ -75,7 +64,7 @@ export class L2Error extends SessionCacheError {
 export class SessionCacheClosedError extends SessionCacheError {
   override readonly name = 'SessionCacheClosedError';
   constructor() {
-    super('E_CLOSED', 'the session cache is closed', { status: 503 });
+    super('E_CLOSED', 'the session cache is closed');
   }
 }
 
