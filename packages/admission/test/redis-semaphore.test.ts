@@ -128,7 +128,8 @@ describe('RedisSemaphore against a real Redis', () => {
     const held = await Promise.all(Array.from({ length: 8 }, () => b.acquire({ key: 'ui' })));
     const exports = Array.from({ length: 5 }, () => settle(b.acquire({ key: 'script', priority: 'bulk' })));
     const polls = Array.from({ length: 5 }, () => settle(b.acquire({ key: 'ui' })));
-    await flush();
+    // Queued once Redis has said "full" to their first try (a loaded machine takes a while).
+    await waitFor(() => b.queued === 10);
     for (const p of held.splice(0, 4)) p.release();
     // one pump batch holds every waiter: only the share goes ahead of interactive
     await waitFor(() => [...exports, ...polls].filter((w) => w.state === 'resolved').length === 4);
@@ -147,7 +148,7 @@ describe('RedisSemaphore against a real Redis', () => {
     const dHeld = await Promise.all(Array.from({ length: 6 }, () => d.acquire({ key: 'ui' })));
     const dExport = settle(d.acquire({ key: 'script', priority: 'bulk' }));
     const dPoll = settle(d.acquire({ key: 'ui' }));
-    await flush();
+    await waitFor(() => d.queued === 2);
     dHeld[0]?.release();
     await waitFor(() => dPoll.state === 'resolved');
     expect(dExport.state).toBe('pending');
