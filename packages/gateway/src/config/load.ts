@@ -26,12 +26,9 @@ const shown = (key: SettingKey, raw: string): string =>
 const byFlag = new Map(SETTING_KEYS.map((k) => [flagOf(k).slice(2), k]));
 
 /** One bad field: {@link ConfigIssue} in argument order. */
-const issue = (field: string, source: string, value: string, reason: string): ConfigIssue => ({
-  field,
-  source,
-  value,
-  reason,
-});
+function issue(field: string, source: string, value: string, reason: string): ConfigIssue {
+  return { field, source, value, reason };
+}
 
 /** The closest known flag to a misspelt one, if it is close enough to be what was meant. */
 function didYouMean(name: string): string | undefined {
