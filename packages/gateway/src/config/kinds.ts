@@ -187,12 +187,9 @@ export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
 /** A URL with one of `protocols`; with `originOnly`, no path, query or credentials (normalised to the origin). */
 export function url(protocols: readonly string[], originOnly: boolean): Kind<string> {
   return text('<url>', (raw) => {
-    let u: URL;
-    try {
-      u = new URL(raw);
-    } catch {
+    if (!URL.canParse(raw))
       return `is not a URL (expected ${protocols.map((p) => `${p}//...`).join(' or ')})`;
-    }
+    const u = new URL(raw);
     if (!protocols.includes(u.protocol))
       return `protocol ${u.protocol} is not one of ${protocols.join(', ')}`;
     if (originOnly && (u.pathname !== '/' || u.search || u.hash)) return 'must be an origin, without a path';

@@ -268,13 +268,10 @@ function crossCheck(c: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: Set
 
 /** A URL without its password (`redacted` in its place). */
 export function redactUrl(value: string): string {
-  try {
-    const u = new URL(value);
-    if (u.password) u.password = 'redacted';
-    return u.toString();
-  } catch {
-    return '<redacted>';
-  }
+  if (!URL.canParse(value)) return '<redacted>';
+  const u = new URL(value);
+  if (u.password) u.password = 'redacted';
+  return u.toString();
 }
 
 /** The configuration with secrets replaced by `'<redacted>'` and URLs stripped of passwords. */
