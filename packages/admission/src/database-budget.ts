@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, checkObject, optional, show, TypedEvents } from '@sluice/kit';
+import { checkInteger, checkNumber, checkObject, optional, settableValue, show } from '@sluice/kit';
 import type { LimitSource } from './limit-source.js';
 
 /** What a connection sample must carry (a `@sluice/pool` `ConnectionSample` fits). */
@@ -86,12 +86,11 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
   const smoothing = optional(options.smoothing, 0.3, (v) => checkNumber('smoothing', v, 0, 1, true));
   const clamp = (n: number): number => Math.min(ceiling, Math.max(floor, n));
 
-  const events = new TypedEvents<{ change: number }>();
   let raw: number | undefined;
   let heldByOthers: number | undefined;
   let sampled = false;
   let smoothed = optional(options.initial, floor, (v) => clamp(checkInteger('initial', v, 0)));
-  let current = Math.round(smoothed);
+  const limit = settableValue(Math.round(smoothed));
 
   const onSample = (s: ConnectionSampleLike): void => {
     let ours = 0;
@@ -102,10 +101,7 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     // The first sample replaces the initial guess; after it, growth is smoothed.
     smoothed = !sampled || target <= smoothed ? target : smoothed + smoothing * (target - smoothed);
     sampled = true;
-    const next = Math.round(smoothed);
-    if (next === current) return;
-    current = next;
-    events.emit('change', next);
+    limit.set(Math.round(smoothed));
   };
   // Without an `initial`, the monitor's last sample is the first (nobody listens yet).
   if (options.initial === undefined && monitor.lastSample) onSample(monitor.lastSample);
@@ -113,7 +109,7 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
 
   return {
     get current() {
-      return current;
+      return limit.current;
     },
     get raw() {
       return raw;
@@ -121,11 +117,11 @@ export function databaseBudget(options: DatabaseBudgetOptions): DatabaseBudget {
     get heldByOthers() {
       return heldByOthers;
     },
-    onChange: (listener) => events.on('change', listener),
+    onChange: limit.onChange,
     close() {
       unsubscribe?.();
       unsubscribe = undefined;
-      events.clear();
+      limit.clear();
     },
     async [Symbol.asyncDispose]() {
       this.close();

@@ -1,4 +1,4 @@
-import { checkFunction, checkInteger, checkNumber, checkObject, optional, TypedEvents } from '@sluice/kit';
+import { checkFunction, checkInteger, checkNumber, checkObject, optional, settableValue } from '@sluice/kit';
 import { type GateDemand, isLimitSource, type LatencySample, type LimitSource } from './limit-source.js';
 
 /** One measurement of the database's load, pushed by the caller (e.g. every second). */
@@ -101,8 +101,7 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
   let limit = optional(options.initial, floor, (v) => checkInteger('initial', v, 0));
   const clamp = (n: number): number => Math.max(Math.min(floor, ceiling), Math.min(ceiling, n));
   limit = clamp(limit);
-  const events = new TypedEvents<{ change: number }>();
-  let current = Math.round(limit);
+  const published = settableValue(Math.round(limit));
   let reason: LoadLimitReason = 'start';
   let busyAvg: number | undefined;
   let inFlightAvg: number | undefined;
@@ -113,10 +112,7 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
 
   const publish = (): void => {
     limit = clamp(limit);
-    const next = Math.round(limit);
-    if (next === current) return;
-    current = next;
-    events.emit('change', next);
+    published.set(Math.round(limit));
   };
   let unsubscribe = ceilingSource?.onChange((value) => {
     ceiling = value;
@@ -145,7 +141,7 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
 
   return {
     get current() {
-      return current;
+      return published.current;
     },
     get ceiling() {
       return ceiling;
@@ -153,7 +149,7 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
     get reason() {
       return reason;
     },
-    onChange: (listener) => events.on('change', listener),
+    onChange: published.onChange,
     attach(gauges) {
       demand ??= gauges;
     },
@@ -211,7 +207,7 @@ export function loadLimit(options: LoadLimitOptions): LoadLimit {
     close() {
       unsubscribe?.();
       unsubscribe = undefined;
-      events.clear();
+      published.clear();
     },
     async [Symbol.asyncDispose]() {
       this.close();

@@ -251,9 +251,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     logger[lifecycle]({ inFlight: inFlightAtStart, queued: parts.gate.queued, graceMs }, 'draining');
     logger.flush();
     events.emit('draining', { inFlight: inFlightAtStart, graceMs });
-    const serverClosed = server
-      ? new Promise<void>((resolve) => server?.close(() => resolve()))
-      : Promise.resolve();
+    const serverClosed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     server?.closeIdleConnections();
     // Queued requests are answered 503 (E_CLOSED) at once; admitted ones keep their slot.
     const admissionClosed = pipeline.close().then(() => parts.gate.close());

@@ -55,12 +55,10 @@ const PREFIX_FIRST_CHARS = new Set(IDENTITY_HEADER_PREFIXES.map((p) => p.charCod
 
 /** True when a request header names an identity the client could forge. */
 export function isIdentityHeader(name: string): boolean {
-  let normalized = name.toLowerCase();
-  if (normalized.includes('_')) normalized = normalized.replaceAll('_', '-');
+  const normalized = name.toLowerCase().replaceAll('_', '-');
   if (IDENTITY.has(normalized)) return true;
   if (!PREFIX_FIRST_CHARS.has(normalized.charCodeAt(0))) return false;
-  for (const prefix of IDENTITY_HEADER_PREFIXES) if (normalized.startsWith(prefix)) return true;
-  return false;
+  return IDENTITY_HEADER_PREFIXES.some((prefix) => normalized.startsWith(prefix));
 }
 
 /** The header names listed in `Connection` (they are hop-by-hop for this message). */

@@ -6,27 +6,10 @@
 // (leaks, at their worst of the last second, and room for a burst of them), or behind PgBouncer
 // the configured budget; the load is the upstream's busy backends in `pg_stat_activity`, or
 // PgBouncer's `SHOW POOLS`.
-import { type LimitSource, loadLimit } from '@sluice/admission';
-import { TypedEvents } from '@sluice/kit';
+import { loadLimit } from '@sluice/admission';
+import { settableValue } from '@sluice/kit';
 import { activityOf, type ConnectionSample, type PgBouncerSample } from '@sluice/pool';
 import type { GatewayConfig } from './config/settings.js';
-
-/** A {@link LimitSource} holding one number, changed with `set()` (the ceiling). */
-export function settableLimit(initial: number) {
-  const events = new TypedEvents<{ change: number }>();
-  let current = initial;
-  return {
-    get current() {
-      return current;
-    },
-    onChange: (listener: (limit: number) => void) => events.on('change', listener),
-    set(value: number): void {
-      if (value === current) return;
-      current = value;
-      events.emit('change', value);
-    },
-  };
-}
 
 /**
  * From one `pg_stat_activity` sample: the `room` PostgreSQL has for the upstream (its connections,
@@ -68,7 +51,7 @@ export function admissionLimit(
   gatewayApplication: string,
 ) {
   const cap = config.dbBudget ?? config.upstreamConnections;
-  const ceiling = settableLimit(config.dbBudget ?? DEFAULT_LIMIT);
+  const ceiling = settableValue(config.dbBudget ?? DEFAULT_LIMIT);
   const load =
     withDatabase && config.loadControl
       ? // A full capacity is the goal (as PgBouncer alone keeps its pool): the ceiling bounds it,

@@ -177,10 +177,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
   };
   /** With a database: sessions and DRF tokens from Django's tables, Bearer and Basic through the upstream. */
   const databaseValidator = (database: SluicePool): Validator => {
-    const tables = djangoDatabaseValidator({
-      pool: database,
-      ...(config.secretKey === undefined ? {} : { secretKey: config.secretKey }),
-    });
+    const tables = djangoDatabaseValidator({ pool: database, secretKey: config.secretKey });
     const remote = introspection();
     return compositeValidator({ session: tables, token: tables, bearer: remote, basic: remote });
   };
@@ -208,7 +205,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
     now: o.now,
     env: {},
     negative: { max: Math.max(100, Math.min(10_000, Math.ceil(config.cacheMax / 10))), ttlMs: 5_000 },
-    ...(pepper === undefined ? {} : { pepper }),
+    pepper,
   });
   cache.on('l2:down', ({ error }) =>
     logger.warn({ err: error }, 'session cache L2 (Redis) down: L1 and validator only'),

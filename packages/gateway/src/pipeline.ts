@@ -129,8 +129,7 @@ export function createPipeline(o: PipelineOptions) {
   const { cache, databaseHealth } = parts;
   const publicPaths = pathMatcher(config.publicPaths, 'publicPaths');
   const protectedPaths = pathMatcher(config.protectedPaths, 'protectedPaths');
-  const trust = config.trustProxy;
-  const trusted = proxyAddresses(trust);
+  const trusted = proxyAddresses(config.trustProxy);
   const credentialOptions = { cookieName: config.sessionCookieName, maxHeaderBytes: 32 * 1024 };
   /** `Retry-After` of `E_DATABASE_UNAVAILABLE`: about one probe interval, at least 1 s. */
   const databaseRetryAfterSeconds = Math.max(1, Math.ceil(config.databaseProbeIntervalMs / 1000));
@@ -328,7 +327,7 @@ export function createPipeline(o: PipelineOptions) {
 
   function pipeline(req: IncomingMessage, res: ServerResponse, next: Next): void {
     const ctx = requestContext(req);
-    const view = inspectRequest(req, trust, trusted);
+    const view = inspectRequest(req, config.trustProxy, trusted);
     if ('refused' in view) {
       // Answered at the edge, with no slot involved, and the connection closed.
       ctx.client = ctx.client || (req.socket?.remoteAddress ?? '');

@@ -44,13 +44,9 @@ export function parseRedisUrl(raw: string): { value: RedisTarget } | { reason: s
   const nodes: { host: string; port: number }[] = [];
   for (const entry of hosts.split(',')) {
     if (entry === '') return { reason: 'has an empty host in its comma-separated host list' };
-    let url: URL;
-    try {
-      url = new URL(`redis://${entry}`);
-    } catch {
-      return { reason: `host ${JSON.stringify(entry)} is not host:port` };
-    }
-    if (url.hostname === '') return { reason: `host ${JSON.stringify(entry)} is not host:port` };
+    const address = `redis://${entry}`;
+    const url = URL.canParse(address) ? new URL(address) : undefined;
+    if (!url?.hostname) return { reason: `host ${JSON.stringify(entry)} is not host:port` };
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     nodes.push({ host, port: url.port === '' ? 6379 : Number(url.port) });
   }

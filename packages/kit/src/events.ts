@@ -69,6 +69,24 @@ export class TypedEvents<M extends object> {
   }
 }
 
+/** A value that tells its `onChange` listeners when `set()` changes it (a limit source); `clear()` drops them. */
+export function settableValue<T>(initial: T) {
+  const events = new TypedEvents<{ change: T }>();
+  let current = initial;
+  return {
+    get current() {
+      return current;
+    },
+    onChange: (listener: Listener<T>) => events.on('change', listener),
+    set(value: T): void {
+      if (value === current) return;
+      current = value;
+      events.emit('change', value);
+    },
+    clear: () => events.clear(),
+  };
+}
+
 /**
  * Base of a long-lived object with typed events and a `close()`: `on()` for its users, the
  * protected `events` to emit on, and `Symbol.asyncDispose` for `await using`. A listener that

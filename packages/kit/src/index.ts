@@ -4,6 +4,7 @@ export {
   Evented,
   type Listener,
   type ListenerErrorHandler,
+  settableValue,
   TypedEvents,
   warnListenerError,
 } from './events.js';

@@ -70,11 +70,7 @@ export interface ReapedBackend {
 }
 
 /** A matching connection the reaper's role may not inspect or terminate. */
-export interface DeniedBackend {
-  readonly pid: number;
-  readonly applicationName: string;
-  readonly database: string;
-  readonly user: string;
+export interface DeniedBackend extends Pick<ReapedBackend, 'pid' | 'applicationName' | 'database' | 'user'> {
   /** `not-visible`: its state is hidden (needs `pg_read_all_stats`); `not-permitted`: may not signal it. */
   readonly reason: 'not-visible' | 'not-permitted';
 }

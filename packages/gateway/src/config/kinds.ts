@@ -46,17 +46,22 @@ function kind<T>(
   };
 }
 
+/** Checks a number `valid` accepts (else it "must be `what`") in `[min, max]`, shown by `show`. */
+const ranged =
+  (what: string, min: number, max: number, show: (n: number) => string = String, valid = Number.isInteger) =>
+  (v: unknown): Parsed<number> =>
+    typeof v !== 'number' || !valid(v)
+      ? refuse(`must be ${what}`)
+      : v < min || v > max
+        ? refuse(`must be between ${show(min)} and ${show(max)}`)
+        : ok(v);
+
 /** An integer in `[min, max]`. */
 export function int(min: number, max: number): Kind<number> {
   return kind(
     '<int>',
     (raw) => (/^-?\d+$/.test(raw.trim()) ? ok(Number(raw)) : refuse('must be an integer')),
-    (v) =>
-      typeof v !== 'number' || !Number.isInteger(v)
-        ? refuse('must be an integer')
-        : v < min || v > max
-          ? refuse(`must be between ${min} and ${max}`)
-          : ok(v),
+    ranged('an integer', min, max),
   );
 }
 
@@ -82,12 +87,7 @@ export function duration(minMs: number, maxMs: number): Kind<number> {
       const ms = parseDuration(raw);
       return ms === undefined ? refuse('expected a duration like 500ms, 30s, 5m or a number of ms') : ok(ms);
     },
-    (v) =>
-      typeof v !== 'number' || !Number.isInteger(v)
-        ? refuse('must be an integer of milliseconds')
-        : v < minMs || v > maxMs
-          ? refuse(`must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)}`)
-          : ok(v),
+    ranged('an integer of milliseconds', minMs, maxMs, formatDuration),
     formatDuration,
   );
 }
@@ -104,12 +104,7 @@ export function bytes(min: number, max: number): Kind<number> {
         ? ok(Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toLowerCase()] ?? 1))
         : refuse('expected a size like 64k, 10m, 1g or a number of bytes');
     },
-    (v) =>
-      typeof v !== 'number' || !Number.isSafeInteger(v)
-        ? refuse('must be an integer number of bytes')
-        : v < min || v > max
-          ? refuse(`must be between ${showBytes(min)} and ${showBytes(max)}`)
-          : ok(v),
+    ranged('an integer number of bytes', min, max, showBytes, Number.isSafeInteger),
     showBytes,
   );
 }
@@ -192,12 +187,9 @@ export function list<T>(label: string, item: Kind<T>): Kind<readonly T[]> {
 /** A URL with one of `protocols`; with `originOnly`, no path, query or credentials (normalised to the origin). */
 export function url(protocols: readonly string[], originOnly: boolean): Kind<string> {
   return text('<url>', (raw) => {
-    let u: URL;
-    try {
-      u = new URL(raw);
-    } catch {
+    if (!URL.canParse(raw))
       return `is not a URL (expected ${protocols.map((p) => `${p}//...`).join(' or ')})`;
-    }
+    const u = new URL(raw);
     if (!protocols.includes(u.protocol))
       return `protocol ${u.protocol} is not one of ${protocols.join(', ')}`;
     if (originOnly && (u.pathname !== '/' || u.search || u.hash)) return 'must be an origin, without a path';

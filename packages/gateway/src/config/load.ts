@@ -26,12 +26,9 @@ const shown = (key: SettingKey, raw: string): string =>
 const byFlag = new Map(SETTING_KEYS.map((k) => [flagOf(k).slice(2), k]));
 
 /** One bad field: {@link ConfigIssue} in argument order. */
-const issue = (field: string, source: string, value: string, reason: string): ConfigIssue => ({
-  field,
-  source,
-  value,
-  reason,
-});
+function issue(field: string, source: string, value: string, reason: string): ConfigIssue {
+  return { field, source, value, reason };
+}
 
 /** The closest known flag to a misspelt one, if it is close enough to be what was meant. */
 function didYouMean(name: string): string | undefined {
@@ -271,13 +268,10 @@ function crossCheck(c: GatewayConfig, issues: ConfigIssue[], sourceOf: (key: Set
 
 /** A URL without its password (`redacted` in its place). */
 export function redactUrl(value: string): string {
-  try {
-    const u = new URL(value);
-    if (u.password) u.password = 'redacted';
-    return u.toString();
-  } catch {
-    return '<redacted>';
-  }
+  if (!URL.canParse(value)) return '<redacted>';
+  const u = new URL(value);
+  if (u.password) u.password = 'redacted';
+  return u.toString();
 }
 
 /** The configuration with secrets replaced by `'<redacted>'` and URLs stripped of passwords. */

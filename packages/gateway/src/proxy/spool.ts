@@ -65,11 +65,6 @@ export class Spool {
     return this.#memoryBytes + this.#pendingBytes + (this.#writePos - this.#readPos);
   }
 
-  /** Whether a temp file was needed. */
-  get usedFile(): boolean {
-    return this.#file !== undefined || this.#opening !== undefined;
-  }
-
   /**
    * Stores `chunk`: in memory while under `memoryBytes` and nothing waits in the file, else in
    * the file.
@@ -125,7 +120,7 @@ export class Spool {
 
   /** The whole content as one buffer, once ended (for small bodies held in memory). */
   inMemory(): Buffer | undefined {
-    if (!this.#ended || this.usedFile) return undefined;
+    if (!this.#ended || this.#file !== undefined || this.#opening !== undefined) return undefined;
     return this.#memory.length === 1 ? this.#memory[0] : Buffer.concat(this.#memory);
   }
 
