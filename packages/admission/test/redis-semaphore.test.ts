@@ -140,7 +140,7 @@ describe('RedisSemaphore against a real Redis', () => {
     await waitFor(() => [...exports, ...polls].every((w) => w.state === 'resolved'));
     for (const w of [...exports, ...polls]) (w.value as Permit).release();
 
-    // Another process holds bulk's share: b's free slot goes to its interactive waiter first.
+    // Another process holds bulk's share: d's free slot goes to its interactive waiter first.
     const other = uniqueName();
     const c = gate({ name: other, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });
     const d = gate({ name: other, limit: 8, bulkShare: 0.25, pollIntervalMs: 50 });

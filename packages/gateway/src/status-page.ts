@@ -61,7 +61,7 @@ path, line { fill: none; stroke-width: 1.6; } path.area { stroke-width: 1.6; }
 
 const SCRIPT = `
 const $ = (id) => document.getElementById(id);
-const REASONS = ${JSON.stringify(Object.fromEntries(SHED_REASONS.map((r) => [r, r.replace('_', ' ')])))};
+const REASONS = ${JSON.stringify(Object.fromEntries(SHED_REASONS.map((r) => [r, r.replaceAll('_', ' ')])))};
 const dash = '\\u2013';
 const fmt = (n, digits) => n === null || n === undefined ? dash : n.toLocaleString('en-US', { maximumFractionDigits: digits || 0 });
 const rate = (x) => x === null || x === undefined ? dash : fmt(x, x < 10 ? 1 : 0);

@@ -1,5 +1,14 @@
 import { performance } from 'node:perf_hooks';
-import { armWait, checkChoice, checkInteger, Evented, optional, show, withTimeout } from '@sluice/kit';
+import {
+  armWait,
+  checkChoice,
+  checkInteger,
+  Evented,
+  isTimeoutError,
+  optional,
+  show,
+  withTimeout,
+} from '@sluice/kit';
 import pg from 'pg';
 import { poolChannels } from './channels.js';
 import { isConnectionError } from './connection-errors.js';
@@ -361,7 +370,8 @@ class BoundedPool extends Evented<PoolEvents> implements SluicePool {
       a.done(this.#failure('E_POOL_CLOSED', 'the pool closed while the acquire waited'), undefined);
     }
     const ended = this.#pg.end();
-    await withTimeout(() => ended, this.#o.closeTimeoutMs).catch(() => {
+    await withTimeout(() => ended, this.#o.closeTimeoutMs).catch((e: unknown) => {
+      if (!isTimeoutError(e)) throw e;
       const error = new PoolError('E_POOL_CLOSED', 'the pool closed while this client was checked out');
       for (const co of [...this.#checkouts.values()]) co.client.release(error);
       return ended;

@@ -16,7 +16,7 @@ const sessionCacheErrorStatus = {
   E_CONFIGURATION: undefined, // the cache cannot be built from the options and the environment
 } as const satisfies Record<string, number | undefined>;
 
-/** Stable error codes of `@sluice/session-cache` (each one's meaning: above). */
+/** Stable error codes of `@sluice/session-cache`: each one's status and meaning are in the package README's Errors table. */
 export type SessionCacheErrorCode = keyof typeof sessionCacheErrorStatus;
 
 /** Base class of every error this package throws (option validation aside, which throws TypeError/RangeError). */
