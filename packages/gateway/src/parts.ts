@@ -321,7 +321,7 @@ export function buildParts(config: GatewayConfig, o: PartsOptions) {
       await withTimeout(() => monitor.sampleNow(), bounded, { message: 'first sample timed out' });
     } catch (error) {
       logger.warn(
-        { error: error instanceof Error ? error.message : String(error), limit: DEFAULT_LIMIT },
+        { err: error, limit: DEFAULT_LIMIT },
         'database not sampled yet; the limit starts at the default and follows it once it answers',
       );
     }
