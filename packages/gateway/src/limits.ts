@@ -43,7 +43,7 @@ export const DEFAULT_LIMIT = 20;
 /**
  * Waits for a PgBouncer server connection shorter than this do not bring the limit down: a few
  * clients waiting keep its pool full between transactions. At 50 ms (admission's default) bulk
- * lost a tenth of PgBouncer's throughput on a busy pool; at 150 ms it lost 3-5%, and the
+ * lost a tenth of PgBouncer's throughput on a busy pool; at 150 ms it lost 3-8%, and the
  * interactive p99 did not move (`pnpm bench incident --variants heavy`).
  */
 const PGBOUNCER_WAIT_TOLERANCE_MS = 150;

@@ -1,7 +1,8 @@
 // The admission limit fed by database samples: the ceiling counts the upstream's leaked
 // connections (and keeps room for a burst of them), goes to 0 only while the reaper can end
-// them, and load control steps once a second however often the database is sampled.
-import type { ApplicationActivity, ConnectionSample } from '@sluice/pool';
+// them, and load control steps once a second however often the database is sampled; behind
+// PgBouncer, waits shorter than 150 ms do not lower the limit.
+import type { ApplicationActivity, ConnectionSample, PgBouncerSample } from '@sluice/pool';
 import { describe, expect, it } from 'vitest';
 import { admissionLimit, postgresCeiling, postgresRoom } from '../src/limits.ts';
 
@@ -88,6 +89,33 @@ describe('admissionLimit', () => {
     expect(limit.ceiling.current).toBe(10);
     limit.onPostgresSample(sample(250, 30), 0, true);
     expect(limit.ceiling.current).toBe(10);
+    limit.close();
+  });
+
+  it('behind PgBouncer, lowers the limit for clients waiting 150 ms or more, not for shorter waits', () => {
+    const limit = admissionLimit({ ...config, dbBudget: 100, loadControl: true }, true, GATEWAY);
+    const load = limit.load;
+    if (!load) throw new Error('load control should be on');
+    load.attach?.(() => ({ queued: 50, inFlight: load.current }));
+    const bouncer = (at: number, maxWaitMs: number): PgBouncerSample => ({
+      at,
+      database: 'cvat',
+      poolMode: 'transaction',
+      pools: 1,
+      poolSize: 20,
+      clientActive: 25,
+      clientWaiting: 5,
+      serverActive: 20,
+      serverIdle: 0,
+      serverUsed: 0,
+      maxWaitMs,
+    });
+    limit.onPgBouncerSample(bouncer(0, 120)); // a short wait: held
+    expect(load.reason).toBe('steady');
+    expect(load.current).toBe(20);
+    limit.onPgBouncerSample(bouncer(1000, 150)); // a wait at the tolerance: lowered
+    expect(load.reason).toBe('waiting');
+    expect(load.current).toBeLessThan(20);
     limit.close();
   });
 
